@@ -1,0 +1,86 @@
+//! systemd integration shared by the cell's daemons.
+
+use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, EnvFilter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("connecting to the journal: {0}")]
+    Journal(#[source] std::io::Error),
+    #[error("a global tracing subscriber is already installed")]
+    SubscriberInstalled(#[source] tracing_subscriber::util::TryInitError),
+    #[error("notifying systemd through $NOTIFY_SOCKET: {0}")]
+    Notify(#[source] std::io::Error),
+}
+
+/// Where log records go: journald when systemd connected our output to the journal
+/// (it sets `$JOURNAL_STREAM`), human-readable stderr everywhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTarget {
+    Journald,
+    Stderr,
+}
+
+impl LogTarget {
+    pub fn detect() -> Self {
+        if std::env::var_os("JOURNAL_STREAM").is_some() {
+            Self::Journald
+        } else {
+            Self::Stderr
+        }
+    }
+}
+
+/// Installs the global tracing subscriber. The level comes from `$CELL_LOG`
+/// (`tracing_subscriber` filter syntax), `info` when unset or invalid.
+pub fn init_logging(syslog_identifier: &str) -> Result<LogTarget, Error> {
+    let filter = EnvFilter::try_from_env("CELL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let target = LogTarget::detect();
+    let registry = tracing_subscriber::registry().with(filter);
+    match target {
+        LogTarget::Journald => {
+            let journal = tracing_journald::layer()
+                .map_err(Error::Journal)?
+                .with_syslog_identifier(syslog_identifier.to_owned());
+            registry.with(journal).try_init()
+        }
+        LogTarget::Stderr => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
+    }
+    .map_err(Error::SubscriberInstalled)?;
+    Ok(target)
+}
+
+/// Tells the service manager that start-up is complete (`READY=1`). Outside systemd
+/// (no `$NOTIFY_SOCKET`) this does nothing.
+pub fn notify_ready() -> Result<(), Error> {
+    sd_notify::notify(false, &[sd_notify::NotifyState::Ready]).map_err(Error::Notify)
+}
+
+/// Tells the service manager that the daemon is shutting down (`STOPPING=1`).
+pub fn notify_stopping() -> Result<(), Error> {
+    sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]).map_err(Error::Notify)
+}
+
+/// Resolves when the service manager asks us to stop (SIGTERM) or on Ctrl-C, after
+/// telling systemd that shutdown has begun.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGTERM; stopping on Ctrl-C only");
+            if let Err(error) = tokio::signal::ctrl_c().await {
+                tracing::warn!(%error, "cannot watch Ctrl-C either; stopping now");
+            }
+        }
+    }
+    if let Err(error) = notify_stopping() {
+        tracing::warn!(%error, "could not tell systemd that we are stopping");
+    }
+}

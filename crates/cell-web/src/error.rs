@@ -1,0 +1,72 @@
+//! Every way a cell-web request can fail, and what the browser is shown for it.
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use celld_client::ClientError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("page not found")]
+    NotFound,
+    #[error("celld is not answering: {0}")]
+    CelldUnavailable(#[from] ClientError),
+    #[error("rendering a page: {0}")]
+    Render(#[from] askama::Error),
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorView<'a> {
+    version: &'a str,
+    heading: &'a str,
+    message: &'a str,
+}
+
+impl AppError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::CelldUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// What the person in front of the browser is told; internal details stay in the log.
+    fn explanation(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::NotFound => ("Page not found", "There is no page at this address."),
+            Self::CelldUnavailable(_) => (
+                "The cell is starting or busy",
+                "The cell's core service is not answering right now. Try again in a moment; \
+                 if this persists, the recovery menu on the cell's console shows its status.",
+            ),
+            Self::Render(_) => (
+                "Something went wrong",
+                "This page could not be shown. The cell's log has the details.",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let (heading, message) = self.explanation();
+        let view = ErrorView {
+            version: cell_model::VERSION,
+            heading,
+            message,
+        };
+        match view.render() {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(error) => {
+                tracing::error!(%error, "rendering the error page failed");
+                (status, heading).into_response()
+            }
+        }
+    }
+}
