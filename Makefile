@@ -22,13 +22,14 @@ IMAGE_INPUTS := mkosi.conf $(shell find image rootfs units -type f 2>/dev/null) 
                 $(addprefix $(STAGING)/usr/bin/,$(BINARIES))
 MKOSI        := mkosi --image-version=$(VERSION)
 
-.PHONY: help run image run-vm test test-unit test-boot lint bench deps tree clean
+.PHONY: help run image run-vm test test-unit test-boot test-vm lint bench deps tree clean
 
 help:
 	@echo "make run      build what is out of date and boot the cell under systemd-nspawn"
 	@echo "make image    build the flashable UEFI disk image"
 	@echo "make test     the whole test suite (lint, unit tests, booted-image tests)"
 	@echo "make run-vm   boot the disk image in qemu (UEFI), web UI on localhost:8080"
+	@echo "make test-vm  boot the disk image in qemu headless and check it"
 	@echo "make bench    image size, boot-to-health time, idle memory"
 	@echo "make deps     install the build and test dependencies (Debian 12, root)"
 	@echo "make clean    remove build outputs (keeps the package cache)"
@@ -71,7 +72,7 @@ run-vm: $(DISK)
 	scripts/run-vm $(DISK)
 
 # --- tests -----------------------------------------------------------------------------
-test: deps lint test-unit test-boot
+test: deps lint test-unit test-boot test-vm
 
 lint:
 	cargo fmt --all -- --check
@@ -82,6 +83,9 @@ test-unit:
 
 test-boot: $(TREE).stamp
 	tests/boot-nspawn.sh $(TREE)
+
+test-vm: $(DISK)
+	tests/boot-vm.sh $(DISK) $(VERSION)
 
 bench: $(TREE).stamp $(DISK)
 	scripts/bench $(TREE) $(DISK)
