@@ -1,61 +1,13 @@
 //! Typed settings and API types shared by celld, cell-web and cellctl. No I/O here.
+//!
+//! Every value that reaches the settings passes through a validated newtype ([`names`]),
+//! so a `Settings` value that exists is a valid one; errors name the field they concern.
 
-use serde::{Deserialize, Serialize};
+pub mod api;
+mod field_error;
+pub mod names;
+pub mod settings;
 
-/// The product version compiled into every binary. The Makefile sets `CELL_VERSION` to the
-/// same value it gives mkosi as the image version, so what a page shows is what was flashed.
-pub const VERSION: &str = match option_env!("CELL_VERSION") {
-    Some(version) => version,
-    None => env!("CARGO_PKG_VERSION"),
-};
-
-/// Answer of `GET /v1/status` on celld's local socket.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Status {
-    /// Version of the running cell software.
-    pub version: String,
-    /// The machine's hostname.
-    pub hostname: String,
-    /// Seconds since the machine booted.
-    pub uptime_seconds: u64,
-    /// Whether the first-boot setup wizard has been completed.
-    pub setup_complete: bool,
-}
-
-/// Body of every error answer of celld's local API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiError {
-    pub error: String,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_has_a_stable_wire_form() {
-        let status = Status {
-            version: "1.2.3".into(),
-            hostname: "cell".into(),
-            uptime_seconds: 42,
-            setup_complete: false,
-        };
-        let json = serde_json::to_value(&status).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({
-                "version": "1.2.3",
-                "hostname": "cell",
-                "uptime_seconds": 42,
-                "setup_complete": false,
-            })
-        );
-        assert_eq!(serde_json::from_value::<Status>(json).unwrap(), status);
-    }
-
-    #[test]
-    fn status_rejects_missing_fields() {
-        let partial = serde_json::json!({ "version": "1", "hostname": "cell" });
-        assert!(serde_json::from_value::<Status>(partial).is_err());
-    }
-}
+pub use api::{ApiError, Status, VERSION};
+pub use field_error::FieldError;
+pub use settings::Settings;
