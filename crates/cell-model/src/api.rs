@@ -1,6 +1,12 @@
-//! Types of the local and public APIs.
+//! Types of celld's local API and the public REST API.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use crate::names::{CellName, Timezone};
+use crate::settings::{DomainMode, Identity, Services};
+use crate::users::{Password, Role, Username};
 
 /// The product version compiled into every binary. The Makefile sets `CELL_VERSION` to the
 /// same value it gives mkosi as the image version, so what a page shows is what was flashed.
@@ -9,7 +15,7 @@ pub const VERSION: &str = match option_env!("CELL_VERSION") {
     None => env!("CARGO_PKG_VERSION"),
 };
 
-/// Answer of `GET /v1/status` on celld's local socket.
+/// `GET /v1/status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     /// Version of the running cell software.
@@ -20,15 +26,190 @@ pub struct Status {
     pub uptime_seconds: u64,
     /// Whether the first-boot setup wizard has been completed.
     pub setup_complete: bool,
+    /// The settings generation in force.
+    pub generation: u64,
+    /// The cell's name.
+    pub cell_name: String,
 }
 
-/// Body of every error answer of the APIs. `field` names the input that was refused, as a
-/// dotted path (`identity.cell_name`), when the error is about one.
+/// Body of every error answer. `field` names the refused input as a dotted path
+/// (`identity.cell_name`) when the error is about one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
     pub error: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+}
+
+/// The part of the settings edited as a whole through the settings page and `PUT`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditableSettings {
+    pub identity: Identity,
+    #[serde(default)]
+    pub services: Services,
+}
+
+/// `GET /v1/settings`: the editable settings and the generation they belong to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingsView {
+    pub generation: u64,
+    #[serde(flatten)]
+    pub settings: EditableSettings,
+}
+
+/// `POST /v1/setup`: everything the first-boot wizard asks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupRequest {
+    /// The one-time code shown on the cell's console.
+    pub code: String,
+    pub cell_name: CellName,
+    pub domain: DomainMode,
+    pub timezone: Timezone,
+    pub admin_username: Username,
+    pub admin_password: Password,
+    #[serde(default)]
+    pub services: Services,
+}
+
+/// Answer to a completed setup: what was stored, and what could not be applied yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupDone {
+    pub generation: u64,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// `POST /v1/auth/login` (celld) — cell-web passes the person's source address.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    /// A TOTP code or a recovery code, for accounts with a second factor.
+    #[serde(default)]
+    pub second_factor: Option<String>,
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who a request acts as, once authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    pub name: Username,
+    pub role: Role,
+}
+
+/// An account as the APIs show it: never a hash or a seed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub name: Username,
+    pub role: Role,
+    pub disabled: bool,
+    pub totp_enabled: bool,
+}
+
+/// `POST /v1/users`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub name: Username,
+    pub role: Role,
+    pub password: Password,
+}
+
+/// `PATCH /v1/users/{name}`: only the fields present change.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
+/// `PUT /v1/users/{name}/password`. Changing one's own password needs the current one;
+/// an admin resetting someone else's does not.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub password: Password,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_password: Option<Password>,
+}
+
+/// `POST /v1/users/{name}/totp`: a new, not yet active, second factor to enrol.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TotpEnrolment {
+    /// Base32 seed, for typing into an authenticator app.
+    pub secret: String,
+    /// `otpauth://` URL, for a QR code.
+    pub url: String,
+}
+
+impl std::fmt::Debug for TotpEnrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TotpEnrolment(<redacted>)")
+    }
+}
+
+/// `POST /v1/users/{name}/totp/confirm`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TotpConfirm {
+    pub code: String,
+}
+
+/// Answer to a confirmed second factor: the one-time recovery codes, shown once.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}
+
+/// One record of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Position in the log, from 1.
+    pub seq: u64,
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// Username, `root` for cellctl, `setup` for the wizard, `-` for nobody yet.
+    pub actor: String,
+    /// Source address of the request, when it came over the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// What happened, e.g. `settings.update`, `user.create`, `auth.failure`.
+    pub action: String,
+    /// What it happened to, e.g. a username.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The changes, field by field (`identity.timezone` → `UTC → Europe/Berlin`). Never
+    /// secret values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub changes: BTreeMap<String, String>,
+    /// Hash of the previous entry (hex), all zeros for the first.
+    pub prev: String,
+    /// SHA-256 of this entry without `hash` (hex).
+    pub hash: String,
+}
+
+/// Result of `GET /v1/audit/verify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditVerification {
+    pub entries: u64,
+    pub intact: bool,
+    /// The first entry that does not match the chain, when it is broken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 #[cfg(test)]
@@ -42,6 +223,8 @@ mod tests {
             hostname: "cell".into(),
             uptime_seconds: 42,
             setup_complete: false,
+            generation: 0,
+            cell_name: "cell".into(),
         };
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(
@@ -51,6 +234,8 @@ mod tests {
                 "hostname": "cell",
                 "uptime_seconds": 42,
                 "setup_complete": false,
+                "generation": 0,
+                "cell_name": "cell",
             })
         );
         assert_eq!(serde_json::from_value::<Status>(json).unwrap(), status);
@@ -60,5 +245,19 @@ mod tests {
     fn status_rejects_missing_fields() {
         let partial = serde_json::json!({ "version": "1", "hostname": "cell" });
         assert!(serde_json::from_value::<Status>(partial).is_err());
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let login = LoginRequest {
+            username: "alice".into(),
+            password: "hunter2hunter2".into(),
+            second_factor: Some("123456".into()),
+        };
+        let shown = format!("{login:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("123456"),
+            "{shown}"
+        );
     }
 }

@@ -7,7 +7,9 @@ pub mod api;
 mod field_error;
 pub mod names;
 pub mod settings;
+pub mod users;
 
 pub use api::{ApiError, Status, VERSION};
 pub use field_error::FieldError;
 pub use settings::Settings;
+pub use users::{Role, User, Username};

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::names::{CellName, DomainName, Timezone};
+use crate::users::{User, Username};
 
 /// The internal top-level domain of cells that have no domain of their own.
 pub const INTERNAL_TLD: &str = "cell";
@@ -11,9 +12,14 @@ pub const INTERNAL_TLD: &str = "cell";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// Set once, by the first-boot wizard; until then the cell can be claimed.
+    #[serde(default)]
+    pub setup_complete: bool,
     pub identity: Identity,
     #[serde(default)]
     pub services: Services,
+    #[serde(default)]
+    pub users: Vec<User>,
 }
 
 /// Who the cell is: its name, its domain and its clock.
@@ -27,7 +33,7 @@ pub struct Identity {
 
 /// Where the cell's names live.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(try_from = "DomainModeWire", into = "DomainModeWire")]
 pub enum DomainMode {
     /// `<cell_name>.cell`, resolvable by the cell's own DNS for its LAN and VPN clients.
     Internal,
@@ -38,6 +44,89 @@ pub enum DomainMode {
         provider: DdnsProvider,
         hostname: DomainName,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Mode {
+    Internal,
+    Own,
+    Dynamic,
+}
+
+/// The wire form `{"mode": "own", "domain": "example.org"}`. A flat struct rather than an
+/// internally tagged enum, because serde buffers tagged content and then loses the path
+/// of an invalid field: here `identity.domain.domain` is named, not `identity.domain`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DomainModeWire {
+    mode: Mode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    domain: Option<DomainName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    provider: Option<DdnsProvider>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hostname: Option<DomainName>,
+}
+
+impl TryFrom<DomainModeWire> for DomainMode {
+    type Error = String;
+
+    fn try_from(wire: DomainModeWire) -> Result<Self, String> {
+        let unused = |field: &str, present: bool| {
+            if present {
+                Err(
+                    format!("field `{field}` does not belong to mode `{:?}`", wire.mode)
+                        .to_lowercase(),
+                )
+            } else {
+                Ok(())
+            }
+        };
+        match wire.mode {
+            Mode::Internal => {
+                unused("domain", wire.domain.is_some())?;
+                unused("provider", wire.provider.is_some())?;
+                unused("hostname", wire.hostname.is_some())?;
+                Ok(Self::Internal)
+            }
+            Mode::Own => {
+                unused("provider", wire.provider.is_some())?;
+                unused("hostname", wire.hostname.is_some())?;
+                let domain = wire.domain.ok_or("missing field `domain`")?;
+                Ok(Self::Own { domain })
+            }
+            Mode::Dynamic => {
+                unused("domain", wire.domain.is_some())?;
+                let provider = wire.provider.ok_or("missing field `provider`")?;
+                let hostname = wire.hostname.ok_or("missing field `hostname`")?;
+                Ok(Self::Dynamic { provider, hostname })
+            }
+        }
+    }
+}
+
+impl From<DomainMode> for DomainModeWire {
+    fn from(mode: DomainMode) -> Self {
+        let empty = |mode| Self {
+            mode,
+            domain: None,
+            provider: None,
+            hostname: None,
+        };
+        match mode {
+            DomainMode::Internal => empty(Mode::Internal),
+            DomainMode::Own { domain } => Self {
+                domain: Some(domain),
+                ..empty(Mode::Own)
+            },
+            DomainMode::Dynamic { provider, hostname } => Self {
+                provider: Some(provider),
+                hostname: Some(hostname),
+                ..empty(Mode::Dynamic)
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,17 +161,27 @@ impl Default for Settings {
     /// domain, UTC, every optional service off.
     fn default() -> Self {
         Self {
+            setup_complete: false,
             identity: Identity {
                 cell_name: CellName::parse("cell").expect("'cell' is a valid cell name"),
                 domain: DomainMode::Internal,
                 timezone: Timezone::utc(),
             },
             services: Services::default(),
+            users: Vec::new(),
         }
     }
 }
 
 impl Settings {
+    pub fn user(&self, name: &Username) -> Option<&User> {
+        self.users.iter().find(|u| &u.name == name)
+    }
+
+    pub fn user_mut(&mut self, name: &Username) -> Option<&mut User> {
+        self.users.iter_mut().find(|u| &u.name == name)
+    }
+
     /// The DNS zone the cell is authoritative for.
     pub fn zone(&self) -> String {
         match &self.identity.domain {

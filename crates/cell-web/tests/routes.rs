@@ -19,8 +19,9 @@ async fn with_celld() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("celld.sock");
     let listener = celld::socket::bind(&socket).unwrap();
+    let daemon = celld::daemon::testing::daemon(dir.path());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(celld::serve(listener, async {
+    tokio::spawn(celld::serve(listener, daemon, async {
         let _ = stopped.await;
     }));
     Harness {

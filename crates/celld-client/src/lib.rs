@@ -141,8 +141,9 @@ mod tests {
     async fn start_celld(dir: &Path) -> (CelldClient, tokio::sync::oneshot::Sender<()>) {
         let socket = dir.join("celld.sock");
         let listener = celld::socket::bind(&socket).unwrap();
+        let daemon = celld::daemon::testing::daemon(dir);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(celld::serve(listener, async {
+        tokio::spawn(celld::serve(listener, daemon, async {
             let _ = stopped.await;
         }));
         (CelldClient::new(socket), stop)

@@ -1,19 +1,34 @@
-//! celld: the privileged core of the cell. It will own the settings store and reconcile the
-//! system from it; today it answers status queries on its local Unix-socket API.
+//! celld: the privileged core of the cell. It owns the settings store, the accounts and
+//! the audit log, and answers cell-web and cellctl on its local Unix-socket API.
 
 pub mod api;
+pub mod audit;
+pub mod daemon;
+pub mod passwords;
+pub mod peer;
+pub mod setup_code;
 pub mod socket;
 pub mod status;
+pub mod system;
+pub mod throttle;
+pub mod totp;
 
 use std::future::Future;
+use std::sync::Arc;
+
+pub use daemon::{Config, Daemon};
 
 /// Serves the local API on `listener` until `shutdown` resolves, then finishes the
 /// requests in flight.
 pub async fn serve(
     listener: tokio::net::UnixListener,
+    daemon: Arc<Daemon>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, api::router())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        api::router(daemon).into_make_service_with_connect_info::<peer::Peer>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

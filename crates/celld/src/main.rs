@@ -1,6 +1,9 @@
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
+use celld::system::{DBusSystem, RecordedSystem, System};
+use celld::{Config, Daemon};
 use clap::Parser;
 
 /// The cell's privileged core daemon.
@@ -10,16 +13,59 @@ struct Args {
     /// Unix socket of the local JSON API.
     #[arg(long, env = "CELLD_SOCKET", default_value = "/run/cell/celld.sock")]
     socket: PathBuf,
+    /// Persistent state: settings, history, audit log.
+    #[arg(long, env = "CELLD_STATE_DIR", default_value = "/var/lib/cell")]
+    state_dir: PathBuf,
+    /// Runtime files (the console banner); defaults to the socket's directory.
+    #[arg(long, env = "CELLD_RUN_DIR")]
+    run_dir: Option<PathBuf>,
+    /// The system user of cell-web, whose connections the API accepts besides root's.
+    #[arg(long, default_value = "cell-web")]
+    web_user: String,
+    /// Only record hostname and time-zone changes instead of making them (development
+    /// runs off the device).
+    #[arg(long)]
+    no_system: bool,
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     cell_systemd::init_logging("celld")?;
+    let mut allowed_uids = vec![0];
+    match nix::unistd::User::from_name(&args.web_user) {
+        Ok(Some(user)) => allowed_uids.push(user.uid.as_raw()),
+        Ok(None) => {
+            tracing::warn!(user = %args.web_user, "no such user; only root may use the API")
+        }
+        Err(error) => {
+            tracing::warn!(user = %args.web_user, %error, "cannot look the web user up; only root may use the API")
+        }
+    }
+    let run_dir = match args.run_dir {
+        Some(dir) => dir,
+        None => args
+            .socket
+            .parent()
+            .map(PathBuf::from)
+            .context("the socket path has no directory")?,
+    };
+    let system: Arc<dyn System> = if args.no_system {
+        Arc::new(RecordedSystem::default())
+    } else {
+        Arc::new(DBusSystem)
+    };
+    let config = Config {
+        state_dir: args.state_dir.clone(),
+        run_dir,
+        allowed_uids,
+    };
+    let daemon = Daemon::open(config, system)
+        .with_context(|| format!("opening the state in {}", args.state_dir.display()))?;
     let listener = celld::socket::bind(&args.socket)?;
     tracing::info!(socket = %args.socket.display(), version = cell_model::VERSION, "celld listening");
     cell_systemd::notify_ready()?;
-    celld::serve(listener, cell_systemd::shutdown_signal())
+    celld::serve(listener, Arc::new(daemon), cell_systemd::shutdown_signal())
         .await
         .context("serving the local API")?;
     tracing::info!("celld stopped");

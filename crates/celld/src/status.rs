@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cell_model::Status;
+use cell_model::{Settings, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
@@ -20,14 +20,15 @@ pub enum StatusError {
 
 const PROC_UPTIME: &str = "/proc/uptime";
 
-/// Collects the current status of the machine.
-pub fn current() -> Result<Status, StatusError> {
+/// Collects the current status of the machine running `settings` of `generation`.
+pub fn current(generation: u64, settings: &Settings) -> Result<Status, StatusError> {
     Ok(Status {
         version: cell_model::VERSION.to_owned(),
         hostname: hostname()?,
         uptime_seconds: uptime_seconds(Path::new(PROC_UPTIME))?,
-        // The setup wizard does not exist yet: no cell has been set up.
-        setup_complete: false,
+        setup_complete: settings.setup_complete,
+        generation,
+        cell_name: settings.identity.cell_name.to_string(),
     })
 }
 
@@ -79,9 +80,11 @@ mod tests {
 
     #[test]
     fn current_status_describes_this_machine() {
-        let status = current().unwrap();
+        let status = current(3, &Settings::default()).unwrap();
         assert_eq!(status.version, cell_model::VERSION);
         assert!(!status.hostname.is_empty());
         assert!(!status.setup_complete);
+        assert_eq!(status.generation, 3);
+        assert_eq!(status.cell_name, "cell");
     }
 }

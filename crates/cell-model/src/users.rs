@@ -1,0 +1,181 @@
+//! Accounts: one identity per person across every service of the cell.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+const MAX_USERNAME: usize = 32;
+/// Long enough to resist guessing at the login throttle's pace; no composition rules.
+pub const MIN_PASSWORD: usize = 10;
+const MAX_PASSWORD: usize = 1024;
+
+/// A login name: 1–32 characters, lower-case letters, digits, `.`, `_`, `-`, starting
+/// with a letter. It doubles as the mailbox and the calendar/files owner name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s.len() > MAX_USERNAME {
+            return Err(format!("must be 1 to {MAX_USERNAME} characters long"));
+        }
+        if !s.starts_with(|c: char| c.is_ascii_lowercase()) {
+            return Err(format!("'{s}' must start with a lower-case letter"));
+        }
+        if let Some(bad) = s.chars().find(|c| {
+            !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+        }) {
+            return Err(format!(
+                "'{s}' contains '{bad}'; only lower-case letters, digits, '.', '_' and '-' are allowed"
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for Username {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl From<Username> for String {
+    fn from(value: Username) -> String {
+        value.0
+    }
+}
+
+/// A password as typed by a person: never logged, never stored (only its hash is).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let chars = s.chars().count();
+        if chars < MIN_PASSWORD {
+            return Err(format!("must be at least {MIN_PASSWORD} characters long"));
+        }
+        if s.len() > MAX_PASSWORD {
+            return Err(format!("must be at most {MAX_PASSWORD} bytes long"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// A password offered at login: any length is checked against the hash, so a short
+    /// one fails like a wrong one instead of telling what the rules are.
+    pub fn offered(s: String) -> Self {
+        Self(s)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Password {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Manages the cell.
+    Admin,
+    /// Uses the cell's services; sees only their own devices and data.
+    Peer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Peer => "peer",
+        }
+    }
+}
+
+/// A secret the store keeps but no API ever returns: a PHC password hash, a TOTP seed.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// An account as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: Username,
+    pub role: Role,
+    #[serde(default)]
+    pub disabled: bool,
+    /// argon2id, PHC string format.
+    pub password_hash: Secret,
+    /// Base32 TOTP seed once the second factor is confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp_secret: Option<Secret>,
+    /// argon2id hashes of the unused one-time recovery codes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery_codes: Vec<Secret>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_lower_case_words() {
+        for good in ["alice", "bob.smith", "c3po", "x_y-z"] {
+            assert!(Username::parse(good).is_ok(), "{good:?}");
+        }
+        for bad in ["", "Alice", "1alice", "al ice", "al@ice", &"a".repeat(33)] {
+            assert!(Username::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn passwords_need_ten_characters_and_never_show() {
+        assert!(Password::parse("short").is_err());
+        assert!(Password::parse("ünïcödé-ok").is_ok());
+        let password = Password::parse("correct horse battery").unwrap();
+        assert!(!format!("{password:?}").contains("horse"));
+        let secret = Secret::new("$argon2id$v=19$...".into());
+        assert!(!format!("{secret:?}").contains("argon2"));
+    }
+}

@@ -1,0 +1,74 @@
+//! celld's local JSON API, served on its Unix socket.
+
+mod audit;
+mod auth;
+mod error;
+mod extract;
+mod settings;
+mod setup;
+mod users;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use axum::{middleware, Router};
+
+pub use error::AppError;
+pub use extract::{parse_json, ACTOR_HEADER, SOURCE_HEADER};
+
+use crate::daemon::Daemon;
+use crate::peer;
+
+/// Request bodies are small JSON documents.
+const BODY_LIMIT: usize = 64 * 1024;
+
+pub fn router(daemon: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/v1/status", get(settings::status_get))
+        .route(
+            "/v1/settings",
+            get(settings::settings_get).put(settings::settings_put),
+        )
+        .route("/v1/setup", post(setup::setup_post))
+        .route("/v1/setup-code", get(setup::setup_code_get))
+        .route("/v1/auth/login", post(auth::login_post))
+        .route("/v1/users", get(users::users_get).post(users::users_post))
+        .route(
+            "/v1/users/{name}",
+            get(users::user_get)
+                .patch(users::user_patch)
+                .delete(users::user_delete),
+        )
+        .route("/v1/users/{name}/password", put(users::password_put))
+        .route(
+            "/v1/users/{name}/totp",
+            post(users::totp_post).delete(users::totp_delete),
+        )
+        .route(
+            "/v1/users/{name}/totp/confirm",
+            post(users::totp_confirm_post),
+        )
+        .route("/v1/audit", get(audit::audit_get))
+        .route("/v1/audit/verify", get(audit::audit_verify_get))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            daemon.clone(),
+            peer::require_allowed_peer,
+        ))
+        .with_state(daemon)
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound("no such route".into())
+}
+
+/// Runs blocking work (fsync, argon2) off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, AppError> + Send + 'static,
+) -> Result<T, AppError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| AppError::Internal(format!("a worker failed: {e}")))?
+}

@@ -1,0 +1,105 @@
+//! celld's state: the store, the audit log, the setup code, the login throttle, and the
+//! operating-system hooks, shared by every request.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use cell_store::Store;
+
+use crate::audit::{AuditError, AuditLog};
+use crate::setup_code::{SetupCode, SetupCodeError};
+use crate::system::System;
+use crate::throttle::Throttle;
+
+const AUDIT_FILE: &str = "audit.jsonl";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Store(#[from] cell_store::StoreError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    SetupCode(#[from] SetupCodeError),
+}
+
+/// Where celld keeps things and who may talk to it.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Persistent state: settings, history, audit log, setup code (`/var/lib/cell`).
+    pub state_dir: PathBuf,
+    /// Runtime files: the console banner (`/run/cell`).
+    pub run_dir: PathBuf,
+    /// Users whose connections the local API accepts (root and cell-web on the device).
+    pub allowed_uids: Vec<u32>,
+}
+
+#[derive(Debug)]
+pub struct Daemon {
+    pub(crate) config: Config,
+    pub(crate) store: Mutex<Store>,
+    pub(crate) audit: Mutex<AuditLog>,
+    pub(crate) setup_code: Mutex<SetupCode>,
+    pub(crate) throttle: Mutex<Throttle>,
+    /// TOTP seeds handed out for enrolment, not yet confirmed with a code.
+    pub(crate) pending_totp: Mutex<std::collections::HashMap<String, String>>,
+    pub(crate) system: Arc<dyn System>,
+}
+
+impl Daemon {
+    pub fn open(config: Config, system: Arc<dyn System>) -> Result<Self, OpenError> {
+        let store = Store::open(&config.state_dir)?;
+        let audit = AuditLog::open(&config.state_dir.join(AUDIT_FILE))?;
+        let setup_code = SetupCode::prepare(
+            &config.state_dir,
+            &config.run_dir,
+            store.current().settings.setup_complete,
+        )?;
+        Ok(Self {
+            config,
+            store: Mutex::new(store),
+            audit: Mutex::new(audit),
+            setup_code: Mutex::new(setup_code),
+            throttle: Mutex::new(Throttle::default()),
+            pending_totp: Mutex::new(Default::default()),
+            system,
+        })
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.config.state_dir.join(AUDIT_FILE)
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.config.state_dir
+    }
+}
+
+/// Locks a mutex, carrying on with the data if a panicking thread poisoned it: every
+/// critical section here leaves the data consistent or returns before touching it.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A daemon on a temporary state directory that records system changes and accepts the
+/// calling user: for tests of the crates that talk to celld.
+pub mod testing {
+    use std::sync::Arc;
+
+    use super::{Config, Daemon};
+    use crate::system::RecordedSystem;
+
+    pub fn daemon(dir: &std::path::Path) -> Arc<Daemon> {
+        let config = Config {
+            state_dir: dir.join("state"),
+            run_dir: dir.to_owned(),
+            allowed_uids: vec![nix::unistd::getuid().as_raw()],
+        };
+        match Daemon::open(config, Arc::new(RecordedSystem::default())) {
+            Ok(daemon) => Arc::new(daemon),
+            Err(error) => panic!("opening a test daemon in {}: {error}", dir.display()),
+        }
+    }
+}

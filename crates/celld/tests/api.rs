@@ -1,0 +1,556 @@
+//! celld's local API in-process: a real daemon on a temporary state directory, requests
+//! arriving as root (cellctl), as cell-web's user, or as a stranger.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{Method, Request, StatusCode};
+use axum::Router;
+use celld::peer::Peer;
+use celld::system::RecordedSystem;
+use celld::{Config, Daemon};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const WEB_UID: u32 = 990;
+const PASSWORD: &str = "correct horse battery";
+
+struct Cell {
+    dir: tempfile::TempDir,
+    daemon: Arc<Daemon>,
+    system: Arc<RecordedSystem>,
+}
+
+impl Cell {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let system = Arc::new(RecordedSystem::default());
+        let config = Config {
+            state_dir: dir.path().join("state"),
+            run_dir: dir.path().to_owned(),
+            allowed_uids: vec![0, WEB_UID],
+        };
+        let daemon = Arc::new(Daemon::open(config, system.clone()).unwrap());
+        Self {
+            dir,
+            daemon,
+            system,
+        }
+    }
+
+    fn router(&self, uid: u32) -> Router {
+        celld::api::router(self.daemon.clone()).layer(MockConnectInfo(Peer {
+            uid: Some(uid),
+            pid: Some(1),
+        }))
+    }
+
+    async fn call(
+        &self,
+        uid: u32,
+        actor: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(celld::api::SOURCE_HEADER, "192.0.2.10");
+        if let Some(actor) = actor {
+            request = request.header(celld::api::ACTOR_HEADER, actor);
+        }
+        let body = match body {
+            Some(json) => {
+                request = request.header("content-type", "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        let response = self
+            .router(uid)
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        (status, value)
+    }
+
+    async fn root(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call(0, None, method, path, body).await
+    }
+
+    async fn web(
+        &self,
+        actor: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call(WEB_UID, Some(actor), method, path, body).await
+    }
+
+    async fn anonymous(&self, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(WEB_UID, None, method, path, Some(body)).await
+    }
+
+    async fn setup_code(&self) -> String {
+        let (_, body) = self.root(Method::GET, "/v1/setup-code", None).await;
+        body["code"].as_str().unwrap().to_owned()
+    }
+
+    async fn set_up(&self) {
+        let code = self.setup_code().await;
+        let (status, body) = self
+            .anonymous(Method::POST, "/v1/setup", setup_body(&code))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    async fn generation(&self) -> u64 {
+        self.root(Method::GET, "/v1/status", None).await.1["generation"]
+            .as_u64()
+            .unwrap()
+    }
+
+    fn audit_actions(&self) -> Vec<String> {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("state/audit.jsonl")).unwrap_or_default();
+        text.lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["action"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    }
+}
+
+fn setup_body(code: &str) -> Value {
+    json!({
+        "code": code,
+        "cell_name": "home",
+        "domain": {"mode": "internal"},
+        "timezone": "Europe/Berlin",
+        "admin_username": "alice",
+        "admin_password": PASSWORD,
+        "services": {"calendar": true, "files": true}
+    })
+}
+
+fn settings_body() -> Value {
+    json!({
+        "identity": {"cell_name": "home", "domain": {"mode": "internal"}, "timezone": "Europe/Berlin"},
+        "services": {"calendar": true, "files": true, "mail": false, "webdav": false}
+    })
+}
+
+fn login(username: &str, password: &str) -> Value {
+    json!({"username": username, "password": password})
+}
+
+#[tokio::test]
+async fn a_fresh_cell_is_not_set_up_and_shows_its_code_on_the_console() {
+    let cell = Cell::new();
+    let (status, body) = cell.root(Method::GET, "/v1/status", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["setup_complete"], false);
+    assert_eq!(body["generation"], 0);
+    let code = cell.setup_code().await;
+    let issue = std::fs::read_to_string(cell.dir.path().join("console.issue")).unwrap();
+    assert!(issue.contains(&format!("Setup code: {code}")));
+}
+
+#[tokio::test]
+async fn only_root_reads_the_setup_code_and_strangers_are_refused() {
+    let cell = Cell::new();
+    let (status, _) = cell
+        .call(WEB_UID, None, Method::GET, "/v1/setup-code", None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = cell.call(1234, None, Method::GET, "/v1/status", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn setup_needs_the_code_and_happens_once() {
+    let cell = Cell::new();
+    let (status, body) = cell
+        .anonymous(Method::POST, "/v1/setup", setup_body("WRONG-CODE"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "code");
+    assert_eq!(cell.generation().await, 0, "a refused setup stores nothing");
+
+    cell.set_up().await;
+    let (_, status) = cell.root(Method::GET, "/v1/status", None).await;
+    assert_eq!(status["setup_complete"], true);
+    assert_eq!(status["cell_name"], "home");
+    assert_eq!(
+        cell.system.requests(),
+        vec!["hostname=home", "timezone=Europe/Berlin"]
+    );
+    let (_, code) = cell.root(Method::GET, "/v1/setup-code", None).await;
+    assert!(code["code"].is_null(), "the code is spent");
+
+    let (status, _) = cell
+        .anonymous(Method::POST, "/v1/setup", setup_body("AAAA-AAAA"))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        cell.audit_actions(),
+        vec!["setup.failure", "setup.complete"]
+    );
+}
+
+#[tokio::test]
+async fn setup_fields_are_validated_by_name() {
+    let cell = Cell::new();
+    let code = cell.setup_code().await;
+    for (field, value) in [
+        ("cell_name", json!("bad name")),
+        ("timezone", json!("../etc")),
+        ("admin_username", json!("Alice!")),
+        ("admin_password", json!("short")),
+    ] {
+        let mut body = setup_body(&code);
+        body[field] = value;
+        let (status, error) = cell.anonymous(Method::POST, "/v1/setup", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}");
+        assert_eq!(error["field"], field);
+    }
+    assert_eq!(cell.generation().await, 0);
+}
+
+#[tokio::test]
+async fn login_checks_the_password_and_throttles_failures() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    let (status, body) = cell
+        .anonymous(Method::POST, "/v1/auth/login", login("alice", PASSWORD))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"name": "alice", "role": "admin"}));
+
+    let (status, body) = cell
+        .anonymous(Method::POST, "/v1/auth/login", login("nobody", PASSWORD))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "wrong username, password or code");
+
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let wrong = login("alice", "wrong password!");
+        statuses.push(
+            cell.anonymous(Method::POST, "/v1/auth/login", wrong)
+                .await
+                .0,
+        );
+    }
+    assert_eq!(
+        statuses[..2],
+        [StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED]
+    );
+    assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+    let (status, _) = cell
+        .anonymous(Method::POST, "/v1/auth/login", login("alice", PASSWORD))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right password waits"
+    );
+    assert!(
+        cell.audit_actions()
+            .iter()
+            .filter(|a| *a == "auth.failure")
+            .count()
+            >= 3
+    );
+}
+
+#[tokio::test]
+async fn every_invalid_settings_field_is_named_and_changes_nothing() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    let generation = cell.generation().await;
+    let cases = [
+        ("/identity/cell_name", json!("-bad"), "identity.cell_name"),
+        ("/identity/cell_name", json!(""), "identity.cell_name"),
+        (
+            "/identity/timezone",
+            json!("Not A Zone"),
+            "identity.timezone",
+        ),
+        (
+            "/identity/domain",
+            json!({"mode": "own", "domain": "nodot"}),
+            "identity.domain.domain",
+        ),
+        (
+            "/identity/domain",
+            json!({"mode": "own"}),
+            "identity.domain.domain",
+        ),
+        (
+            "/identity/domain",
+            json!({"mode": "dynamic", "provider": "nope", "hostname": "a.b.org"}),
+            "identity.domain.provider",
+        ),
+        (
+            "/identity/domain",
+            json!({"mode": "elsewhere"}),
+            "identity.domain.mode",
+        ),
+        ("/services/mail", json!("yes"), "services.mail"),
+        ("/services/calendar", json!(1), "services.calendar"),
+    ];
+    for (pointer, value, field) in cases {
+        let mut body = settings_body();
+        *body.pointer_mut(pointer).unwrap() = value.clone();
+        let (status, error) = cell
+            .web("alice", Method::PUT, "/v1/settings", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{pointer} = {value}");
+        assert_eq!(error["field"], field, "{pointer} = {value}: {error}");
+        assert_eq!(
+            cell.generation().await,
+            generation,
+            "{pointer} changed the store"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_settings_change_is_stored_audited_and_applied() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    let generation = cell.generation().await;
+    let mut body = settings_body();
+    body["identity"]["timezone"] = json!("America/New_York");
+    let (status, view) = cell
+        .web("alice", Method::PUT, "/v1/settings", Some(body.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["generation"], generation + 1);
+    let (_, again) = cell
+        .web("alice", Method::PUT, "/v1/settings", Some(body))
+        .await;
+    assert_eq!(
+        again["generation"],
+        generation + 1,
+        "the same settings add no generation"
+    );
+    assert_eq!(
+        cell.system.requests().last().unwrap(),
+        "timezone=America/New_York"
+    );
+    let (_, entries) = cell
+        .root(Method::GET, "/v1/audit?action=settings", None)
+        .await;
+    assert_eq!(entries[0]["actor"], "alice");
+    assert_eq!(entries[0]["source"], "192.0.2.10");
+    assert_eq!(
+        entries[0]["changes"]["identity.timezone"],
+        "Europe/Berlin → America/New_York"
+    );
+}
+
+#[tokio::test]
+async fn peers_cannot_manage_and_the_last_admin_stays() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    let bob = json!({"name": "bob", "role": "peer", "password": PASSWORD});
+    let (status, _) = cell
+        .web("alice", Method::POST, "/v1/users", Some(bob.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = cell
+        .web("alice", Method::POST, "/v1/users", Some(bob))
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("name"))
+    );
+
+    let (status, _) = cell
+        .web("bob", Method::PUT, "/v1/settings", Some(settings_body()))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = cell.web("bob", Method::GET, "/v1/audit", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, users) = cell.web("bob", Method::GET, "/v1/users", None).await;
+    assert_eq!(
+        users.as_array().unwrap().len(),
+        1,
+        "a peer sees only themself"
+    );
+    let (status, _) = cell.web("mallory", Method::GET, "/v1/users", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "unknown actors are refused");
+
+    let disable = json!({"disabled": true});
+    let (status, _) = cell
+        .web(
+            "alice",
+            Method::PATCH,
+            "/v1/users/alice",
+            Some(disable.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = cell
+        .web("alice", Method::DELETE, "/v1/users/alice", None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = cell
+        .web("alice", Method::PATCH, "/v1/users/bob", Some(disable))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = cell
+        .anonymous(Method::POST, "/v1/auth/login", login("bob", PASSWORD))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a disabled user cannot log in"
+    );
+    let (status, _) = cell
+        .web("alice", Method::DELETE, "/v1/users/bob", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn password_changes_need_the_current_one_unless_an_admin_resets() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    let bob = json!({"name": "bob", "role": "peer", "password": PASSWORD});
+    cell.web("alice", Method::POST, "/v1/users", Some(bob))
+        .await;
+    let wrong_current =
+        json!({"password": "a new long password", "current_password": "wrong password!!"});
+    let (status, body) = cell
+        .web(
+            "bob",
+            Method::PUT,
+            "/v1/users/bob/password",
+            Some(wrong_current),
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("current_password"))
+    );
+    let new = json!({"password": "a new long password"});
+    let (status, _) = cell
+        .web("bob", Method::PUT, "/v1/users/alice/password", Some(new))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let reset = json!({"password": "reset by alice!"});
+    let (status, _) = cell
+        .web("alice", Method::PUT, "/v1/users/bob/password", Some(reset))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = cell
+        .anonymous(
+            Method::POST,
+            "/v1/auth/login",
+            login("bob", "reset by alice!"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn totp_second_factor_and_recovery_codes() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    let (status, enrolment) = cell
+        .web("alice", Method::POST, "/v1/users/alice/totp", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let secret = enrolment["secret"].as_str().unwrap().to_owned();
+    let confirm = |code: &str| json!({ "code": code });
+    let (status, body) = cell
+        .web(
+            "alice",
+            Method::POST,
+            "/v1/users/alice/totp/confirm",
+            Some(confirm("000000x")),
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("code"))
+    );
+    let code = celld::totp::current_code(&secret, "alice").unwrap();
+    let (status, codes) = cell
+        .web(
+            "alice",
+            Method::POST,
+            "/v1/users/alice/totp/confirm",
+            Some(confirm(&code)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let recovery = codes["recovery_codes"][0].as_str().unwrap().to_owned();
+    assert_eq!(codes["recovery_codes"].as_array().unwrap().len(), 10);
+
+    let with = |second: Option<&str>| json!({"username": "alice", "password": PASSWORD, "second_factor": second});
+    let (status, body) = cell
+        .anonymous(Method::POST, "/v1/auth/login", with(None))
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("second_factor"))
+    );
+    let code = celld::totp::current_code(&secret, "alice").unwrap();
+    let (status, _) = cell
+        .anonymous(Method::POST, "/v1/auth/login", with(Some(&code)))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let upper = recovery.to_uppercase();
+    let (status, _) = cell
+        .anonymous(Method::POST, "/v1/auth/login", with(Some(&upper)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "a recovery code works once");
+    let (status, _) = cell
+        .anonymous(Method::POST, "/v1/auth/login", with(Some(&recovery)))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "and only once");
+    let (_, user) = cell
+        .web("alice", Method::GET, "/v1/users/alice", None)
+        .await;
+    assert_eq!(user["totp_enabled"], true);
+    let stored = std::fs::read_to_string(cell.dir.path().join("state/settings.toml")).unwrap();
+    assert!(!stored.contains(&secret) || stored.contains("totp_secret"));
+    assert!(
+        !stored.contains(&recovery.replace('-', "")),
+        "recovery codes are stored hashed"
+    );
+}
+
+#[tokio::test]
+async fn the_audit_chain_verifies_and_secrets_never_appear() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    let bob = json!({"name": "bob", "role": "peer", "password": PASSWORD});
+    cell.web("alice", Method::POST, "/v1/users", Some(bob))
+        .await;
+    let (status, result) = cell.root(Method::GET, "/v1/audit/verify", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(result["intact"], true);
+    assert_eq!(result["entries"], 2);
+    let log = std::fs::read_to_string(cell.dir.path().join("state/audit.jsonl")).unwrap();
+    assert!(!log.contains(PASSWORD) && !log.contains("argon2"), "{log}");
+}
