@@ -16,6 +16,9 @@ struct Args {
     /// celld's local API socket.
     #[arg(long, env = "CELLD_SOCKET", default_value = "/run/cell/celld.sock")]
     celld_socket: PathBuf,
+    /// Mark session cookies Secure (when the cell is reached over HTTPS).
+    #[arg(long)]
+    secure_cookies: bool,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -25,12 +28,11 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    let state = AppState {
-        celld: CelldClient::new(args.celld_socket),
-    };
+    let state = AppState::new(CelldClient::new(args.celld_socket), args.secure_cookies);
     tracing::info!(listen = %args.listen, version = cell_model::VERSION, "cell-web listening");
     cell_systemd::notify_ready()?;
-    axum::serve(listener, cell_web::router(state))
+    let app = cell_web::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(cell_systemd::shutdown_signal())
         .await
         .context("serving HTTP")?;

@@ -1,13 +1,217 @@
-//! Handlers of the web UI pages and the health endpoint.
+//! The web UI: server-rendered pages and plain HTML forms, usable without JavaScript.
+//! Handlers are named `<page>_<get|post>`; each page has one view struct.
+
+use std::collections::BTreeMap;
 
 use askama::Template;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, Path, Query, State};
+
+use crate::client_addr::ClientAddr;
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::Json;
-use serde::Serialize;
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use cell_model::api::{
+    AuditEntry, AuditVerification, LoginRequest, RecoveryCodes, SettingsView, TotpEnrolment,
+    UserView,
+};
+use cell_model::{Role, Status};
+use celld_client::{Bytes, ClientError, Method, OnBehalf};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
+use crate::api::{self, session_of};
+use crate::session::{self, Session};
 use crate::{AppError, AppState};
+
+const PROVIDERS: &[(&str, &str)] = &[
+    ("duckdns", "DuckDNS"),
+    ("cloudflare", "Cloudflare"),
+    ("noip", "No-IP"),
+    ("freedns", "FreeDNS"),
+    ("rfc2136", "RFC 2136 (own DNS server)"),
+    ("http", "Generic HTTP update URL"),
+];
+
+const ZONES: &[&str] = &[
+    "UTC",
+    "Europe/London",
+    "Europe/Berlin",
+    "Europe/Paris",
+    "Europe/Madrid",
+    "Europe/Rome",
+    "Europe/Amsterdam",
+    "Europe/Stockholm",
+    "Europe/Warsaw",
+    "Europe/Kyiv",
+    "Europe/Istanbul",
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Los_Angeles",
+    "America/Toronto",
+    "America/Mexico_City",
+    "America/Sao_Paulo",
+    "America/Argentina/Buenos_Aires",
+    "Africa/Lagos",
+    "Africa/Nairobi",
+    "Africa/Johannesburg",
+    "Asia/Dubai",
+    "Asia/Kolkata",
+    "Asia/Singapore",
+    "Asia/Shanghai",
+    "Asia/Tokyo",
+    "Asia/Seoul",
+    "Australia/Sydney",
+    "Pacific/Auckland",
+];
+
+pub fn router(_state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/", get(dashboard_get))
+        .route("/setup", get(setup_get).post(setup_post))
+        .route("/login", get(login_get).post(login_post))
+        .route("/logout", post(logout_post))
+        .route("/settings", get(settings_get).post(settings_post))
+        .route("/users", get(users_get).post(users_post))
+        .route("/users/reset-password", post(users_reset_password_post))
+        .route("/users/{name}/{action}", post(user_action_post))
+        .route("/audit", get(audit_get))
+        .route("/account", get(account_get))
+        .route("/account/password", post(account_password_post))
+        .route("/account/totp", post(account_totp_post))
+        .route("/account/totp/confirm", post(account_totp_confirm_post))
+        .route("/account/totp/remove", post(account_totp_remove_post))
+}
+
+/// What the layout shows about the logged-in user.
+#[derive(Debug, Clone)]
+pub struct Nav {
+    pub name: String,
+    pub admin: bool,
+    pub csrf: String,
+    pub current: &'static str,
+}
+
+/// Field errors of a form, as celld named them, mapped to the form's inputs.
+#[derive(Debug, Default)]
+struct Errors {
+    general: Option<String>,
+    fields: BTreeMap<String, String>,
+}
+
+impl Errors {
+    fn field(field: &str, message: impl Into<String>) -> Self {
+        let mut errors = Self::default();
+        errors.fields.insert(field.to_owned(), message.into());
+        errors
+    }
+
+    /// From celld's refusal: `identity.domain.hostname` becomes the form's `domain`.
+    fn from_refusal(error: ClientError) -> Result<Self, AppError> {
+        match error {
+            ClientError::Refused {
+                message,
+                field: Some(field),
+                ..
+            } => {
+                let last = field.rsplit('.').next().unwrap_or(&field);
+                let input = match last {
+                    "hostname" | "provider" | "mode" => "domain",
+                    other => other,
+                };
+                Ok(Self::field(input, message))
+            }
+            ClientError::Refused {
+                message,
+                field: None,
+                ..
+            } => Ok(Self {
+                general: Some(message),
+                fields: BTreeMap::new(),
+            }),
+            other => Err(AppError::CelldUnavailable(other)),
+        }
+    }
+}
+
+macro_rules! field_errors {
+    ($($view:ident),*) => {$(
+        impl $view {
+            fn error_for(&self, field: &str) -> Option<&str> {
+                self.errors.fields.get(field).map(String::as_str)
+            }
+        }
+    )*};
+}
+
+fn render(view: impl Template) -> Result<Html<String>, AppError> {
+    Ok(Html(view.render()?))
+}
+
+/// A logged-in user on a set-up cell; otherwise the browser goes to `/setup` or `/login`.
+pub struct PageUser {
+    session: Session,
+    source: Option<String>,
+}
+
+impl PageUser {
+    fn nav(&self, current: &'static str) -> Option<Nav> {
+        Some(Nav {
+            name: self.session.principal.name.to_string(),
+            admin: self.is_admin(),
+            csrf: self.session.csrf.clone(),
+            current,
+        })
+    }
+
+    fn is_admin(&self) -> bool {
+        self.session.principal.role == Role::Admin
+    }
+
+    fn on_behalf(&self) -> OnBehalf {
+        OnBehalf {
+            actor: Some(self.session.principal.name.to_string()),
+            source: self.source.clone(),
+        }
+    }
+
+    fn require_admin(&self) -> Result<(), AppError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden)
+        }
+    }
+
+    fn check_csrf(&self, offered: &str) -> Result<(), AppError> {
+        if session::csrf_matches(&self.session, Some(offered)) {
+            Ok(())
+        } else {
+            Err(AppError::BadCsrf)
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for PageUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        match api::setup_complete(state).await {
+            Ok(true) => {}
+            Ok(false) => return Err(Redirect::to("/setup").into_response()),
+            Err(error) => return Err(AppError::CelldUnavailable(error).into_response()),
+        }
+        let Some((_, session)) = session_of(state, &parts.headers) else {
+            return Err(Redirect::to("/login").into_response());
+        };
+        let Ok(ClientAddr(source)) = ClientAddr::from_request_parts(parts, state).await;
+        Ok(Self { session, source })
+    }
+}
+
+// --- health and static -------------------------------------------------------------------
 
 #[derive(Debug, Serialize)]
 struct Health<'a> {
@@ -38,29 +242,6 @@ pub async fn health_get(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Until the setup wizard has run, everything leads to it.
-pub async fn root_get() -> Redirect {
-    Redirect::to("/setup")
-}
-
-#[derive(Template)]
-#[template(path = "setup.html")]
-struct SetupView<'a> {
-    version: &'a str,
-    hostname: &'a str,
-    uptime: String,
-}
-
-pub async fn setup_get(State(state): State<AppState>) -> Result<Html<String>, AppError> {
-    let status = state.celld.status().await?;
-    let view = SetupView {
-        version: &status.version,
-        hostname: &status.hostname,
-        uptime: human_duration(status.uptime_seconds),
-    };
-    Ok(Html(view.render()?))
-}
-
 pub async fn stylesheet_get() -> impl IntoResponse {
     (
         [
@@ -71,12 +252,972 @@ pub async fn stylesheet_get() -> impl IntoResponse {
     )
 }
 
+// --- setup -------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SetupForm {
+    code: String,
+    cell_name: String,
+    domain_mode: String,
+    domain: String,
+    provider: String,
+    timezone: String,
+    admin_username: String,
+    admin_password: String,
+    admin_password_again: String,
+    calendar: Option<String>,
+    files: Option<String>,
+    mail: Option<String>,
+    webdav: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "setup.html")]
+struct SetupView {
+    version: &'static str,
+    nav: Option<Nav>,
+    notice: Option<String>,
+    hostname: String,
+    uptime: String,
+    form: SetupForm,
+    errors: Errors,
+    general_error: Option<String>,
+    providers: &'static [(&'static str, &'static str)],
+    zones: &'static [&'static str],
+}
+field_errors!(SetupView);
+
+async fn setup_view(
+    state: &AppState,
+    form: SetupForm,
+    errors: Errors,
+) -> Result<Html<String>, AppError> {
+    let status = state.celld.status().await?;
+    render(SetupView {
+        version: cell_model::VERSION,
+        nav: None,
+        notice: None,
+        hostname: status.hostname,
+        uptime: human_duration(status.uptime_seconds),
+        general_error: errors.general.clone(),
+        form,
+        errors,
+        providers: PROVIDERS,
+        zones: ZONES,
+    })
+}
+
+pub async fn setup_get(State(state): State<AppState>) -> Result<Response, AppError> {
+    if api::setup_complete(&state).await? {
+        return Ok(Redirect::to("/login").into_response());
+    }
+    let form = SetupForm {
+        cell_name: "cell".into(),
+        domain_mode: "internal".into(),
+        provider: "duckdns".into(),
+        timezone: "UTC".into(),
+        calendar: Some("on".into()),
+        files: Some("on".into()),
+        ..SetupForm::default()
+    };
+    Ok(setup_view(&state, form, Errors::default())
+        .await?
+        .into_response())
+}
+
+fn domain_json(mode: &str, domain: &str, provider: &str) -> serde_json::Value {
+    match mode {
+        "own" => json!({"mode": "own", "domain": domain}),
+        "dynamic" => json!({"mode": "dynamic", "provider": provider, "hostname": domain}),
+        _ => json!({"mode": "internal"}),
+    }
+}
+
+fn services_json(
+    calendar: &Option<String>,
+    files: &Option<String>,
+    mail: &Option<String>,
+    webdav: &Option<String>,
+) -> serde_json::Value {
+    json!({
+        "calendar": calendar.is_some(),
+        "files": files.is_some(),
+        "mail": mail.is_some(),
+        "webdav": webdav.is_some(),
+    })
+}
+
+pub async fn setup_post(
+    State(state): State<AppState>,
+    ClientAddr(source): ClientAddr,
+    Form(mut form): Form<SetupForm>,
+) -> Result<Response, AppError> {
+    if api::setup_complete(&state).await? {
+        return Ok(Redirect::to("/login").into_response());
+    }
+    if form.admin_password != form.admin_password_again {
+        form.admin_password.clear();
+        form.admin_password_again.clear();
+        let errors = Errors::field("admin_password_again", "the two passwords differ");
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            setup_view(&state, form, errors).await?,
+        )
+            .into_response());
+    }
+    let body = json!({
+        "code": form.code.trim(),
+        "cell_name": form.cell_name.trim(),
+        "domain": domain_json(&form.domain_mode, form.domain.trim(), &form.provider),
+        "timezone": form.timezone.trim(),
+        "admin_username": form.admin_username.trim(),
+        "admin_password": form.admin_password,
+        "services": services_json(&form.calendar, &form.files, &form.mail, &form.webdav),
+    });
+    let on_behalf = OnBehalf {
+        actor: None,
+        source: source,
+    };
+    let result: Result<serde_json::Value, ClientError> = state
+        .celld
+        .json(
+            Method::POST,
+            "/v1/setup",
+            &on_behalf,
+            Some(Bytes::from(body.to_string())),
+        )
+        .await;
+    match result {
+        Ok(_) => {
+            state
+                .setup_done
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok(Redirect::to("/login?welcome=1").into_response())
+        }
+        Err(error) => {
+            form.admin_password.clear();
+            form.admin_password_again.clear();
+            let errors = Errors::from_refusal(error)?;
+            Ok((
+                StatusCode::BAD_REQUEST,
+                setup_view(&state, form, errors).await?,
+            )
+                .into_response())
+        }
+    }
+}
+
+// --- login and logout --------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginView {
+    version: &'static str,
+    nav: Option<Nav>,
+    notice: Option<String>,
+    cell_name: String,
+    username: String,
+    ask_second_factor: bool,
+    general_error: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    second_factor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct LoginQuery {
+    welcome: Option<String>,
+}
+
+pub async fn login_get(
+    State(state): State<AppState>,
+    Query(query): Query<LoginQuery>,
+) -> Result<Response, AppError> {
+    if !api::setup_complete(&state).await? {
+        return Ok(Redirect::to("/setup").into_response());
+    }
+    let status = state.celld.status().await?;
+    let notice = query
+        .welcome
+        .map(|_| "Your cell is set up. Log in with the account you just created.".to_owned());
+    Ok(render(LoginView {
+        version: cell_model::VERSION,
+        nav: None,
+        notice,
+        cell_name: status.cell_name,
+        username: String::new(),
+        ask_second_factor: false,
+        general_error: None,
+    })?
+    .into_response())
+}
+
+pub async fn login_post(
+    State(state): State<AppState>,
+    ClientAddr(source): ClientAddr,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, AppError> {
+    if !api::setup_complete(&state).await? {
+        return Ok(Redirect::to("/setup").into_response());
+    }
+    let login = LoginRequest {
+        username: form.username.trim().to_owned(),
+        password: form.password,
+        second_factor: form.second_factor.filter(|c| !c.trim().is_empty()),
+    };
+    match api::authenticate(&state, source, &login).await {
+        Ok((token, _)) => {
+            let mut response = Redirect::to("/").into_response();
+            response.headers_mut().insert(
+                header::SET_COOKIE,
+                session::set_cookie(&token, state.secure_cookies),
+            );
+            Ok(response)
+        }
+        Err((status, body)) => {
+            let refusal: Option<cell_model::ApiError> = serde_json::from_slice(&body).ok();
+            let ask_second_factor =
+                refusal.as_ref().and_then(|r| r.field.as_deref()) == Some("second_factor");
+            let message = match (status, refusal) {
+                (_, _) if ask_second_factor => None,
+                (_, Some(refusal)) => Some(refusal.error),
+                (_, None) => Some(
+                    "The cell's core service is not answering; try again in a moment.".to_owned(),
+                ),
+            };
+            let cell_name = state
+                .celld
+                .status()
+                .await
+                .map(|s| s.cell_name)
+                .unwrap_or_default();
+            let page = render(LoginView {
+                version: cell_model::VERSION,
+                nav: None,
+                notice: None,
+                cell_name,
+                username: login.username,
+                ask_second_factor,
+                general_error: message,
+            })?;
+            let status = if ask_second_factor {
+                StatusCode::OK
+            } else {
+                status
+            };
+            Ok((status, page).into_response())
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+pub async fn logout_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    headers: axum::http::HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    user.check_csrf(&form.csrf)?;
+    if let Some(token) = session::token_from(&headers) {
+        state.sessions.end(&token);
+    }
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session::clear_cookie(state.secure_cookies),
+    );
+    Ok(response)
+}
+
+// --- dashboard ---------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardView {
+    version: &'static str,
+    nav: Option<Nav>,
+    notice: Option<String>,
+    status: Status,
+    uptime: String,
+}
+
+pub async fn dashboard_get(
+    State(state): State<AppState>,
+    user: PageUser,
+) -> Result<Html<String>, AppError> {
+    let status: Status = state
+        .celld
+        .json(Method::GET, "/v1/status", &user.on_behalf(), None)
+        .await?;
+    render(DashboardView {
+        version: cell_model::VERSION,
+        nav: user.nav("dashboard"),
+        notice: None,
+        uptime: human_duration(status.uptime_seconds),
+        status,
+    })
+}
+
+// --- settings ----------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SettingsForm {
+    csrf: String,
+    cell_name: String,
+    domain_mode: String,
+    domain: String,
+    provider: String,
+    timezone: String,
+    calendar: Option<String>,
+    files: Option<String>,
+    mail: Option<String>,
+    webdav: Option<String>,
+}
+
+impl SettingsForm {
+    fn from_view(view: &SettingsView) -> Self {
+        use cell_model::settings::DomainMode;
+        let identity = &view.settings.identity;
+        let services = &view.settings.services;
+        let on = |b: bool| b.then(|| "on".to_owned());
+        let (domain_mode, domain, provider) = match &identity.domain {
+            DomainMode::Internal => ("internal", String::new(), "duckdns".to_owned()),
+            DomainMode::Own { domain } => ("own", domain.to_string(), "duckdns".to_owned()),
+            DomainMode::Dynamic { provider, hostname } => (
+                "dynamic",
+                hostname.to_string(),
+                serde_json::to_value(provider)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+            ),
+        };
+        Self {
+            csrf: String::new(),
+            cell_name: identity.cell_name.to_string(),
+            domain_mode: domain_mode.to_owned(),
+            domain,
+            provider,
+            timezone: identity.timezone.to_string(),
+            calendar: on(services.calendar),
+            files: on(services.files),
+            mail: on(services.mail),
+            webdav: on(services.webdav),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+struct SettingsPage {
+    version: &'static str,
+    nav: Option<Nav>,
+    notice: Option<String>,
+    csrf: String,
+    generation: u64,
+    form: SettingsForm,
+    errors: Errors,
+    general_error: Option<String>,
+    providers: &'static [(&'static str, &'static str)],
+    zones: &'static [&'static str],
+}
+field_errors!(SettingsPage);
+
+fn settings_page(
+    user: &PageUser,
+    generation: u64,
+    form: SettingsForm,
+    errors: Errors,
+    notice: Option<String>,
+) -> Result<Html<String>, AppError> {
+    render(SettingsPage {
+        version: cell_model::VERSION,
+        nav: user.nav("settings"),
+        notice,
+        csrf: user.session.csrf.clone(),
+        generation,
+        general_error: errors.general.clone(),
+        form,
+        errors,
+        providers: PROVIDERS,
+        zones: ZONES,
+    })
+}
+
+pub async fn settings_get(
+    State(state): State<AppState>,
+    user: PageUser,
+) -> Result<Html<String>, AppError> {
+    user.require_admin()?;
+    let view: SettingsView = state
+        .celld
+        .json(Method::GET, "/v1/settings", &user.on_behalf(), None)
+        .await?;
+    settings_page(
+        &user,
+        view.generation,
+        SettingsForm::from_view(&view),
+        Errors::default(),
+        None,
+    )
+}
+
+pub async fn settings_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    Form(form): Form<SettingsForm>,
+) -> Result<Response, AppError> {
+    user.require_admin()?;
+    user.check_csrf(&form.csrf)?;
+    let body = json!({
+        "identity": {
+            "cell_name": form.cell_name.trim(),
+            "domain": domain_json(&form.domain_mode, form.domain.trim(), &form.provider),
+            "timezone": form.timezone.trim(),
+        },
+        "services": services_json(&form.calendar, &form.files, &form.mail, &form.webdav),
+    });
+    let result: Result<SettingsView, ClientError> = state
+        .celld
+        .json(
+            Method::PUT,
+            "/v1/settings",
+            &user.on_behalf(),
+            Some(Bytes::from(body.to_string())),
+        )
+        .await;
+    match result {
+        Ok(view) => {
+            let notice = Some(format!(
+                "Saved. The cell now runs settings generation {}.",
+                view.generation
+            ));
+            Ok(settings_page(
+                &user,
+                view.generation,
+                SettingsForm::from_view(&view),
+                Errors::default(),
+                notice,
+            )?
+            .into_response())
+        }
+        Err(error) => {
+            let errors = Errors::from_refusal(error)?;
+            let current: SettingsView = state
+                .celld
+                .json(Method::GET, "/v1/settings", &user.on_behalf(), None)
+                .await?;
+            Ok((
+                StatusCode::BAD_REQUEST,
+                settings_page(&user, current.generation, form, errors, None)?,
+            )
+                .into_response())
+        }
+    }
+}
+
+// --- users -------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct NewUserForm {
+    csrf: String,
+    name: String,
+    role: String,
+    password: String,
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    version: &'static str,
+    nav: Option<Nav>,
+    notice: Option<String>,
+    admin: bool,
+    csrf: String,
+    users: Vec<UserView>,
+    form: NewUserForm,
+    errors: Errors,
+    general_error: Option<String>,
+}
+field_errors!(UsersPage);
+
+async fn users_page(
+    state: &AppState,
+    user: &PageUser,
+    form: NewUserForm,
+    errors: Errors,
+    notice: Option<String>,
+) -> Result<Html<String>, AppError> {
+    let users: Vec<UserView> = state
+        .celld
+        .json(Method::GET, "/v1/users", &user.on_behalf(), None)
+        .await?;
+    render(UsersPage {
+        version: cell_model::VERSION,
+        nav: user.nav("users"),
+        notice,
+        admin: user.is_admin(),
+        csrf: user.session.csrf.clone(),
+        users,
+        general_error: errors.general.clone(),
+        form,
+        errors,
+    })
+}
+
+pub async fn users_get(
+    State(state): State<AppState>,
+    user: PageUser,
+) -> Result<Html<String>, AppError> {
+    let form = NewUserForm {
+        role: "peer".into(),
+        ..NewUserForm::default()
+    };
+    users_page(&state, &user, form, Errors::default(), None).await
+}
+
+pub async fn users_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    Form(mut form): Form<NewUserForm>,
+) -> Result<Response, AppError> {
+    user.require_admin()?;
+    user.check_csrf(&form.csrf)?;
+    let body = json!({"name": form.name.trim(), "role": form.role, "password": form.password});
+    form.password.clear();
+    let result: Result<UserView, ClientError> = state
+        .celld
+        .json(
+            Method::POST,
+            "/v1/users",
+            &user.on_behalf(),
+            Some(Bytes::from(body.to_string())),
+        )
+        .await;
+    match result {
+        Ok(created) => {
+            let notice = Some(format!("Added {}.", created.name));
+            let form = NewUserForm {
+                role: "peer".into(),
+                ..NewUserForm::default()
+            };
+            Ok(users_page(&state, &user, form, Errors::default(), notice)
+                .await?
+                .into_response())
+        }
+        Err(error) => {
+            let errors = Errors::from_refusal(error)?;
+            Ok((
+                StatusCode::BAD_REQUEST,
+                users_page(&state, &user, form, errors, None).await?,
+            )
+                .into_response())
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ResetForm {
+    csrf: String,
+    name: String,
+    password: String,
+}
+
+pub async fn users_reset_password_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    Form(form): Form<ResetForm>,
+) -> Result<Response, AppError> {
+    user.require_admin()?;
+    user.check_csrf(&form.csrf)?;
+    let name = cell_model::Username::parse(&form.name).map_err(|_| AppError::NotFound)?;
+    let body = json!({"password": form.password});
+    let path = format!("/v1/users/{name}/password");
+    let (status, answer) = state
+        .celld
+        .call(
+            Method::PUT,
+            &path,
+            &user.on_behalf(),
+            Some(Bytes::from(body.to_string())),
+        )
+        .await?;
+    let fresh = NewUserForm {
+        role: "peer".into(),
+        ..NewUserForm::default()
+    };
+    if status.is_success() {
+        state.sessions.end_all_of(name.as_str());
+        let notice = Some(format!(
+            "The password of {name} was reset; their sessions were ended."
+        ));
+        return Ok(users_page(&state, &user, fresh, Errors::default(), notice)
+            .await?
+            .into_response());
+    }
+    let errors = Errors::from_refusal(
+        celld_client::decode::<serde_json::Value>(&path, status, &answer)
+            .err()
+            .unwrap_or(ClientError::Request {
+                path,
+                message: "refused".into(),
+            }),
+    )?;
+    let errors = Errors {
+        general: errors.fields.values().next().cloned().or(errors.general),
+        fields: BTreeMap::new(),
+    };
+    Ok((
+        StatusCode::BAD_REQUEST,
+        users_page(&state, &user, fresh, errors, None).await?,
+    )
+        .into_response())
+}
+
+pub async fn user_action_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    Path((name, action)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    user.require_admin()?;
+    user.check_csrf(&form.csrf)?;
+    let name = cell_model::Username::parse(&name).map_err(|_| AppError::NotFound)?;
+    let path = format!("/v1/users/{name}");
+    let (method, body, done) = match action.as_str() {
+        "disable" => (Method::PATCH, Some(json!({"disabled": true})), "disabled"),
+        "enable" => (Method::PATCH, Some(json!({"disabled": false})), "enabled"),
+        "delete" => (Method::DELETE, None, "deleted"),
+        _ => return Err(AppError::NotFound),
+    };
+    let body = body.map(|b| Bytes::from(b.to_string()));
+    let (status, answer) = state
+        .celld
+        .call(method, &path, &user.on_behalf(), body)
+        .await?;
+    let fresh = NewUserForm {
+        role: "peer".into(),
+        ..NewUserForm::default()
+    };
+    if status.is_success() {
+        state.sessions.end_all_of(name.as_str());
+        let notice = Some(format!("{name} was {done}."));
+        return Ok(users_page(&state, &user, fresh, Errors::default(), notice)
+            .await?
+            .into_response());
+    }
+    let message = serde_json::from_slice::<cell_model::ApiError>(&answer)
+        .map(|e| e.error)
+        .unwrap_or_else(|_| "that did not work".into());
+    let errors = Errors {
+        general: Some(message),
+        fields: BTreeMap::new(),
+    };
+    let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_REQUEST);
+    Ok((
+        status,
+        users_page(&state, &user, fresh, errors, None).await?,
+    )
+        .into_response())
+}
+
+// --- audit -------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AuditFilter {
+    actor: String,
+    action: String,
+    q: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    version: &'static str,
+    nav: Option<Nav>,
+    notice: Option<String>,
+    filter: AuditFilter,
+    entries: Vec<AuditEntry>,
+    verification: AuditVerification,
+}
+
+pub async fn audit_get(
+    State(state): State<AppState>,
+    user: PageUser,
+    Query(filter): Query<AuditFilter>,
+) -> Result<Html<String>, AppError> {
+    user.require_admin()?;
+    let mut query = Vec::new();
+    for (key, value) in [
+        ("actor", &filter.actor),
+        ("action", &filter.action),
+        ("q", &filter.q),
+    ] {
+        if !value.trim().is_empty() {
+            query.push(format!("{key}={}", percent_encode(value.trim())));
+        }
+    }
+    let path = if query.is_empty() {
+        "/v1/audit".to_owned()
+    } else {
+        format!("/v1/audit?{}", query.join("&"))
+    };
+    let entries: Vec<AuditEntry> = state
+        .celld
+        .json(Method::GET, &path, &user.on_behalf(), None)
+        .await?;
+    let verification: AuditVerification = state
+        .celld
+        .json(Method::GET, "/v1/audit/verify", &user.on_behalf(), None)
+        .await?;
+    render(AuditPage {
+        version: cell_model::VERSION,
+        nav: user.nav("audit"),
+        notice: None,
+        filter,
+        entries,
+        verification,
+    })
+}
+
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+// --- account: password and second factor -------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    version: &'static str,
+    nav: Option<Nav>,
+    notice: Option<String>,
+    csrf: String,
+    totp_enabled: bool,
+    enrolment: Option<TotpEnrolment>,
+    recovery_codes: Option<Vec<String>>,
+    errors: Errors,
+    general_error: Option<String>,
+}
+field_errors!(AccountPage);
+
+#[derive(Default)]
+struct AccountExtras {
+    notice: Option<String>,
+    enrolment: Option<TotpEnrolment>,
+    recovery_codes: Option<Vec<String>>,
+    errors: Errors,
+}
+
+async fn account_page(
+    state: &AppState,
+    user: &PageUser,
+    extras: AccountExtras,
+) -> Result<Html<String>, AppError> {
+    let path = format!("/v1/users/{}", user.session.principal.name);
+    let me: UserView = state
+        .celld
+        .json(Method::GET, &path, &user.on_behalf(), None)
+        .await?;
+    render(AccountPage {
+        version: cell_model::VERSION,
+        nav: user.nav("account"),
+        notice: extras.notice,
+        csrf: user.session.csrf.clone(),
+        totp_enabled: me.totp_enabled,
+        enrolment: extras.enrolment,
+        recovery_codes: extras.recovery_codes,
+        general_error: extras.errors.general.clone(),
+        errors: extras.errors,
+    })
+}
+
+pub async fn account_get(
+    State(state): State<AppState>,
+    user: PageUser,
+) -> Result<Html<String>, AppError> {
+    account_page(&state, &user, AccountExtras::default()).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PasswordForm {
+    csrf: String,
+    current_password: String,
+    password: String,
+}
+
+pub async fn account_password_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    Form(form): Form<PasswordForm>,
+) -> Result<Response, AppError> {
+    user.check_csrf(&form.csrf)?;
+    let path = format!("/v1/users/{}/password", user.session.principal.name);
+    let body = json!({"password": form.password, "current_password": form.current_password});
+    let (status, answer) = state
+        .celld
+        .call(
+            Method::PUT,
+            &path,
+            &user.on_behalf(),
+            Some(Bytes::from(body.to_string())),
+        )
+        .await?;
+    if status.is_success() {
+        let extras = AccountExtras {
+            notice: Some("Your password was changed.".into()),
+            ..AccountExtras::default()
+        };
+        return Ok(account_page(&state, &user, extras).await?.into_response());
+    }
+    let refusal = celld_client::decode::<serde_json::Value>(&path, status, &answer).err();
+    let errors = match refusal {
+        Some(error) => Errors::from_refusal(error)?,
+        None => Errors::default(),
+    };
+    let extras = AccountExtras {
+        errors,
+        ..AccountExtras::default()
+    };
+    Ok((
+        StatusCode::BAD_REQUEST,
+        account_page(&state, &user, extras).await?,
+    )
+        .into_response())
+}
+
+pub async fn account_totp_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    Form(form): Form<CsrfForm>,
+) -> Result<Html<String>, AppError> {
+    user.check_csrf(&form.csrf)?;
+    let path = format!("/v1/users/{}/totp", user.session.principal.name);
+    let enrolment: TotpEnrolment = state
+        .celld
+        .json(Method::POST, &path, &user.on_behalf(), None)
+        .await?;
+    account_page(
+        &state,
+        &user,
+        AccountExtras {
+            enrolment: Some(enrolment),
+            ..AccountExtras::default()
+        },
+    )
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct TotpConfirmForm {
+    csrf: String,
+    code: String,
+}
+
+pub async fn account_totp_confirm_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    Form(form): Form<TotpConfirmForm>,
+) -> Result<Response, AppError> {
+    user.check_csrf(&form.csrf)?;
+    let path = format!("/v1/users/{}/totp/confirm", user.session.principal.name);
+    let body = json!({"code": form.code.trim()});
+    let result: Result<RecoveryCodes, ClientError> = state
+        .celld
+        .json(
+            Method::POST,
+            &path,
+            &user.on_behalf(),
+            Some(Bytes::from(body.to_string())),
+        )
+        .await;
+    match result {
+        Ok(codes) => Ok(account_page(
+            &state,
+            &user,
+            AccountExtras {
+                recovery_codes: Some(codes.recovery_codes),
+                ..AccountExtras::default()
+            },
+        )
+        .await?
+        .into_response()),
+        Err(error) => {
+            let errors = Errors::from_refusal(error)?;
+            let extras = AccountExtras {
+                errors: Errors {
+                    general: errors.fields.values().next().cloned().or(errors.general),
+                    fields: BTreeMap::new(),
+                },
+                ..AccountExtras::default()
+            };
+            Ok((
+                StatusCode::BAD_REQUEST,
+                account_page(&state, &user, extras).await?,
+            )
+                .into_response())
+        }
+    }
+}
+
+pub async fn account_totp_remove_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    Form(form): Form<CsrfForm>,
+) -> Result<Html<String>, AppError> {
+    user.check_csrf(&form.csrf)?;
+    let path = format!("/v1/users/{}/totp", user.session.principal.name);
+    let (status, answer) = state
+        .celld
+        .call(Method::DELETE, &path, &user.on_behalf(), None)
+        .await?;
+    celld_client::decode::<serde_json::Value>(
+        &path,
+        status,
+        if answer.is_empty() { b"null" } else { &answer },
+    )?;
+    account_page(
+        &state,
+        &user,
+        AccountExtras {
+            notice: Some("Two-step login is off.".into()),
+            ..AccountExtras::default()
+        },
+    )
+    .await
+}
+
 pub async fn not_found() -> AppError {
     AppError::NotFound
 }
 
 /// "3 days, 4 hours", "5 minutes", "12 seconds": the two largest units that are non-zero.
-fn human_duration(seconds: u64) -> String {
+pub fn human_duration(seconds: u64) -> String {
     const UNITS: [(u64, &str); 4] = [
         (86_400, "day"),
         (3_600, "hour"),

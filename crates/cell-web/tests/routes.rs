@@ -27,9 +27,7 @@ async fn with_celld() -> Harness {
     Harness {
         _dir: dir,
         _stop: Some(stop),
-        state: AppState {
-            celld: CelldClient::new(socket),
-        },
+        state: AppState::new(CelldClient::new(socket), false),
     }
 }
 
@@ -39,9 +37,7 @@ fn without_celld() -> Harness {
     Harness {
         _dir: dir,
         _stop: None,
-        state: AppState {
-            celld: CelldClient::new(socket),
-        },
+        state: AppState::new(CelldClient::new(socket), false),
     }
 }
 

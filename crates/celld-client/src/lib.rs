@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cell_model::{ApiError, Status};
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper::{header, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+pub use hyper::body::Bytes;
+use hyper::{header, Request};
+pub use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
@@ -39,13 +40,53 @@ pub enum ClientError {
         path: String,
         status: StatusCode,
         message: String,
+        field: Option<String>,
     },
+    #[error("building the request for {path}: {message}")]
+    Request { path: String, message: String },
     #[error("celld answered {path} with an unreadable body: {source}")]
     Decode {
         path: String,
         #[source]
         source: serde_json::Error,
     },
+}
+
+/// Header naming the user a request acts for (see celld's API).
+pub const ACTOR_HEADER: &str = "x-cell-actor";
+/// Header carrying the client's address.
+pub const SOURCE_HEADER: &str = "x-cell-source";
+
+/// On whose behalf, and from where, cell-web asks celld.
+#[derive(Debug, Clone, Default)]
+pub struct OnBehalf {
+    pub actor: Option<String>,
+    pub source: Option<String>,
+}
+
+/// Decodes a successful answer; a refusal becomes `ClientError::Refused`.
+pub fn decode<T: DeserializeOwned>(
+    path: &str,
+    status: StatusCode,
+    body: &[u8],
+) -> Result<T, ClientError> {
+    if !status.is_success() {
+        let refusal = serde_json::from_slice::<ApiError>(body).ok();
+        let message = refusal
+            .as_ref()
+            .map(|e| e.error.clone())
+            .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+        return Err(ClientError::Refused {
+            path: path.to_owned(),
+            status,
+            message,
+            field: refusal.and_then(|e| e.field),
+        });
+    }
+    serde_json::from_slice(body).map_err(|source| ClientError::Decode {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// A handle on celld's socket. Each call opens its own connection: calls are rare and
@@ -71,32 +112,65 @@ impl CelldClient {
         self.get("/v1/status").await
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let exchange = self.exchange(path);
-        let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+    /// Sends one request as `on_behalf`, and returns celld's answer as it is: status and
+    /// JSON body, refusals included. cell-web passes these through to its own clients.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        on_behalf: &OnBehalf,
+        body: Option<Bytes>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, "celld");
+        if let Some(actor) = &on_behalf.actor {
+            request = request.header(ACTOR_HEADER, actor.as_str());
+        }
+        if let Some(source) = &on_behalf.source {
+            request = request.header(SOURCE_HEADER, source.as_str());
+        }
+        let body = match body {
+            Some(bytes) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Full::new(bytes)
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let request = request.body(body).map_err(|e| ClientError::Request {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(request))
             .await
             .map_err(|_| ClientError::Timeout {
                 socket: self.socket.clone(),
                 path: path.to_owned(),
                 timeout: REQUEST_TIMEOUT,
-            })??;
-        if !status.is_success() {
-            let message = serde_json::from_slice::<ApiError>(&body)
-                .map(|e| e.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-            return Err(ClientError::Refused {
-                path: path.to_owned(),
-                status,
-                message,
-            });
-        }
-        serde_json::from_slice(&body).map_err(|source| ClientError::Decode {
-            path: path.to_owned(),
-            source,
-        })
+            })?
     }
 
-    async fn exchange(&self, path: &str) -> Result<(StatusCode, Bytes), ClientError> {
+    /// `call`, then decode a successful answer; a refusal becomes `ClientError::Refused`.
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        on_behalf: &OnBehalf,
+        body: Option<Bytes>,
+    ) -> Result<T, ClientError> {
+        let (status, body) = self.call(method, path, on_behalf, body).await?;
+        decode(path, status, &body)
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.json(Method::GET, path, &OnBehalf::default(), None)
+            .await
+    }
+    async fn exchange(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
         let http_error = |source| ClientError::Http {
             socket: self.socket.clone(),
             source,
@@ -116,10 +190,6 @@ impl CelldClient {
                 tracing::debug!(%error, "celld connection ended with an error");
             }
         });
-        let request = Request::get(path)
-            .header(header::HOST, "celld")
-            .body(Empty::<Bytes>::new())
-            .expect("a GET with a static header is always a valid request");
         let result = async {
             let response = sender.send_request(request).await?;
             let status = response.status();

@@ -30,7 +30,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
             "/v1/settings",
             get(settings::settings_get).put(settings::settings_put),
         )
-        .route("/v1/setup", post(setup::setup_post))
+        .route("/v1/setup", get(setup::setup_get).post(setup::setup_post))
         .route("/v1/setup-code", get(setup::setup_code_get))
         .route("/v1/auth/login", post(auth::login_post))
         .route("/v1/users", get(users::users_get).post(users::users_post))

@@ -90,6 +90,17 @@ pub async fn setup_post(
 }
 
 #[derive(Serialize)]
+pub struct SetupState {
+    setup_complete: bool,
+}
+
+pub async fn setup_get(State(daemon): State<Arc<Daemon>>) -> Json<SetupState> {
+    Json(SetupState {
+        setup_complete: lock(&daemon.store).current().settings.setup_complete,
+    })
+}
+
+#[derive(Serialize)]
 pub struct SetupCodeView {
     /// None once the cell is set up.
     code: Option<String>,
