@@ -252,7 +252,7 @@ async fn forward(
         actor: session
             .as_ref()
             .map(|Extension(s)| s.principal.name.to_string()),
-        source: source,
+        source,
     };
     let body = (!body.is_empty()).then_some(body);
     match state
@@ -304,11 +304,10 @@ fn after_success(state: &AppState, method: &Method, path: &str, status: celld_cl
     }
     if let Some(rest) = path.strip_prefix("/v1/users/") {
         let (user, tail) = rest.split_once('/').unwrap_or((rest, ""));
-        let ends_sessions = match (method, tail) {
-            (&Method::DELETE, "") | (&Method::PATCH, "") => true,
-            (&Method::PUT, "password") => true,
-            _ => false,
-        };
+        let ends_sessions = matches!(
+            (method, tail),
+            (&Method::DELETE, "") | (&Method::PATCH, "") | (&Method::PUT, "password")
+        );
         if ends_sessions {
             state.sessions.end_all_of(user);
         }

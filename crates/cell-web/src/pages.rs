@@ -377,7 +377,7 @@ pub async fn setup_post(
     });
     let on_behalf = OnBehalf {
         actor: None,
-        source: source,
+        source,
     };
     let result: Result<serde_json::Value, ClientError> = state
         .celld
