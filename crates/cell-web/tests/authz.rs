@@ -1,0 +1,395 @@
+//! The authorisation matrix, generated from the OpenAPI document: a real celld on a Unix
+//! socket and a real cell-web on a TCP port, driven over HTTP. For every operation the
+//! document lists: before setup 428 (except the wizard's and public routes); without a
+//! session 401; a peer on an admin route 403; a missing or wrong CSRF token 403.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Response {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Response {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+
+    fn cookie(&self) -> String {
+        self.head
+            .lines()
+            .find_map(|l| l.strip_prefix("set-cookie: "))
+            .and_then(|c| c.split(';').next())
+            .unwrap()
+            .to_owned()
+    }
+}
+
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    csrf: Option<&str>,
+    body: Option<&Value>,
+) -> Response {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nhost: cell\r\nconnection: close\r\n");
+    if let Some(cookie) = cookie {
+        request.push_str(&format!("cookie: {cookie}\r\n"));
+    }
+    if let Some(csrf) = csrf {
+        request.push_str(&format!("x-csrf-token: {csrf}\r\n"));
+    }
+    if !body.is_empty() {
+        request.push_str("content-type: application/json\r\n");
+    }
+    request.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    Response {
+        status,
+        head: head.to_lowercase(),
+        body: body.to_owned(),
+    }
+}
+
+struct Cell {
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+async fn start() -> Cell {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("celld.sock");
+    let listener = celld::socket::bind(&socket).unwrap();
+    let daemon = celld::daemon::testing::daemon(dir.path());
+    tokio::spawn(celld::serve(listener, daemon, std::future::pending()));
+    let state = cell_web::AppState::new(celld_client::CelldClient::new(socket), false);
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let app = cell_web::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(tcp, app).await });
+    Cell { addr, dir }
+}
+
+/// Every operation of the document: method, concrete path, access, whether CSRF applies.
+fn operations(document: &Value) -> Vec<(String, String, String, bool)> {
+    let mut out = Vec::new();
+    for (path, methods) in document["paths"].as_object().unwrap() {
+        for (method, operation) in methods.as_object().unwrap() {
+            let concrete = path.replace("{name}", "alice");
+            out.push((
+                method.to_uppercase(),
+                concrete,
+                operation["x-cell-access"].as_str().unwrap().to_owned(),
+                operation["x-cell-csrf"].as_bool().unwrap(),
+            ));
+        }
+    }
+    out
+}
+
+fn body_for(method: &str) -> Option<Value> {
+    matches!(method, "POST" | "PUT" | "PATCH").then(|| json!({}))
+}
+
+#[tokio::test]
+async fn every_route_is_guarded_as_its_document_says() {
+    let cell = start().await;
+    let document = http(cell.addr, "GET", "/api/v1/openapi.json", None, None, None).await;
+    assert_eq!(document.status, 200);
+    let document = document.json();
+    let operations = operations(&document);
+    assert!(
+        operations.len() >= 18,
+        "the document lists {} operations",
+        operations.len()
+    );
+
+    // Before setup: 428 everywhere but the wizard's and public routes.
+    for (method, path, access, _) in &operations {
+        if access == "public" || access == "setup" {
+            continue;
+        }
+        let response = http(
+            cell.addr,
+            method,
+            path,
+            None,
+            None,
+            body_for(method).as_ref(),
+        )
+        .await;
+        assert_eq!(
+            response.status, 428,
+            "{method} {path} before setup: {}",
+            response.body
+        );
+        assert_eq!(response.json()["setup"], "/setup");
+    }
+    for page in ["/", "/settings", "/users", "/audit", "/login", "/account"] {
+        let response = http(cell.addr, "GET", page, None, None, None).await;
+        assert_eq!(response.status, 303, "{page} before setup");
+        assert!(
+            response.head.contains("location: /setup"),
+            "{page}: {}",
+            response.head
+        );
+    }
+
+    // Set up, then make a peer.
+    let code = std::fs::read_to_string(cell.dir.path().join("state/setup-code")).unwrap();
+    let setup = json!({
+        "code": code.trim(), "cell_name": "home", "domain": {"mode": "internal"},
+        "timezone": "UTC", "admin_username": "alice", "admin_password": PASSWORD
+    });
+    let done = http(cell.addr, "POST", "/api/v1/setup", None, None, Some(&setup)).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let login = |name: &str| json!({"username": name, "password": PASSWORD});
+    let admin = http(
+        cell.addr,
+        "POST",
+        "/api/v1/session",
+        None,
+        None,
+        Some(&login("alice")),
+    )
+    .await;
+    assert_eq!(admin.status, 200, "{}", admin.body);
+    let (admin_cookie, admin_csrf) = (
+        admin.cookie(),
+        admin.json()["csrf_token"].as_str().unwrap().to_owned(),
+    );
+    let bob = json!({"name": "bob", "role": "peer", "password": PASSWORD});
+    let created = http(
+        cell.addr,
+        "POST",
+        "/api/v1/users",
+        Some(&admin_cookie),
+        Some(&admin_csrf),
+        Some(&bob),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let peer = http(
+        cell.addr,
+        "POST",
+        "/api/v1/session",
+        None,
+        None,
+        Some(&login("bob")),
+    )
+    .await;
+    let (peer_cookie, peer_csrf) = (
+        peer.cookie(),
+        peer.json()["csrf_token"].as_str().unwrap().to_owned(),
+    );
+
+    let mut checked = 0;
+    for (method, path, access, csrf) in &operations {
+        let body = body_for(method);
+        if access != "user" && access != "admin" {
+            continue;
+        }
+        let anonymous = http(cell.addr, method, path, None, None, body.as_ref()).await;
+        assert_eq!(anonymous.status, 401, "{method} {path} without a session");
+        let forged = http(
+            cell.addr,
+            method,
+            path,
+            Some("cell_session=0000000000000000000000000000000000000000000000000000000000000000"),
+            None,
+            body.as_ref(),
+        )
+        .await;
+        assert_eq!(
+            forged.status, 401,
+            "{method} {path} with an invented session"
+        );
+        if access == "admin" {
+            let as_peer = http(
+                cell.addr,
+                method,
+                path,
+                Some(&peer_cookie),
+                Some(&peer_csrf),
+                body.as_ref(),
+            )
+            .await;
+            assert_eq!(as_peer.status, 403, "{method} {path} as a peer");
+        }
+        if *csrf {
+            let missing = http(
+                cell.addr,
+                method,
+                path,
+                Some(&admin_cookie),
+                None,
+                body.as_ref(),
+            )
+            .await;
+            assert_eq!(missing.status, 403, "{method} {path} without CSRF token");
+            assert_eq!(missing.json()["error"], "missing or wrong CSRF token");
+            let wrong = http(
+                cell.addr,
+                method,
+                path,
+                Some(&admin_cookie),
+                Some("0123"),
+                body.as_ref(),
+            )
+            .await;
+            assert_eq!(wrong.status, 403, "{method} {path} with a wrong CSRF token");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 14, "only {checked} guarded operations checked");
+
+    // And the refusals changed nothing: alice is still the only admin, bob still exists.
+    let users = http(
+        cell.addr,
+        "GET",
+        "/api/v1/users",
+        Some(&admin_cookie),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(users.json().as_array().unwrap().len(), 2, "{}", users.body);
+}
+
+#[tokio::test]
+async fn a_session_changes_settings_and_the_audit_log_shows_it() {
+    let cell = start().await;
+    let code = std::fs::read_to_string(cell.dir.path().join("state/setup-code")).unwrap();
+    let setup = json!({
+        "code": code.trim(), "cell_name": "home", "domain": {"mode": "internal"},
+        "timezone": "UTC", "admin_username": "alice", "admin_password": PASSWORD
+    });
+    assert_eq!(
+        http(cell.addr, "POST", "/api/v1/setup", None, None, Some(&setup))
+            .await
+            .status,
+        200
+    );
+    let again = http(cell.addr, "POST", "/api/v1/setup", None, None, Some(&setup)).await;
+    assert_eq!(again.status, 409, "setup happens once");
+
+    let wrong = http(
+        cell.addr,
+        "POST",
+        "/api/v1/session",
+        None,
+        None,
+        Some(&json!({"username": "alice", "password": "not it at all"})),
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+    let login = http(
+        cell.addr,
+        "POST",
+        "/api/v1/session",
+        None,
+        None,
+        Some(&json!({"username": "alice", "password": PASSWORD})),
+    )
+    .await;
+    assert!(
+        login.head.contains("httponly") && login.head.contains("samesite=strict"),
+        "{}",
+        login.head
+    );
+    let (cookie, csrf) = (
+        login.cookie(),
+        login.json()["csrf_token"].as_str().unwrap().to_owned(),
+    );
+
+    let settings = http(
+        cell.addr,
+        "GET",
+        "/api/v1/settings",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    let mut edited = settings.json();
+    let generation = edited["generation"].as_u64().unwrap();
+    edited.as_object_mut().unwrap().remove("generation");
+    edited["identity"]["timezone"] = json!("Europe/Berlin");
+    let invalid = {
+        let mut bad = edited.clone();
+        bad["identity"]["cell_name"] = json!("no spaces please");
+        http(
+            cell.addr,
+            "PUT",
+            "/api/v1/settings",
+            Some(&cookie),
+            Some(&csrf),
+            Some(&bad),
+        )
+        .await
+    };
+    assert_eq!(invalid.status, 400);
+    assert_eq!(invalid.json()["field"], "identity.cell_name");
+    let saved = http(
+        cell.addr,
+        "PUT",
+        "/api/v1/settings",
+        Some(&cookie),
+        Some(&csrf),
+        Some(&edited),
+    )
+    .await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert_eq!(saved.json()["generation"].as_u64(), Some(generation + 1));
+
+    let audit = http(
+        cell.addr,
+        "GET",
+        "/api/v1/audit?action=settings",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    let entry = &audit.json()[0];
+    assert_eq!(entry["actor"], "alice");
+    assert_eq!(entry["source"], "127.0.0.1");
+    assert_eq!(entry["changes"]["identity.timezone"], "UTC → Europe/Berlin");
+
+    let logout = http(
+        cell.addr,
+        "DELETE",
+        "/api/v1/session",
+        Some(&cookie),
+        Some(&csrf),
+        None,
+    )
+    .await;
+    assert_eq!(logout.status, 204);
+    let after = http(
+        cell.addr,
+        "GET",
+        "/api/v1/status",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(after.status, 401, "the session ended");
+}
