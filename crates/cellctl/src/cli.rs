@@ -1,0 +1,127 @@
+//! The command-line definition; `main` runs it, and `cellctl completions` / `cellctl man`
+//! generate shell completions and the man page from it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Manage the Personal Internet Cell from its console (as root).
+#[derive(Debug, Parser)]
+#[command(name = "cellctl", version = cell_model::VERSION)]
+pub struct Cli {
+    /// celld's local API socket.
+    #[arg(
+        long,
+        global = true,
+        env = "CELLD_SOCKET",
+        default_value = "/run/cell/celld.sock"
+    )]
+    pub socket: PathBuf,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Version, hostname, uptime, setup state and settings generation.
+    Status,
+    /// Show or change the settings.
+    #[command(subcommand)]
+    Settings(SettingsCommand),
+    /// Manage accounts.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Read and verify the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Print the one-time setup code (until the cell is set up).
+    SetupCode,
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SettingsCommand {
+    /// Print the settings.
+    Get,
+    /// Change one setting. Keys: cell_name, timezone, domain (internal, own:DOMAIN or
+    /// dynamic:PROVIDER:HOSTNAME), services.calendar, services.files, services.mail,
+    /// services.webdav (true or false).
+    Set { key: String, value: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    Peer,
+}
+
+#[derive(Debug, Args)]
+pub struct PasswordSource {
+    /// Read the password from standard input (first line) instead of prompting.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// List accounts.
+    List,
+    /// Create an account; asks for its password.
+    Add {
+        name: String,
+        #[arg(long, value_enum, default_value = "peer")]
+        role: RoleArg,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// Disable an account (it can no longer log in).
+    Disable { name: String },
+    /// Enable a disabled account.
+    Enable { name: String },
+    /// Change an account's role.
+    SetRole {
+        name: String,
+        #[arg(value_enum)]
+        role: RoleArg,
+    },
+    /// Delete an account.
+    Delete { name: String },
+    /// Set a new password for an account; asks for it.
+    ResetPassword {
+        name: String,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// Remove an account's second factor (lost phone).
+    RemoveTotp { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List entries, newest first.
+    List {
+        /// Only entries by this actor.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only actions starting with this (settings, user, auth…).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only entries mentioning this.
+        #[arg(long)]
+        search: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Check the hash chain; exits with status 1 if an entry was changed or removed.
+    Verify,
+}

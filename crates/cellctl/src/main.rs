@@ -1,0 +1,414 @@
+mod cli;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use cell_model::api::{AuditEntry, AuditVerification, EditableSettings, SettingsView, UserView};
+use cell_model::Status;
+use celld_client::{Bytes, CelldClient, ClientError, Method, OnBehalf};
+use clap::{CommandFactory, Parser};
+use cli::{AuditCommand, Cli, Command, PasswordSource, RoleArg, SettingsCommand, UsersCommand};
+use serde_json::{json, Value};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("cellctl: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// celld's refusals read as one line naming the field; other failures hint at celld.
+fn explain(error: ClientError) -> anyhow::Error {
+    match error {
+        ClientError::Refused {
+            message,
+            field: Some(field),
+            ..
+        } => anyhow::anyhow!("{field}: {message}"),
+        ClientError::Refused { message, .. } => anyhow::anyhow!("{message}"),
+        other => anyhow::Error::new(other).context("is celld running? (systemctl status celld)"),
+    }
+}
+
+struct Ctl {
+    celld: CelldClient,
+    json: bool,
+}
+
+impl Ctl {
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<T> {
+        let body = body.map(|b| Bytes::from(b.to_string()));
+        self.celld
+            .json(method, path, &OnBehalf::default(), body)
+            .await
+            .map_err(explain)
+    }
+
+    /// A call whose success has no body (204).
+    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<()> {
+        let body = body.map(|b| Bytes::from(b.to_string()));
+        let (status, answer) = self
+            .celld
+            .call(method, path, &OnBehalf::default(), body)
+            .await
+            .map_err(explain)?;
+        if status.is_success() {
+            return Ok(());
+        }
+        celld_client::decode::<Value>(path, status, &answer)
+            .map(|_| ())
+            .map_err(explain)
+    }
+
+    fn print(
+        &self,
+        value: &impl serde::Serialize,
+        text: impl FnOnce() -> String,
+    ) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(value)?);
+        } else {
+            print!("{}", text());
+        }
+        Ok(())
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctl = Ctl {
+        celld: CelldClient::new(cli.socket),
+        json: cli.json,
+    };
+    match cli.command {
+        Command::Status => {
+            let status: Status = ctl.call(Method::GET, "/v1/status", None).await?;
+            ctl.print(&status, || {
+                format!(
+                    "cell:        {}\nhostname:    {}\nversion:     {}\nuptime:      {} s\nset up:      {}\ngeneration:  {}\n",
+                    status.cell_name,
+                    status.hostname,
+                    status.version,
+                    status.uptime_seconds,
+                    if status.setup_complete { "yes" } else { "no (open the web UI; cellctl setup-code shows the code)" },
+                    status.generation
+                )
+            })?;
+        }
+        Command::Settings(SettingsCommand::Get) => {
+            let view: SettingsView = ctl.call(Method::GET, "/v1/settings", None).await?;
+            ctl.print(&view, || settings_text(&view))?;
+        }
+        Command::Settings(SettingsCommand::Set { key, value }) => {
+            let view: SettingsView = ctl.call(Method::GET, "/v1/settings", None).await?;
+            let edited = apply_setting(&view.settings, &key, &value)?;
+            let saved: SettingsView = ctl.call(Method::PUT, "/v1/settings", Some(edited)).await?;
+            ctl.print(&saved, || {
+                if saved.generation == view.generation {
+                    "unchanged\n".to_owned()
+                } else {
+                    format!("saved as generation {}\n", saved.generation)
+                }
+            })?;
+        }
+        Command::Users(command) => users(&ctl, command).await?,
+        Command::Audit(AuditCommand::List {
+            actor,
+            action,
+            search,
+            limit,
+        }) => {
+            let mut query = vec![format!("limit={limit}")];
+            for (key, value) in [("actor", actor), ("action", action), ("q", search)] {
+                if let Some(value) = value {
+                    query.push(format!("{key}={}", encode(&value)));
+                }
+            }
+            let entries: Vec<AuditEntry> = ctl
+                .call(Method::GET, &format!("/v1/audit?{}", query.join("&")), None)
+                .await?;
+            ctl.print(&entries, || entries.iter().map(audit_line).collect())?;
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let result: AuditVerification = ctl.call(Method::GET, "/v1/audit/verify", None).await?;
+            ctl.print(&result, || match (&result.intact, &result.problem) {
+                (true, _) => format!("intact: {} entries, hash chain verified\n", result.entries),
+                (false, problem) => format!(
+                    "BROKEN at entry {}: {}\n",
+                    result.broken_at.unwrap_or(0),
+                    problem.as_deref().unwrap_or("?")
+                ),
+            })?;
+            if !result.intact {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::SetupCode => {
+            let answer: Value = ctl.call(Method::GET, "/v1/setup-code", None).await?;
+            match answer["code"].as_str() {
+                Some(code) => ctl.print(&answer, || format!("Setup code: {code}\n"))?,
+                None => {
+                    ctl.print(&answer, || {
+                        "the cell is already set up; there is no setup code\n".to_owned()
+                    })?;
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "cellctl",
+                &mut std::io::stdout(),
+            );
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn users(ctl: &Ctl, command: UsersCommand) -> anyhow::Result<()> {
+    let path = |name: &str| format!("/v1/users/{}", encode(name));
+    match command {
+        UsersCommand::List => {
+            let users: Vec<UserView> = ctl.call(Method::GET, "/v1/users", None).await?;
+            ctl.print(&users, || {
+                let mut out = format!("{:<24} {:<6} {:<9} {}\n", "NAME", "ROLE", "STATE", "2FA");
+                for u in &users {
+                    out.push_str(&format!(
+                        "{:<24} {:<6} {:<9} {}\n",
+                        u.name,
+                        u.role.as_str(),
+                        if u.disabled { "disabled" } else { "active" },
+                        if u.totp_enabled { "on" } else { "off" }
+                    ));
+                }
+                out
+            })?;
+        }
+        UsersCommand::Add {
+            name,
+            role,
+            password,
+        } => {
+            let password = read_password(&password, &format!("Password for {name}: "))?;
+            let user: UserView = ctl
+                .call(
+                    Method::POST,
+                    "/v1/users",
+                    Some(json!({"name": name, "role": role_str(role), "password": password})),
+                )
+                .await?;
+            ctl.print(&user, || {
+                format!("added {} ({})\n", user.name, user.role.as_str())
+            })?;
+        }
+        UsersCommand::Disable { name } => {
+            patch(
+                ctl,
+                &path(&name),
+                json!({"disabled": true}),
+                &format!("{name} disabled\n"),
+            )
+            .await?
+        }
+        UsersCommand::Enable { name } => {
+            patch(
+                ctl,
+                &path(&name),
+                json!({"disabled": false}),
+                &format!("{name} enabled\n"),
+            )
+            .await?
+        }
+        UsersCommand::SetRole { name, role } => {
+            patch(
+                ctl,
+                &path(&name),
+                json!({"role": role_str(role)}),
+                &format!("{name} is now {}\n", role_str(role)),
+            )
+            .await?
+        }
+        UsersCommand::Delete { name } => {
+            ctl.send(Method::DELETE, &path(&name), None).await?;
+            ctl.print(&json!({"deleted": name}), || format!("{name} deleted\n"))?;
+        }
+        UsersCommand::ResetPassword { name, password } => {
+            let password = read_password(&password, &format!("New password for {name}: "))?;
+            ctl.send(
+                Method::PUT,
+                &format!("{}/password", path(&name)),
+                Some(json!({"password": password})),
+            )
+            .await?;
+            ctl.print(&json!({"reset": name}), || {
+                format!("password of {name} reset\n")
+            })?;
+        }
+        UsersCommand::RemoveTotp { name } => {
+            ctl.send(Method::DELETE, &format!("{}/totp", path(&name)), None)
+                .await?;
+            ctl.print(&json!({"totp_removed": name}), || {
+                format!("second factor of {name} removed\n")
+            })?;
+        }
+    }
+    Ok(())
+}
+
+async fn patch(ctl: &Ctl, path: &str, body: Value, done: &str) -> anyhow::Result<()> {
+    let user: UserView = ctl.call(Method::PATCH, path, Some(body)).await?;
+    ctl.print(&user, || done.to_owned())
+}
+
+fn role_str(role: RoleArg) -> &'static str {
+    match role {
+        RoleArg::Admin => "admin",
+        RoleArg::Peer => "peer",
+    }
+}
+
+fn read_password(source: &PasswordSource, prompt: &str) -> anyhow::Result<String> {
+    if source.password_stdin || !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        return Ok(line.trim_end_matches(['\n', '\r']).to_owned());
+    }
+    let first = rpassword::prompt_password(prompt).context("reading the password")?;
+    let again = rpassword::prompt_password("Again: ").context("reading the password")?;
+    if first != again {
+        bail!("the two passwords differ; nothing was changed");
+    }
+    std::io::stdout().flush().ok();
+    Ok(first)
+}
+
+/// The edited settings as JSON, for one `key = value`.
+fn apply_setting(current: &EditableSettings, key: &str, value: &str) -> anyhow::Result<Value> {
+    let mut edited = serde_json::to_value(current)?;
+    let boolean = || match value {
+        "true" | "on" | "yes" => Ok(json!(true)),
+        "false" | "off" | "no" => Ok(json!(false)),
+        other => bail!("{key}: '{other}' is not true or false"),
+    };
+    match key {
+        "cell_name" => edited["identity"]["cell_name"] = json!(value),
+        "timezone" => edited["identity"]["timezone"] = json!(value),
+        "domain" => {
+            edited["identity"]["domain"] = match value.split(':').collect::<Vec<_>>().as_slice() {
+                ["internal"] => json!({"mode": "internal"}),
+                ["own", domain] => json!({"mode": "own", "domain": domain}),
+                ["dynamic", provider, hostname] => {
+                    json!({"mode": "dynamic", "provider": provider, "hostname": hostname})
+                }
+                _ => bail!("domain: use internal, own:DOMAIN or dynamic:PROVIDER:HOSTNAME"),
+            }
+        }
+        "services.calendar" | "services.files" | "services.mail" | "services.webdav" => {
+            let service = key.trim_start_matches("services.");
+            edited["services"][service] = boolean()?;
+        }
+        other => bail!("unknown setting '{other}' (see cellctl settings set --help)"),
+    }
+    Ok(edited)
+}
+
+fn settings_text(view: &SettingsView) -> String {
+    let settings = serde_json::to_value(&view.settings).unwrap_or_default();
+    let mut out = format!("generation = {}\n", view.generation);
+    flatten("", &settings, &mut out);
+    out
+}
+
+fn flatten(prefix: &str, value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(&path, child, out);
+            }
+        }
+        Value::String(s) => out.push_str(&format!("{prefix} = {s}\n")),
+        other => out.push_str(&format!("{prefix} = {other}\n")),
+    }
+}
+
+fn audit_line(entry: &AuditEntry) -> String {
+    let mut line = format!(
+        "{:>5}  {}  {:<10} {:<24}",
+        entry.seq, entry.time, entry.actor, entry.action
+    );
+    if let Some(target) = &entry.target {
+        line.push_str(&format!(" {target}"));
+    }
+    if let Some(source) = &entry.source {
+        line.push_str(&format!(" from {source}"));
+    }
+    for (field, change) in &entry.changes {
+        line.push_str(&format!("\n         {field}: {change}"));
+    }
+    line.push('\n');
+    line
+}
+
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn current() -> EditableSettings {
+        serde_json::from_value(json!({
+            "identity": {"cell_name": "home", "domain": {"mode": "internal"}, "timezone": "UTC"},
+            "services": {"calendar": false, "files": false, "mail": false, "webdav": false}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn settings_keys_map_onto_the_tree() {
+        let edited = apply_setting(&current(), "domain", "dynamic:duckdns:me.duckdns.org").unwrap();
+        assert_eq!(edited["identity"]["domain"]["provider"], "duckdns");
+        let edited = apply_setting(&current(), "services.mail", "on").unwrap();
+        assert_eq!(edited["services"]["mail"], true);
+        assert!(apply_setting(&current(), "services.mail", "maybe").is_err());
+        assert!(apply_setting(&current(), "colour", "blue").is_err());
+        assert!(apply_setting(&current(), "domain", "own").is_err());
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

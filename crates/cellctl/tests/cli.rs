@@ -1,0 +1,136 @@
+//! cellctl against a real celld on a temporary socket. celld lets only root act without
+//! naming a user, so this test needs root (CI and `make test` run as root).
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn cellctl(socket: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cellctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn root_manages_the_cell_from_the_console() {
+    if !nix_is_root() {
+        eprintln!("skipped: celld only lets root act without naming a user; run as root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("celld.sock");
+    let listener = celld::socket::bind(&socket).unwrap();
+    let daemon = celld::daemon::testing::daemon(dir.path());
+    tokio::spawn(celld::serve(listener, daemon, std::future::pending()));
+    let socket = socket.as_path();
+
+    let run = |args: &'static [&'static str], stdin: Option<&'static str>| {
+        let socket = socket.to_owned();
+        tokio::task::spawn_blocking(move || cellctl(&socket, args, stdin))
+    };
+
+    let code = run(&["setup-code"], None).await.unwrap();
+    assert!(code.status.success(), "{}", text(&code));
+    assert!(text(&code).starts_with("Setup code: "), "{}", text(&code));
+
+    let set = run(&["settings", "set", "timezone", "Europe/Berlin"], None)
+        .await
+        .unwrap();
+    assert!(set.status.success(), "{}", text(&set));
+    assert!(text(&set).contains("generation 1"), "{}", text(&set));
+
+    let bad = run(&["settings", "set", "cell_name", "bad name"], None)
+        .await
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad).contains("identity.cell_name:"), "{}", text(&bad));
+    let status = run(&["--json", "status"], None).await.unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["generation"], 1, "a refused change stores nothing");
+
+    let add = run(
+        &["users", "add", "bob", "--role", "admin", "--password-stdin"],
+        Some("correct horse battery\n"),
+    )
+    .await
+    .unwrap();
+    assert!(add.status.success(), "{}", text(&add));
+    let short = run(
+        &["users", "add", "carol", "--password-stdin"],
+        Some("short\n"),
+    )
+    .await
+    .unwrap();
+    assert!(text(&short).contains("password:"), "{}", text(&short));
+    let list = run(&["--json", "users", "list"], None).await.unwrap();
+    let users: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(users.as_array().unwrap().len(), 1);
+    assert_eq!(users[0]["role"], "admin");
+
+    let audit = run(&["audit", "list", "--action", "user"], None)
+        .await
+        .unwrap();
+    assert!(
+        text(&audit).contains("user.create") && text(&audit).contains("bob"),
+        "{}",
+        text(&audit)
+    );
+    let verify = run(&["audit", "verify"], None).await.unwrap();
+    assert!(verify.status.success(), "{}", text(&verify));
+
+    let log = dir.path().join("state/audit.jsonl");
+    let tampered = std::fs::read_to_string(&log)
+        .unwrap()
+        .replace("Europe/Berlin", "Europe/Paris");
+    std::fs::write(&log, tampered).unwrap();
+    let verify = run(&["audit", "verify"], None).await.unwrap();
+    assert_eq!(verify.status.code(), Some(1), "{}", text(&verify));
+    assert!(
+        text(&verify).contains("BROKEN at entry 1"),
+        "{}",
+        text(&verify)
+    );
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_definition() {
+    let socket = Path::new("/nonexistent.sock");
+    let bash = cellctl(socket, &["completions", "bash"], None);
+    assert!(bash.status.success());
+    assert!(text(&bash).contains("reset-password"));
+    let man = cellctl(socket, &["man"], None);
+    assert!(text(&man).contains(".TH cellctl"), "{}", text(&man));
+    let down = cellctl(socket, &["status"], None);
+    assert_eq!(down.status.code(), Some(2));
+    assert!(text(&down).contains("is celld running?"), "{}", text(&down));
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
