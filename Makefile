@@ -17,9 +17,9 @@ TREE_DIR     := $(BUILD)/image/tree
 DISK_DIR     := $(BUILD)/image/disk
 TREE         := $(TREE_DIR)/cell_$(VERSION)
 DISK         := $(DISK_DIR)/cell_$(VERSION).raw
-BINARIES     := celld cell-web
+BINARIES     := celld cell-web cellctl
 IMAGE_INPUTS := mkosi.conf $(shell find image rootfs units -type f 2>/dev/null) \
-                $(addprefix $(STAGING)/usr/bin/,$(BINARIES))
+                $(addprefix $(STAGING)/usr/bin/,$(BINARIES)) $(STAGING)/.cellctl-docs
 MKOSI        := mkosi --image-version=$(VERSION)
 
 .PHONY: help run image run-vm test test-unit test-boot test-vm lint bench deps tree clean
@@ -46,6 +46,13 @@ $(STAGING)/usr/bin/%: FORCE
 
 .PHONY: FORCE
 FORCE:
+
+# Shell completions and the man page, generated from cellctl's clap definition.
+$(STAGING)/.cellctl-docs: $(STAGING)/usr/bin/cellctl
+	install -d $(STAGING)/usr/share/bash-completion/completions $(STAGING)/usr/share/man/man1
+	$(STAGING)/usr/bin/cellctl completions bash > $(STAGING)/usr/share/bash-completion/completions/cellctl
+	$(STAGING)/usr/bin/cellctl man > $(STAGING)/usr/share/man/man1/cellctl.1
+	touch $@
 
 # --- image -----------------------------------------------------------------------------
 # The directory tree (booted by systemd-nspawn) and the disk image come from the same
