@@ -22,7 +22,7 @@ IMAGE_INPUTS := mkosi.conf $(shell find image rootfs units -type f 2>/dev/null) 
                 $(addprefix $(STAGING)/usr/bin/,$(BINARIES)) $(STAGING)/.cellctl-docs
 MKOSI        := mkosi --image-version=$(VERSION)
 
-.PHONY: help run image run-vm test test-unit test-boot test-vm lint bench deps tree clean
+.PHONY: help run image run-vm test test-unit test-boot test-browser test-vm lint bench deps tree clean
 
 help:
 	@echo "make run      build what is out of date and boot the cell under systemd-nspawn"
@@ -79,7 +79,7 @@ run-vm: $(DISK)
 	scripts/run-vm $(DISK)
 
 # --- tests -----------------------------------------------------------------------------
-test: deps lint test-unit test-boot test-vm
+test: deps lint test-unit test-boot test-browser test-vm
 
 lint:
 	cargo fmt --all -- --check
@@ -90,6 +90,9 @@ test-unit:
 
 test-boot: $(TREE).stamp
 	tests/boot-nspawn.sh $(TREE)
+
+test-browser: $(TREE).stamp
+	tests/browser-nspawn.sh $(TREE)
 
 test-vm: $(DISK)
 	tests/boot-vm.sh $(DISK) $(VERSION)

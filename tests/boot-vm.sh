@@ -58,6 +58,8 @@ check "booted through UEFI firmware" grep -qaE 'efi: EFI v[0-9.]+ by EDK II' "$s
 check "kernel command line has console=tty0 and console=ttyS0" \
     grep -qaE 'Command line:.*console=tty0.*console=ttyS0' "$serial"
 check "the serial console shows a login prompt" grep -qa 'cell login:' "$serial"
+check "the serial console shows the one-time setup code" \
+    grep -qaE 'Setup code: [A-Z2-9]{4}-[A-Z2-9]{4}' "$serial"
 
 if [ $failures -ne 0 ]; then
     echo "# $failures check(s) failed"

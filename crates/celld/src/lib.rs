@@ -12,6 +12,7 @@ pub mod status;
 pub mod system;
 pub mod throttle;
 pub mod totp;
+pub mod zones;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -10,7 +10,7 @@ use super::extract::{Admin, ValidJson};
 use super::{blocking, AppError};
 use crate::audit::Record;
 use crate::daemon::{lock, Daemon};
-use crate::status;
+use crate::{status, zones};
 
 pub async fn status_get(State(daemon): State<Arc<Daemon>>) -> Result<Json<Status>, AppError> {
     let (generation, settings) = {
@@ -46,6 +46,7 @@ pub async fn settings_put(
     Admin(actor): Admin,
     ValidJson(edited): ValidJson<EditableSettings>,
 ) -> Result<Json<SettingsView>, AppError> {
+    zones::check(&edited.identity.timezone).map_err(|m| AppError::field("identity.timezone", m))?;
     let worker = daemon.clone();
     let (before, after) = blocking(move || {
         let mut store = lock(&worker.store);

@@ -14,6 +14,7 @@ use crate::daemon::{lock, Daemon};
 use crate::passwords;
 use crate::peer::Peer;
 use crate::throttle::Outcome;
+use crate::zones;
 
 /// Claims the cell: checks the one-time code, stores identity, services and the first
 /// admin as one generation, spends the code, then applies hostname and time zone.
@@ -25,6 +26,7 @@ pub async fn setup_post(
     if lock(&daemon.store).current().settings.setup_complete {
         return Err(AppError::Conflict("this cell is already set up".into()));
     }
+    zones::check(&request.timezone).map_err(|m| AppError::field("timezone", m))?;
     let throttle_key = format!("setup:{}", source.as_deref().unwrap_or("local"));
     if let Err(wait) = lock(&daemon.throttle).check(&throttle_key, Instant::now()) {
         return Err(AppError::TooManyAttempts {
