@@ -134,6 +134,11 @@ check "a settings change with the session and token succeeds (got $put_code)" [ 
 check "the new time zone is applied" bash -c "$nspawn exec $name readlink /etc/localtime | grep -q 'America/New_York$'"
 check "the change is in the audit log" \
     bash -c "$nspawn exec $name cellctl audit list --action settings | grep -q 'identity.timezone: Europe/Berlin → America/New_York'"
+curl -s -b "$jar" -o "$tmp/dashboard.html" "$base/"
+for unit in celld.service cell-web.service systemd-networkd.service systemd-resolved.service; do
+    check "the dashboard shows $unit active" \
+        grep -qF "$unit — <span class=\"state\">active</span>" "$tmp/dashboard.html"
+done
 check "the audit chain verifies" bash -c "$nspawn exec $name cellctl audit verify | grep -q '^intact'"
 check "settings survive in /var/lib/cell, owner-only" \
     [ "$($nspawn exec $name stat -c '%a %U' /var/lib/cell/settings.toml)" = "600 root" ]

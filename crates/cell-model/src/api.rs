@@ -30,6 +30,22 @@ pub struct Status {
     pub generation: u64,
     /// The cell's name.
     pub cell_name: String,
+    /// State of each of the cell's units.
+    #[serde(default)]
+    pub units: Vec<UnitHealth>,
+}
+
+/// One systemd unit and its `ActiveState` (`active`, `failed`, `activating`…).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitHealth {
+    pub unit: String,
+    pub state: String,
+}
+
+impl UnitHealth {
+    pub fn is_active(&self) -> bool {
+        self.state == "active"
+    }
 }
 
 /// Body of every error answer. `field` names the refused input as a dotted path
@@ -225,6 +241,10 @@ mod tests {
             setup_complete: false,
             generation: 0,
             cell_name: "cell".into(),
+            units: vec![UnitHealth {
+                unit: "celld.service".into(),
+                state: "active".into(),
+            }],
         };
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(
@@ -236,6 +256,7 @@ mod tests {
                 "setup_complete": false,
                 "generation": 0,
                 "cell_name": "cell",
+                "units": [{"unit": "celld.service", "state": "active"}],
             })
         );
         assert_eq!(serde_json::from_value::<Status>(json).unwrap(), status);

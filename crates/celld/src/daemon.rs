@@ -3,6 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use cell_model::api::UnitHealth;
 
 use cell_store::Store;
 
@@ -44,7 +47,12 @@ pub struct Daemon {
     /// TOTP seeds handed out for enrolment, not yet confirmed with a code.
     pub(crate) pending_totp: Mutex<std::collections::HashMap<String, String>>,
     pub(crate) system: Arc<dyn System>,
+    /// Unit states, asked of systemd at most every UNIT_HEALTH_TTL: status is polled by
+    /// every page view and health check, systemd need not be.
+    unit_health: tokio::sync::Mutex<Option<(Instant, Vec<UnitHealth>)>>,
 }
+
+const UNIT_HEALTH_TTL: Duration = Duration::from_secs(2);
 
 impl Daemon {
     pub fn open(config: Config, system: Arc<dyn System>) -> Result<Self, OpenError> {
@@ -63,7 +71,31 @@ impl Daemon {
             throttle: Mutex::new(Throttle::default()),
             pending_totp: Mutex::new(Default::default()),
             system,
+            unit_health: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// The state of the monitored units, at most UNIT_HEALTH_TTL old.
+    pub async fn unit_health(&self) -> Vec<UnitHealth> {
+        let mut cached = self.unit_health.lock().await;
+        if let Some((at, health)) = cached.as_ref() {
+            if at.elapsed() < UNIT_HEALTH_TTL {
+                return health.clone();
+            }
+        }
+        let health = match self
+            .system
+            .unit_health(crate::status::MONITORED_UNITS)
+            .await
+        {
+            Ok(health) => health,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read unit states");
+                Vec::new()
+            }
+        };
+        *cached = Some((Instant::now(), health.clone()));
+        health
     }
 
     pub fn audit_path(&self) -> PathBuf {

@@ -53,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
     let system: Arc<dyn System> = if args.no_system {
         Arc::new(RecordedSystem::default())
     } else {
-        Arc::new(DBusSystem)
+        Arc::new(DBusSystem::default())
     };
     let config = Config {
         state_dir: args.state_dir.clone(),

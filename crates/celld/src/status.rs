@@ -20,9 +20,19 @@ pub enum StatusError {
 
 const PROC_UPTIME: &str = "/proc/uptime";
 
-/// Collects the current status of the machine running `settings` of `generation`.
+/// The units whose health the dashboard shows.
+pub const MONITORED_UNITS: &[&str] = &[
+    "celld.service",
+    "cell-web.service",
+    "systemd-networkd.service",
+    "systemd-resolved.service",
+];
+
+/// Collects the current status of the machine running `settings` of `generation`; unit
+/// health is added by the caller.
 pub fn current(generation: u64, settings: &Settings) -> Result<Status, StatusError> {
     Ok(Status {
+        units: Vec::new(),
         version: cell_model::VERSION.to_owned(),
         hostname: hostname()?,
         uptime_seconds: uptime_seconds(Path::new(PROC_UPTIME))?,

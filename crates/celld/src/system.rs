@@ -1,43 +1,92 @@
-//! Changes celld asks the operating system to make, through systemd's own services on
-//! D-Bus: the hostname (hostnamed, which also renames the cell on mDNS) and the time zone
-//! (timedated). Behind a trait so that tests and development runs off the device record
-//! the requests instead of changing the machine they run on.
+//! What celld asks of the operating system, through systemd's own services on D-Bus: the
+//! hostname (hostnamed, which also renames the cell on mDNS), the time zone (timedated)
+//! and the state of the cell's units (the service manager). Behind a trait so that tests
+//! and development runs off the device record the requests instead of changing the
+//! machine they run on.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 
-pub type SystemFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+use cell_model::api::UnitHealth;
+use tokio::sync::OnceCell;
+
+pub type SystemFuture<'a, T = ()> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
 
 pub trait System: Send + Sync + std::fmt::Debug {
     fn set_hostname<'a>(&'a self, hostname: &'a str) -> SystemFuture<'a>;
     fn set_timezone<'a>(&'a self, timezone: &'a str) -> SystemFuture<'a>;
+    /// `ActiveState` of each unit (`active`, `failed`, `inactive`…).
+    fn unit_health<'a>(&'a self, units: &'a [&'a str]) -> SystemFuture<'a, Vec<UnitHealth>>;
 }
 
-/// The real machine, over the system bus.
+/// The real machine, over the system bus (one connection, opened on first use).
 #[derive(Debug, Default)]
-pub struct DBusSystem;
+pub struct DBusSystem {
+    bus: OnceCell<zbus::Connection>,
+}
 
-async fn call(service: &str, path: &str, method: &str, argument: &str) -> Result<(), String> {
-    let connection = zbus::Connection::system()
-        .await
-        .map_err(|e| format!("connecting to the system bus: {e}"))?;
-    connection
-        .call_method(
-            Some(service),
-            path,
-            Some(service),
-            method,
-            &(argument, false),
-        )
-        .await
-        .map_err(|e| format!("{service}.{method}: {e}"))?;
-    Ok(())
+impl DBusSystem {
+    async fn bus(&self) -> Result<&zbus::Connection, String> {
+        self.bus
+            .get_or_try_init(zbus::Connection::system)
+            .await
+            .map_err(|e| format!("connecting to the system bus: {e}"))
+    }
+
+    async fn set(
+        &self,
+        service: &str,
+        path: &str,
+        method: &str,
+        value: &str,
+    ) -> Result<(), String> {
+        self.bus()
+            .await?
+            .call_method(Some(service), path, Some(service), method, &(value, false))
+            .await
+            .map_err(|e| format!("{service}.{method}: {e}"))?;
+        Ok(())
+    }
+
+    async fn active_state(&self, unit: &str) -> Result<String, String> {
+        const SYSTEMD: &str = "org.freedesktop.systemd1";
+        let bus = self.bus().await?;
+        let reply = bus
+            .call_method(
+                Some(SYSTEMD),
+                "/org/freedesktop/systemd1",
+                Some("org.freedesktop.systemd1.Manager"),
+                "LoadUnit",
+                &(unit,),
+            )
+            .await
+            .map_err(|e| format!("loading {unit}: {e}"))?;
+        let path: zbus::zvariant::OwnedObjectPath = reply
+            .body()
+            .deserialize()
+            .map_err(|e| format!("{unit}: {e}"))?;
+        let reply = bus
+            .call_method(
+                Some(SYSTEMD),
+                path.as_str(),
+                Some("org.freedesktop.DBus.Properties"),
+                "Get",
+                &("org.freedesktop.systemd1.Unit", "ActiveState"),
+            )
+            .await
+            .map_err(|e| format!("reading the state of {unit}: {e}"))?;
+        let value: zbus::zvariant::OwnedValue = reply
+            .body()
+            .deserialize()
+            .map_err(|e| format!("{unit}: {e}"))?;
+        String::try_from(value).map_err(|e| format!("{unit}: {e}"))
+    }
 }
 
 impl System for DBusSystem {
     fn set_hostname<'a>(&'a self, hostname: &'a str) -> SystemFuture<'a> {
-        Box::pin(call(
+        Box::pin(self.set(
             "org.freedesktop.hostname1",
             "/org/freedesktop/hostname1",
             "SetStaticHostname",
@@ -46,17 +95,34 @@ impl System for DBusSystem {
     }
 
     fn set_timezone<'a>(&'a self, timezone: &'a str) -> SystemFuture<'a> {
-        Box::pin(call(
+        Box::pin(self.set(
             "org.freedesktop.timedate1",
             "/org/freedesktop/timedate1",
             "SetTimezone",
             timezone,
         ))
     }
+
+    fn unit_health<'a>(&'a self, units: &'a [&'a str]) -> SystemFuture<'a, Vec<UnitHealth>> {
+        Box::pin(async move {
+            let mut health = Vec::with_capacity(units.len());
+            for unit in units {
+                let state = self.active_state(unit).await.unwrap_or_else(|error| {
+                    tracing::warn!(%error, unit, "cannot read a unit's state");
+                    "unknown".to_owned()
+                });
+                health.push(UnitHealth {
+                    unit: (*unit).to_owned(),
+                    state,
+                });
+            }
+            Ok(health)
+        })
+    }
 }
 
-/// Records what would have been changed; for tests and for running celld off the device
-/// (`celld --no-system`).
+/// Records what would have been changed, and reports every unit as `unknown`; for tests
+/// and for running celld off the device (`celld --no-system`).
 #[derive(Debug, Default)]
 pub struct RecordedSystem {
     requests: Mutex<Vec<String>>,
@@ -82,5 +148,16 @@ impl System for RecordedSystem {
 
     fn set_timezone<'a>(&'a self, timezone: &'a str) -> SystemFuture<'a> {
         self.record(format!("timezone={timezone}"))
+    }
+
+    fn unit_health<'a>(&'a self, units: &'a [&'a str]) -> SystemFuture<'a, Vec<UnitHealth>> {
+        let health = units
+            .iter()
+            .map(|unit| UnitHealth {
+                unit: (*unit).to_owned(),
+                state: "unknown".to_owned(),
+            })
+            .collect();
+        Box::pin(async move { Ok(health) })
     }
 }

@@ -18,9 +18,10 @@ pub async fn status_get(State(daemon): State<Arc<Daemon>>) -> Result<Json<Status
         let current = store.current();
         (current.generation, current.settings.clone())
     };
-    status::current(generation, &settings)
-        .map(Json)
-        .map_err(|e| AppError::Internal(e.to_string()))
+    let mut status =
+        status::current(generation, &settings).map_err(|e| AppError::Internal(e.to_string()))?;
+    status.units = daemon.unit_health().await;
+    Ok(Json(status))
 }
 
 pub fn view(generation: u64, settings: &Settings) -> SettingsView {
