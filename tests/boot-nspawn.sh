@@ -106,6 +106,11 @@ check "cellctl setup-code prints a code (got '$code')" grep -qE '^[A-Z2-9]{4}-[A
 # VM test reads the code off the real serial port).
 check "the console banner carries the setup code" \
     bash -c "$nspawn exec $name cat /run/issue.d/50-cell.issue | grep -q 'Setup code: $code'"
+# mDNS, asked from the host side of the veth the way a laptop on the LAN asks.
+ip route replace 224.0.0.251/32 dev ve-$name
+mdns() { python3 tests/lib/mdns-query.py 10.77.$net.1 "$1" "${2:-5}"; }
+mdns_silent() { ! mdns "$1" 3 >/dev/null; }
+check "before setup the cell answers cell.local by mDNS" [ "$(mdns cell.local)" = "$address" ]
 api_code=$(curl -s -o /dev/null -w '%{http_code}' "$base/api/v1/status")
 check "before setup the API answers 428 (got $api_code)" [ "$api_code" = 428 ]
 setup_json() {
@@ -118,6 +123,8 @@ check "the wizard's setup call succeeds (got $done_code: $(cat "$tmp/setup.json"
 check "setup renamed the machine through hostnamed" [ "$($nspawn exec $name cat /proc/sys/kernel/hostname)" = home ]
 check "setup set the time zone through timedated" \
     bash -c "$nspawn exec $name readlink /etc/localtime | grep -q 'Europe/Berlin$'"
+check "after setup it answers home.local by mDNS" [ "$(mdns home.local)" = "$address" ]
+check "and no longer cell.local" mdns_silent cell.local
 check "the setup code is spent" bash -c "! $nspawn exec $name cellctl setup-code >/dev/null 2>&1"
 
 jar=$tmp/cookies
