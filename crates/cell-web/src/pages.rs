@@ -136,6 +136,16 @@ impl Errors {
     }
 }
 
+impl Errors {
+    /// For forms whose inputs are not where the error shows: the first message as a banner.
+    fn into_banner(self) -> Self {
+        Self {
+            general: self.fields.into_values().next().or(self.general),
+            fields: BTreeMap::new(),
+        }
+    }
+}
+
 macro_rules! field_errors {
     ($($view:ident),*) => {$(
         impl $view {
@@ -845,47 +855,14 @@ pub async fn users_reset_password_post(
     user.require_admin()?;
     user.check_csrf(&form.csrf)?;
     let name = cell_model::Username::parse(&form.name).map_err(|_| AppError::NotFound)?;
-    let body = json!({"password": form.password});
+    let body = Bytes::from(json!({"password": form.password}).to_string());
     let path = format!("/v1/users/{name}/password");
-    let (status, answer) = state
+    let result = state
         .celld
-        .call(
-            Method::PUT,
-            &path,
-            &user.on_behalf(),
-            Some(Bytes::from(body.to_string())),
-        )
-        .await?;
-    let fresh = NewUserForm {
-        role: "peer".into(),
-        ..NewUserForm::default()
-    };
-    if status.is_success() {
-        state.sessions.end_all_of(name.as_str());
-        let notice = Some(format!(
-            "The password of {name} was reset; their sessions were ended."
-        ));
-        return Ok(users_page(&state, &user, fresh, Errors::default(), notice)
-            .await?
-            .into_response());
-    }
-    let errors = Errors::from_refusal(
-        celld_client::decode::<serde_json::Value>(&path, status, &answer)
-            .err()
-            .unwrap_or(ClientError::Request {
-                path,
-                message: "refused".into(),
-            }),
-    )?;
-    let errors = Errors {
-        general: errors.fields.values().next().cloned().or(errors.general),
-        fields: BTreeMap::new(),
-    };
-    Ok((
-        StatusCode::BAD_REQUEST,
-        users_page(&state, &user, fresh, errors, None).await?,
-    )
-        .into_response())
+        .send(Method::PUT, &path, &user.on_behalf(), Some(body))
+        .await;
+    let done = format!("The password of {name} was reset; their sessions were ended.");
+    users_outcome(&state, &user, name.as_str(), result, done).await
 }
 
 pub async fn user_action_post(
@@ -905,34 +882,51 @@ pub async fn user_action_post(
         _ => return Err(AppError::NotFound),
     };
     let body = body.map(|b| Bytes::from(b.to_string()));
-    let (status, answer) = state
+    let result = state
         .celld
-        .call(method, &path, &user.on_behalf(), body)
-        .await?;
+        .send(method, &path, &user.on_behalf(), body)
+        .await;
+    users_outcome(
+        &state,
+        &user,
+        name.as_str(),
+        result,
+        format!("{name} was {done}."),
+    )
+    .await
+}
+
+/// The users page after an action on `name`: its sessions end when it succeeded (celld
+/// accepted a disable, delete or password reset), or celld's refusal as a banner.
+async fn users_outcome(
+    state: &AppState,
+    user: &PageUser,
+    name: &str,
+    result: Result<(), ClientError>,
+    done: String,
+) -> Result<Response, AppError> {
     let fresh = NewUserForm {
         role: "peer".into(),
         ..NewUserForm::default()
     };
-    if status.is_success() {
-        state.sessions.end_all_of(name.as_str());
-        let notice = Some(format!("{name} was {done}."));
-        return Ok(users_page(&state, &user, fresh, Errors::default(), notice)
-            .await?
-            .into_response());
+    match result {
+        Ok(()) => {
+            state.sessions.end_all_of(name);
+            Ok(
+                users_page(state, user, fresh, Errors::default(), Some(done))
+                    .await?
+                    .into_response(),
+            )
+        }
+        Err(error) => {
+            let errors = Errors::from_refusal(error)?.into_banner();
+            Ok((
+                StatusCode::BAD_REQUEST,
+                users_page(state, user, fresh, errors, None).await?,
+            )
+                .into_response())
+        }
     }
-    let message = serde_json::from_slice::<cell_model::ApiError>(&answer)
-        .map(|e| e.error)
-        .unwrap_or_else(|_| "that did not work".into());
-    let errors = Errors {
-        general: Some(message),
-        fields: BTreeMap::new(),
-    };
-    let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_REQUEST);
-    Ok((
-        status,
-        users_page(&state, &user, fresh, errors, None).await?,
-    )
-        .into_response())
 }
 
 // --- audit -------------------------------------------------------------------------------
@@ -969,7 +963,10 @@ pub async fn audit_get(
         ("q", &filter.q),
     ] {
         if !value.trim().is_empty() {
-            query.push(format!("{key}={}", percent_encode(value.trim())));
+            query.push(format!(
+                "{key}={}",
+                celld_client::encode_component(value.trim())
+            ));
         }
     }
     let path = if query.is_empty() {
@@ -993,18 +990,6 @@ pub async fn audit_get(
         entries,
         verification,
     })
-}
-
-fn percent_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 // --- account: password and second factor -------------------------------------------------
@@ -1078,36 +1063,32 @@ pub async fn account_password_post(
     user.check_csrf(&form.csrf)?;
     let path = format!("/v1/users/{}/password", user.session.principal.name);
     let body = json!({"password": form.password, "current_password": form.current_password});
-    let (status, answer) = state
+    let result = state
         .celld
-        .call(
+        .send(
             Method::PUT,
             &path,
             &user.on_behalf(),
             Some(Bytes::from(body.to_string())),
         )
-        .await?;
-    if status.is_success() {
-        let extras = AccountExtras {
-            notice: Some("Your password was changed.".into()),
-            ..AccountExtras::default()
-        };
-        return Ok(account_page(&state, &user, extras).await?.into_response());
-    }
-    let refusal = celld_client::decode::<serde_json::Value>(&path, status, &answer).err();
-    let errors = match refusal {
-        Some(error) => Errors::from_refusal(error)?,
-        None => Errors::default(),
+        .await;
+    let (status, extras) = match result {
+        Ok(()) => (
+            StatusCode::OK,
+            AccountExtras {
+                notice: Some("Your password was changed.".into()),
+                ..AccountExtras::default()
+            },
+        ),
+        Err(error) => (
+            StatusCode::BAD_REQUEST,
+            AccountExtras {
+                errors: Errors::from_refusal(error)?,
+                ..AccountExtras::default()
+            },
+        ),
     };
-    let extras = AccountExtras {
-        errors,
-        ..AccountExtras::default()
-    };
-    Ok((
-        StatusCode::BAD_REQUEST,
-        account_page(&state, &user, extras).await?,
-    )
-        .into_response())
+    Ok((status, account_page(&state, &user, extras).await?).into_response())
 }
 
 pub async fn account_totp_post(
@@ -1170,10 +1151,7 @@ pub async fn account_totp_confirm_post(
         Err(error) => {
             let errors = Errors::from_refusal(error)?;
             let extras = AccountExtras {
-                errors: Errors {
-                    general: errors.fields.values().next().cloned().or(errors.general),
-                    fields: BTreeMap::new(),
-                },
+                errors: errors.into_banner(),
                 ..AccountExtras::default()
             };
             Ok((
@@ -1192,24 +1170,15 @@ pub async fn account_totp_remove_post(
 ) -> Result<Html<String>, AppError> {
     user.check_csrf(&form.csrf)?;
     let path = format!("/v1/users/{}/totp", user.session.principal.name);
-    let (status, answer) = state
+    state
         .celld
-        .call(Method::DELETE, &path, &user.on_behalf(), None)
+        .send(Method::DELETE, &path, &user.on_behalf(), None)
         .await?;
-    celld_client::decode::<serde_json::Value>(
-        &path,
-        status,
-        if answer.is_empty() { b"null" } else { &answer },
-    )?;
-    account_page(
-        &state,
-        &user,
-        AccountExtras {
-            notice: Some("Two-step login is off.".into()),
-            ..AccountExtras::default()
-        },
-    )
-    .await
+    let extras = AccountExtras {
+        notice: Some("Two-step login is off.".into()),
+        ..AccountExtras::default()
+    };
+    account_page(&state, &user, extras).await
 }
 
 pub async fn not_found() -> AppError {

@@ -58,16 +58,9 @@ impl Ctl {
     /// A call whose success has no body (204).
     async fn send(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<()> {
         let body = body.map(|b| Bytes::from(b.to_string()));
-        let (status, answer) = self
-            .celld
-            .call(method, path, &OnBehalf::default(), body)
+        self.celld
+            .send(method, path, &OnBehalf::default(), body)
             .await
-            .map_err(explain)?;
-        if status.is_success() {
-            return Ok(());
-        }
-        celld_client::decode::<Value>(path, status, &answer)
-            .map(|_| ())
             .map_err(explain)
     }
 
@@ -131,7 +124,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut query = vec![format!("limit={limit}")];
             for (key, value) in [("actor", actor), ("action", action), ("q", search)] {
                 if let Some(value) = value {
-                    query.push(format!("{key}={}", encode(&value)));
+                    query.push(format!("{key}={}", celld_client::encode_component(&value)));
                 }
             }
             let entries: Vec<AuditEntry> = ctl
@@ -181,7 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn users(ctl: &Ctl, command: UsersCommand) -> anyhow::Result<()> {
-    let path = |name: &str| format!("/v1/users/{}", encode(name));
+    let path = |name: &str| format!("/v1/users/{}", celld_client::encode_component(name));
     match command {
         UsersCommand::List => {
             let users: Vec<UserView> = ctl.call(Method::GET, "/v1/users", None).await?;
@@ -370,18 +363,6 @@ fn audit_line(entry: &AuditEntry) -> String {
     }
     line.push('\n');
     line
-}
-
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

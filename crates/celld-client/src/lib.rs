@@ -89,6 +89,20 @@ pub fn decode<T: DeserializeOwned>(
     })
 }
 
+/// Percent-encodes a value for a query string or a path segment (RFC 3986 unreserved
+/// characters pass as they are).
+pub fn encode_component(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 /// A handle on celld's socket. Each call opens its own connection: calls are rare and
 /// this keeps no state that could go stale when celld restarts.
 #[derive(Debug, Clone)]
@@ -161,6 +175,22 @@ impl CelldClient {
     ) -> Result<T, ClientError> {
         let (status, body) = self.call(method, path, on_behalf, body).await?;
         decode(path, status, &body)
+    }
+
+    /// `call` for requests whose success has no body (204): a refusal becomes
+    /// `ClientError::Refused`.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        on_behalf: &OnBehalf,
+        body: Option<Bytes>,
+    ) -> Result<(), ClientError> {
+        let (status, answer) = self.call(method, path, on_behalf, body).await?;
+        if status.is_success() {
+            return Ok(());
+        }
+        decode::<serde_json::Value>(path, status, &answer).map(|_| ())
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
