@@ -6,6 +6,7 @@
 pub mod api;
 mod field_error;
 pub mod names;
+pub mod net;
 pub mod settings;
 pub mod users;
 
