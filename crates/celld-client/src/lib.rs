@@ -1,6 +1,7 @@
 //! Client of celld's local JSON API, used by cell-web and cellctl.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cell_model::{ApiError, Status};
@@ -103,17 +104,26 @@ pub fn encode_component(value: &str) -> String {
         .collect()
 }
 
-/// A handle on celld's socket. Each call opens its own connection: calls are rare and
-/// this keeps no state that could go stale when celld restarts.
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// Idle keep-alive connections kept for reuse: connecting and the HTTP handshake cost more
+/// than most of celld's answers.
+const MAX_IDLE: usize = 16;
+
+/// A handle on celld's socket, with a small pool of keep-alive connections. A pooled
+/// connection that celld closed (it restarted) is noticed before the request is sent,
+/// and the request goes out on a fresh one.
 #[derive(Debug, Clone)]
 pub struct CelldClient {
     socket: PathBuf,
+    idle: Arc<Mutex<Vec<Sender>>>,
 }
 
 impl CelldClient {
     pub fn new(socket: impl Into<PathBuf>) -> Self {
         Self {
             socket: socket.into(),
+            idle: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -197,14 +207,7 @@ impl CelldClient {
         self.json(Method::GET, path, &OnBehalf::default(), None)
             .await
     }
-    async fn exchange(
-        &self,
-        request: Request<Full<Bytes>>,
-    ) -> Result<(StatusCode, Bytes), ClientError> {
-        let http_error = |source| ClientError::Http {
-            socket: self.socket.clone(),
-            source,
-        };
+    async fn connect(&self) -> Result<Sender, ClientError> {
         let stream =
             UnixStream::connect(&self.socket)
                 .await
@@ -212,25 +215,74 @@ impl CelldClient {
                     socket: self.socket.clone(),
                     source,
                 })?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(http_error)?;
-        let driver = tokio::spawn(async move {
+            .map_err(|source| self.http_error(source))?;
+        // Runs until celld closes the connection or the last sender is dropped.
+        tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "celld connection ended with an error");
             }
         });
-        let result = async {
-            let response = sender.send_request(request).await?;
-            let status = response.status();
-            let body = response.into_body().collect().await?.to_bytes();
-            Ok((status, body))
+        Ok(sender)
+    }
+
+    fn http_error(&self, source: hyper::Error) -> ClientError {
+        ClientError::Http {
+            socket: self.socket.clone(),
+            source,
         }
-        .await
-        .map_err(http_error);
-        drop(sender);
-        driver.abort();
-        result
+    }
+
+    fn take_idle(&self) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        std::iter::from_fn(|| idle.pop()).find(|sender| !sender.is_closed())
+    }
+
+    fn put_idle(&self, sender: Sender) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if !sender.is_closed() && idle.len() < MAX_IDLE {
+            idle.push(sender);
+        }
+    }
+
+    async fn exchange(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let (mut sender, request) = match self.take_idle() {
+            Some(mut pooled) => match pooled.try_send_request(request).await {
+                Ok(response) => return self.finish(pooled, response).await,
+                // Not sent: the pooled connection was gone. Send it on a fresh one.
+                Err(mut failed) => match failed.take_message() {
+                    Some(request) => (self.connect().await?, request),
+                    None => return Err(self.http_error(failed.into_error())),
+                },
+            },
+            None => (self.connect().await?, request),
+        };
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|source| self.http_error(source))?;
+        self.finish(sender, response).await
+    }
+
+    /// Reads the whole answer, then returns the connection to the pool.
+    async fn finish(
+        &self,
+        sender: Sender,
+        response: hyper::Response<hyper::body::Incoming>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|source| self.http_error(source))?
+            .to_bytes();
+        self.put_idle(sender);
+        Ok((status, body))
     }
 }
 
@@ -256,6 +308,28 @@ mod tests {
         let status = client.status().await.unwrap();
         assert_eq!(status.version, cell_model::VERSION);
         assert!(!status.setup_complete);
+    }
+
+    #[tokio::test]
+    async fn reuses_connections_and_survives_a_celld_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (client, stop) = start_celld(dir.path()).await;
+        for _ in 0..5 {
+            client.status().await.unwrap();
+        }
+        assert_eq!(
+            client.idle.lock().unwrap().len(),
+            1,
+            "one connection, reused"
+        );
+        // celld stops (its connections close) and a new one starts on the same socket.
+        stop.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (_fresh, _stop) = start_celld(dir.path()).await;
+        client
+            .status()
+            .await
+            .expect("a request after the restart goes out on a new connection");
     }
 
     #[tokio::test]
