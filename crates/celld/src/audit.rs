@@ -99,17 +99,28 @@ impl AuditLog {
             .mode(0o600)
             .open(path)
             .map_err(|e| io("opening", e))?;
-        let entries = read_entries(path)?;
-        let (last_hash, next_seq) = entries
+        let torn = set_aside_torn_tail(path, &file)?;
+        // Only the last entry matters for appending; damage elsewhere is for `verify` to
+        // report, and must not keep the cell from starting.
+        let (last_hash, next_seq) = read_entries(path)?
             .last()
             .map(|e| (e.hash.clone(), e.seq + 1))
             .unwrap_or_else(|| (GENESIS.to_owned(), 1));
-        Ok(Self {
+        let mut log = Self {
             path: path.to_owned(),
             file,
             last_hash,
             next_seq,
-        })
+        };
+        if let Some((bytes, kept)) = torn {
+            tracing::warn!(bytes, kept = %kept.display(), "the audit log ended in a torn entry; set it aside");
+            log.append(
+                Record::new("celld", "audit.recovered")
+                    .change("torn_bytes", bytes.to_string())
+                    .change("kept_in", kept.display().to_string()),
+            )?;
+        }
+        Ok(log)
     }
 
     /// Appends one entry and makes it durable before returning it.
@@ -256,6 +267,37 @@ pub fn verify_file(path: &Path) -> Result<AuditVerification, AuditError> {
     })
 }
 
+/// An append cut short by a power loss leaves a last line without its newline. It is not
+/// an entry; it is moved to `<log>.torn-<time>` and the log cut back to its last complete
+/// line, so that the chain goes on. Damage anywhere else is left for `verify` to report.
+fn set_aside_torn_tail(path: &Path, file: &File) -> Result<Option<(u64, PathBuf)>, AuditError> {
+    let io = |action, source| AuditError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    };
+    let content = std::fs::read(path).map_err(|e| io("reading", e))?;
+    if content.is_empty() || content.ends_with(b"\n") {
+        return Ok(None);
+    }
+    let keep = content
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |newline| newline + 1);
+    let tail = &content[keep..];
+    let stamp = jiff::Timestamp::now().as_second();
+    let aside = path.with_extension(format!("jsonl.torn-{stamp}"));
+    cell_store::atomic::write(&aside, tail, 0o600).map_err(|e| {
+        io(
+            "setting aside the torn entry of",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    file.set_len(keep as u64).map_err(|e| io("truncating", e))?;
+    file.sync_all().map_err(|e| io("flushing", e))?;
+    Ok(Some((tail.len() as u64, aside)))
+}
+
 fn read_entries(path: &Path) -> Result<Vec<AuditEntry>, AuditError> {
     let file = match File::open(path) {
         Ok(file) => file,
@@ -278,12 +320,12 @@ fn read_entries(path: &Path) -> Result<Vec<AuditEntry>, AuditError> {
         if line.trim().is_empty() {
             continue;
         }
-        let entry = serde_json::from_str(&line).map_err(|source| AuditError::Parse {
-            path: path.to_owned(),
-            line: index as u64 + 1,
-            source,
-        })?;
-        entries.push(entry);
+        match serde_json::from_str(&line) {
+            Ok(entry) => entries.push(entry),
+            Err(error) => {
+                tracing::warn!(path = %path.display(), line = index + 1, %error, "skipping an unreadable audit line");
+            }
+        }
     }
     Ok(entries)
 }
@@ -358,6 +400,65 @@ mod tests {
         let result = log.verify().unwrap();
         assert!(!result.intact);
         assert_eq!(result.broken_at, Some(2));
+    }
+
+    #[test]
+    fn a_torn_last_entry_is_set_aside_and_the_chain_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(log_with(dir.path(), 2));
+        let path = dir.path().join("audit.jsonl");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(br#"{"seq":3,"time":"2026-"#);
+        std::fs::write(&path, &bytes).unwrap();
+
+        let mut log = AuditLog::open(&path).unwrap();
+        let next = log.append(Record::new("bob", "user.create")).unwrap();
+        assert_eq!(next.seq, 4, "entry 3 records the recovery");
+        let result = log.verify().unwrap();
+        assert!(result.intact, "{result:?}");
+        let recovered = &log
+            .list(&Filter {
+                action: Some("audit".into()),
+                ..Filter::default()
+            })
+            .unwrap()[0];
+        assert_eq!(recovered.changes["torn_bytes"], "22");
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains("torn-"))
+            .collect();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(
+            std::fs::read(aside[0].path()).unwrap(),
+            br#"{"seq":3,"time":"2026-"#
+        );
+    }
+
+    #[test]
+    fn damage_inside_the_log_is_reported_not_repaired() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(log_with(dir.path(), 3));
+        let path = dir.path().join("audit.jsonl");
+        rewrite(&path, |lines| lines[1] = "garbage".into());
+        let mut log = AuditLog::open(&path).expect("celld still starts");
+        assert_eq!(
+            log.append(Record::new("bob", "user.create")).unwrap().seq,
+            4
+        );
+        let result = log.verify().unwrap();
+        assert_eq!(result.broken_at, Some(2), "{result:?}");
+        let listed: Vec<u64> = log
+            .list(&Filter::default())
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(listed, vec![4, 3, 1]);
+        assert!(
+            std::fs::read_to_string(&path).unwrap().contains("garbage"),
+            "nothing was cut away"
+        );
     }
 
     #[test]
