@@ -80,7 +80,13 @@ macro_rules! route {
 
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
-pub fn routes() -> Vec<ApiRoute> {
+/// Every route of the API, built once: the guard looks a route up on every request.
+pub fn routes() -> &'static [ApiRoute] {
+    static ROUTES: std::sync::LazyLock<Vec<ApiRoute>> = std::sync::LazyLock::new(all_routes);
+    &ROUTES
+}
+
+fn all_routes() -> Vec<ApiRoute> {
     vec![
         route!(GET "/api/v1/openapi.json", Public, OpenApi, "This document"),
         route!(GET "/api/v1/setup", Setup, Forward, "Whether the cell has been set up"),
@@ -175,8 +181,7 @@ async fn guard(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let routes = routes();
-    let Some(route) = find(&routes, request.method(), matched.as_str()) else {
+    let Some(route) = find(routes(), request.method(), matched.as_str()) else {
         return failure(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     };
     if route.access != Access::Public {

@@ -176,6 +176,11 @@ impl PageUser {
         })
     }
 
+    /// celld's path of the logged-in user's own account, e.g. `own_path("/totp")`.
+    fn own_path(&self, suffix: &str) -> String {
+        format!("/v1/users/{}{suffix}", self.session.principal.name)
+    }
+
     fn is_admin(&self) -> bool {
         self.session.principal.role == Role::Admin
     }
@@ -1022,7 +1027,7 @@ async fn account_page(
     user: &PageUser,
     extras: AccountExtras,
 ) -> Result<Html<String>, AppError> {
-    let path = format!("/v1/users/{}", user.session.principal.name);
+    let path = user.own_path("");
     let me: UserView = state
         .celld
         .json(Method::GET, &path, &user.on_behalf(), None)
@@ -1061,7 +1066,7 @@ pub async fn account_password_post(
     Form(form): Form<PasswordForm>,
 ) -> Result<Response, AppError> {
     user.check_csrf(&form.csrf)?;
-    let path = format!("/v1/users/{}/password", user.session.principal.name);
+    let path = user.own_path("/password");
     let body = json!({"password": form.password, "current_password": form.current_password});
     let result = state
         .celld
@@ -1097,7 +1102,7 @@ pub async fn account_totp_post(
     Form(form): Form<CsrfForm>,
 ) -> Result<Html<String>, AppError> {
     user.check_csrf(&form.csrf)?;
-    let path = format!("/v1/users/{}/totp", user.session.principal.name);
+    let path = user.own_path("/totp");
     let enrolment: TotpEnrolment = state
         .celld
         .json(Method::POST, &path, &user.on_behalf(), None)
@@ -1126,7 +1131,7 @@ pub async fn account_totp_confirm_post(
     Form(form): Form<TotpConfirmForm>,
 ) -> Result<Response, AppError> {
     user.check_csrf(&form.csrf)?;
-    let path = format!("/v1/users/{}/totp/confirm", user.session.principal.name);
+    let path = user.own_path("/totp/confirm");
     let body = json!({"code": form.code.trim()});
     let result: Result<RecoveryCodes, ClientError> = state
         .celld
@@ -1169,7 +1174,7 @@ pub async fn account_totp_remove_post(
     Form(form): Form<CsrfForm>,
 ) -> Result<Html<String>, AppError> {
     user.check_csrf(&form.csrf)?;
-    let path = format!("/v1/users/{}/totp", user.session.principal.name);
+    let path = user.own_path("/totp");
     state
         .celld
         .send(Method::DELETE, &path, &user.on_behalf(), None)
