@@ -282,3 +282,122 @@ mod tests {
         );
     }
 }
+
+/// `PUT /v1/vpn`: the server settings an admin may change. Peers keep their host numbers;
+/// a subnet too small for them is refused.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VpnSettingsEdit {
+    pub subnet4: crate::net::PrivateNet4,
+    pub listen_port: u16,
+    #[serde(default)]
+    pub endpoint: Option<crate::vpn::EndpointHost>,
+}
+
+/// `POST /v1/vpn/peers`. Without `public_key` the cell generates the key pair and keeps the
+/// private key for the client configuration; with it, the client keeps its own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPeer {
+    pub name: crate::vpn::PeerName,
+    /// Whose device; the requesting user when absent.
+    #[serde(default)]
+    pub owner: Option<Username>,
+    #[serde(default)]
+    pub public_key: Option<crate::net::WgPublicKey>,
+    #[serde(default)]
+    pub access: crate::vpn::ServiceAccess,
+    #[serde(default)]
+    pub internet_exit: bool,
+    #[serde(default)]
+    pub lan_access: bool,
+    #[serde(default)]
+    pub keepalive: u16,
+}
+
+/// `PATCH /v1/vpn/peers/{name}`: only the fields present change.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerPatch {
+    #[serde(default)]
+    pub name: Option<crate::vpn::PeerName>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub access: Option<crate::vpn::ServiceAccess>,
+    #[serde(default)]
+    pub internet_exit: Option<bool>,
+    #[serde(default)]
+    pub lan_access: Option<bool>,
+    #[serde(default)]
+    pub keepalive: Option<u16>,
+}
+
+/// What WireGuard reports about a peer right now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerLive {
+    /// Seconds since the Unix epoch; absent before the first handshake.
+    pub last_handshake: Option<u64>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub endpoint: Option<String>,
+}
+
+/// A peer as the APIs show it: never a private key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerView {
+    pub name: crate::vpn::PeerName,
+    pub owner: Username,
+    pub public_key: crate::net::WgPublicKey,
+    pub address4: String,
+    pub address6: String,
+    pub access: crate::vpn::ServiceAccess,
+    pub internet_exit: bool,
+    pub lan_access: bool,
+    pub keepalive: u16,
+    pub enabled: bool,
+    /// Whether the cell can produce a full client configuration (it holds the key).
+    pub key_on_cell: bool,
+    pub live: Option<PeerLive>,
+}
+
+/// The outcome of the last reconcile pass of one subsystem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubsystemState {
+    pub subsystem: String,
+    pub generation: u64,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `GET /v1/vpn`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpnView {
+    pub interface: String,
+    /// `kernel` or `userspace` (wireguard-go), as detected on this machine.
+    pub backend: String,
+    pub public_key: Option<crate::net::WgPublicKey>,
+    pub listen_port: u16,
+    pub endpoint: Option<String>,
+    pub subnet4: String,
+    pub prefix6: String,
+    pub gateway4: String,
+    pub gateway6: String,
+    /// Each service's address inside the VPN.
+    pub services: BTreeMap<String, String>,
+    pub peers: usize,
+    pub peers_connected: usize,
+    pub reconcile: Vec<SubsystemState>,
+}
+
+/// `GET /v1/firewall`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirewallView {
+    /// The live `inet cell` table as nft prints it.
+    pub ruleset: String,
+    /// How many rules it has (constant in the number of peers).
+    pub rules: usize,
+    /// How many set elements it has (one or a few per peer).
+    pub elements: usize,
+}

@@ -9,6 +9,7 @@ pub mod names;
 pub mod net;
 pub mod settings;
 pub mod users;
+pub mod vpn;
 
 pub use api::{ApiError, Status, VERSION};
 pub use field_error::FieldError;

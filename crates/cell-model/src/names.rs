@@ -11,7 +11,7 @@ const MAX_TIMEZONE: usize = 64;
 
 /// Why a label is not a valid DNS label (letters, digits, hyphens; 1–63; no hyphen at
 /// either end), or `None` when it is one.
-fn label_problem(label: &str) -> Option<String> {
+pub(crate) fn label_problem(label: &str) -> Option<String> {
     if label.is_empty() {
         return Some("must not be empty".to_owned());
     }

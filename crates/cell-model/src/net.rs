@@ -91,6 +91,18 @@ impl PrivateNet4 {
         Ipv4Addr::from(u32::from(self.network) + 1)
     }
 
+    /// The address with host number `host`, or `None` when the subnet has no such host
+    /// (0 is the network, the last is broadcast).
+    pub fn host(&self, host: u32) -> Option<Ipv4Addr> {
+        (host >= 1 && host < self.size() - 1)
+            .then(|| Ipv4Addr::from(u32::from(self.network) + host))
+    }
+
+    /// How many addresses the subnet spans, network and broadcast included.
+    pub fn size(&self) -> u32 {
+        1u32 << (32 - u32::from(self.prefix))
+    }
+
     /// The lowest host address that is neither the cell's nor in `taken`; `None` when the
     /// subnet is full. Network and broadcast addresses are never handed out.
     pub fn allocate(&self, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {

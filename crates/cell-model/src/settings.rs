@@ -20,6 +20,10 @@ pub struct Settings {
     pub services: Services,
     #[serde(default)]
     pub users: Vec<User>,
+    /// The WireGuard server and its peers; celld creates it, with a random ULA prefix,
+    /// the first time it starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpn: Option<crate::vpn::Vpn>,
 }
 
 /// Who the cell is: its name, its domain and its clock.
@@ -169,6 +173,7 @@ impl Default for Settings {
             },
             services: Services::default(),
             users: Vec::new(),
+            vpn: None,
         }
     }
 }
