@@ -75,9 +75,7 @@ impl Net {
                 up: message.header.flags.contains(LinkFlags::Up),
             })),
             Ok(None) => Ok(None),
-            Err(rtnetlink::Error::NetlinkError(error))
-                if error.raw_code() == -libc_enodev() =>
-            {
+            Err(rtnetlink::Error::NetlinkError(error)) if error.raw_code() == -libc_enodev() => {
                 Ok(None)
             }
             Err(source) => Err(NetError::Netlink {
@@ -119,7 +117,8 @@ impl Net {
                 continue;
             };
             let entry = (address, message.header.prefix_len);
-            let link_local = matches!(address, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
+            let link_local =
+                matches!(address, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
             if desired.contains(&entry) {
                 present.insert(entry);
             } else if !link_local {
@@ -158,21 +157,48 @@ impl Net {
         Ok(changes)
     }
 
-    /// The interface's name, for messages.
-    pub async fn link_name(&self, index: u32) -> Option<String> {
-        let message = self
+    /// Every address on every link: (link name, address, prefix length).
+    pub async fn all_addresses(&self) -> Result<Vec<(String, IpAddr, u8)>, NetError> {
+        let netlink = |action| {
+            move |source| NetError::Netlink {
+                action,
+                interface: "all links".to_owned(),
+                source,
+            }
+        };
+        let links: Vec<_> = self
             .handle
             .link()
             .get()
-            .match_index(index)
             .execute()
-            .try_next()
+            .try_collect()
             .await
-            .ok()??;
-        message.attributes.into_iter().find_map(|a| match a {
-            LinkAttribute::IfName(name) => Some(name),
-            _ => None,
-        })
+            .map_err(netlink("listing links"))?;
+        let names: std::collections::HashMap<u32, String> = links
+            .into_iter()
+            .filter_map(|link| {
+                let name = link.attributes.into_iter().find_map(|a| match a {
+                    LinkAttribute::IfName(name) => Some(name),
+                    _ => None,
+                })?;
+                Some((link.header.index, name))
+            })
+            .collect();
+        let addresses: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(netlink("listing addresses"))?;
+        Ok(addresses
+            .iter()
+            .filter_map(|message| {
+                let name = names.get(&message.header.index)?.clone();
+                Some((name, address_of(message)?, message.header.prefix_len))
+            })
+            .collect())
     }
 }
 

@@ -69,7 +69,10 @@ mod tests {
     fn renders_a_wg_quick_file() {
         let config = ClientConfig {
             private_key: Some([1; 32]),
-            addresses: vec![("10.87.0.16".parse().unwrap(), 32), ("fd00::10".parse().unwrap(), 128)],
+            addresses: vec![
+                ("10.87.0.16".parse().unwrap(), 32),
+                ("fd00::10".parse().unwrap(), 128),
+            ],
             dns: vec![],
             server_public_key: [2; 32],
             endpoint: "vpn.example.org:51820".into(),
@@ -77,13 +80,22 @@ mod tests {
             keepalive: 25,
         };
         let text = config.render();
-        assert!(text.starts_with("[Interface]\nPrivateKey = AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n"), "{text}");
+        assert!(
+            text.starts_with(
+                "[Interface]\nPrivateKey = AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("Address = 10.87.0.16/32, fd00::10/128\n"));
         assert!(text.contains("Endpoint = vpn.example.org:51820\n"));
         assert!(text.contains("AllowedIPs = 10.87.0.0/20\n"));
         assert!(text.contains("PersistentKeepalive = 25\n"));
         assert!(!text.contains("DNS"));
-        let own_key = ClientConfig { private_key: None, keepalive: 0, ..config };
+        let own_key = ClientConfig {
+            private_key: None,
+            keepalive: 0,
+            ..config
+        };
         let text = own_key.render();
         assert!(!text.contains("\nPrivateKey ="));
         assert!(!text.contains("PersistentKeepalive"));

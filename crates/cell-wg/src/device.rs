@@ -61,6 +61,7 @@ pub struct DesiredPeer {
     pub keepalive: u16,
 }
 
+#[derive(Clone)]
 pub struct DesiredDevice {
     pub name: String,
     pub private_key: [u8; 32],
@@ -94,7 +95,10 @@ impl PeerDiff {
 }
 
 fn live_allowed(peer: &PeerConfig) -> BTreeSet<(IpAddr, u8)> {
-    peer.allowed_ips.iter().map(|a| (a.address, a.cidr)).collect()
+    peer.allowed_ips
+        .iter()
+        .map(|a| (a.address, a.cidr))
+        .collect()
 }
 
 /// Compares live peers with desired ones by public key.
@@ -113,7 +117,11 @@ pub fn diff(live: &[PeerConfig], desired: &[DesiredPeer]) -> PeerDiff {
             }
         }
     }
-    result.remove = live.keys().filter(|k| !wanted.contains(*k)).copied().collect();
+    result.remove = live
+        .keys()
+        .filter(|k| !wanted.contains(*k))
+        .copied()
+        .collect();
     result
 }
 
@@ -320,7 +328,10 @@ mod tests {
         let mut info = wireguard_control::PeerInfo::from_public_key(Key([key; 32]));
         info.config.allowed_ips = ips
             .iter()
-            .map(|(a, c)| AllowedIp { address: a.parse().unwrap(), cidr: *c })
+            .map(|(a, c)| AllowedIp {
+                address: a.parse().unwrap(),
+                cidr: *c,
+            })
             .collect();
         info.config.persistent_keepalive_interval = keepalive;
         info.config

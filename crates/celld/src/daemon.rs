@@ -9,12 +9,17 @@ use cell_model::api::UnitHealth;
 
 use cell_store::Store;
 
+use cell_secrets::SecretStore;
+
 use crate::audit::{AuditError, AuditLog};
+use crate::network::Network;
 use crate::setup_code::{SetupCode, SetupCodeError};
 use crate::system::System;
 use crate::throttle::Throttle;
+use crate::vpn::VpnRuntime;
 
 const AUDIT_FILE: &str = "audit.jsonl";
+const SECRETS_DIR: &str = "secrets";
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -24,6 +29,10 @@ pub enum OpenError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     SetupCode(#[from] SetupCodeError),
+    #[error(transparent)]
+    Secrets(#[from] cell_secrets::SecretError),
+    #[error("preparing the VPN: {0}")]
+    Vpn(String),
 }
 
 /// Where celld keeps things and who may talk to it.
@@ -35,7 +44,12 @@ pub struct Config {
     pub run_dir: PathBuf,
     /// Users whose connections the local API accepts (root and cell-web on the device).
     pub allowed_uids: Vec<u32>,
+    /// The WireGuard interface celld owns.
+    pub wg_interface: String,
 }
+
+/// The WireGuard interface's name on the device.
+pub const DEFAULT_WG_INTERFACE: &str = "cellwg0";
 
 #[derive(Debug)]
 pub struct Daemon {
@@ -47,6 +61,10 @@ pub struct Daemon {
     /// TOTP seeds handed out for enrolment, not yet confirmed with a code.
     pub(crate) pending_totp: Mutex<std::collections::HashMap<String, String>>,
     pub(crate) system: Arc<dyn System>,
+    pub(crate) network: Arc<dyn Network>,
+    pub(crate) secrets: SecretStore,
+    /// Held for a whole reconcile pass, so passes never interleave.
+    pub(crate) vpn_runtime: tokio::sync::Mutex<VpnRuntime>,
     /// Unit states, asked of systemd at most every UNIT_HEALTH_TTL: status is polled by
     /// every page view and health check, systemd need not be.
     unit_health: tokio::sync::Mutex<Option<(Instant, Vec<UnitHealth>)>>,
@@ -55,8 +73,22 @@ pub struct Daemon {
 const UNIT_HEALTH_TTL: Duration = Duration::from_secs(2);
 
 impl Daemon {
-    pub fn open(config: Config, system: Arc<dyn System>) -> Result<Self, OpenError> {
-        let store = Store::open(&config.state_dir)?;
+    pub fn open(
+        config: Config,
+        system: Arc<dyn System>,
+        network: Arc<dyn Network>,
+    ) -> Result<Self, OpenError> {
+        let mut store = Store::open(&config.state_dir)?;
+        let secrets = SecretStore::open(&config.state_dir.join(SECRETS_DIR))?;
+        // Cells set up before the VPN existed get their VPN section now; new ones get it
+        // from the setup wizard.
+        if store.current().settings.setup_complete && store.current().settings.vpn.is_none() {
+            let mut settings = store.current().settings.clone();
+            settings.vpn = Some(crate::vpn::new_vpn());
+            store.commit(settings)?;
+            tracing::info!("created the VPN settings");
+        }
+        crate::vpn::server_key(&secrets).map_err(OpenError::Vpn)?;
         let audit = AuditLog::open(&config.state_dir.join(AUDIT_FILE))?;
         let setup_code = SetupCode::prepare(
             &config.state_dir,
@@ -71,6 +103,9 @@ impl Daemon {
             throttle: Mutex::new(Throttle::default()),
             pending_totp: Mutex::new(Default::default()),
             system,
+            network,
+            secrets,
+            vpn_runtime: tokio::sync::Mutex::new(VpnRuntime::default()),
             unit_health: tokio::sync::Mutex::new(None),
         })
     }
@@ -121,6 +156,7 @@ pub mod testing {
     use std::sync::Arc;
 
     use super::{Config, Daemon};
+    use crate::network::RecordedNetwork;
     use crate::system::RecordedSystem;
 
     pub fn daemon(dir: &std::path::Path) -> Arc<Daemon> {
@@ -128,8 +164,10 @@ pub mod testing {
             state_dir: dir.join("state"),
             run_dir: dir.to_owned(),
             allowed_uids: vec![nix::unistd::getuid().as_raw()],
+            wg_interface: "cellwg-test".into(),
         };
-        match Daemon::open(config, Arc::new(RecordedSystem::default())) {
+        let system = Arc::new(RecordedSystem::default());
+        match Daemon::open(config, system, Arc::new(RecordedNetwork::default())) {
             Ok(daemon) => Arc::new(daemon),
             Err(error) => panic!("opening a test daemon in {}: {error}", dir.display()),
         }

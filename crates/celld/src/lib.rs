@@ -4,6 +4,7 @@
 pub mod api;
 pub mod audit;
 pub mod daemon;
+pub mod network;
 pub mod passwords;
 pub mod peer;
 pub mod setup_code;
@@ -12,6 +13,7 @@ pub mod status;
 pub mod system;
 pub mod throttle;
 pub mod totp;
+pub mod vpn;
 pub mod zones;
 
 use std::future::Future;

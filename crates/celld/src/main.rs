@@ -2,6 +2,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use celld::network::{KernelNetwork, Network, RecordedNetwork};
 use celld::system::{DBusSystem, RecordedSystem, System};
 use celld::{Config, Daemon};
 use clap::Parser;
@@ -22,8 +23,11 @@ struct Args {
     /// The system user of cell-web, whose connections the API accepts besides root's.
     #[arg(long, default_value = "cell-web")]
     web_user: String,
-    /// Only record hostname and time-zone changes instead of making them (development
-    /// runs off the device).
+    /// The WireGuard interface celld creates and owns.
+    #[arg(long, env = "CELLD_WG_INTERFACE", default_value = celld::daemon::DEFAULT_WG_INTERFACE)]
+    wg_interface: String,
+    /// Only record hostname, time-zone and network changes instead of making them
+    /// (development runs off the device).
     #[arg(long)]
     no_system: bool,
 }
@@ -50,22 +54,32 @@ async fn main() -> anyhow::Result<()> {
             .map(PathBuf::from)
             .context("the socket path has no directory")?,
     };
-    let system: Arc<dyn System> = if args.no_system {
-        Arc::new(RecordedSystem::default())
+    let (system, network): (Arc<dyn System>, Arc<dyn Network>) = if args.no_system {
+        (
+            Arc::new(RecordedSystem::default()),
+            Arc::new(RecordedNetwork::default()),
+        )
     } else {
-        Arc::new(DBusSystem::default())
+        (
+            Arc::new(DBusSystem::default()),
+            Arc::new(KernelNetwork::default()),
+        )
     };
     let config = Config {
         state_dir: args.state_dir.clone(),
         run_dir,
         allowed_uids,
+        wg_interface: args.wg_interface,
     };
-    let daemon = Daemon::open(config, system)
-        .with_context(|| format!("opening the state in {}", args.state_dir.display()))?;
+    let daemon = Arc::new(
+        Daemon::open(config, system, network)
+            .with_context(|| format!("opening the state in {}", args.state_dir.display()))?,
+    );
     let listener = celld::socket::bind(&args.socket)?;
     tracing::info!(socket = %args.socket.display(), version = cell_model::VERSION, "celld listening");
     cell_systemd::notify_ready()?;
-    celld::serve(listener, Arc::new(daemon), cell_systemd::shutdown_signal())
+    tokio::spawn(celld::vpn::reconcile_loop(daemon.clone()));
+    celld::serve(listener, daemon, cell_systemd::shutdown_signal())
         .await
         .context("serving the local API")?;
     tracing::info!("celld stopped");

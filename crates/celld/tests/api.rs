@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
+use celld::network::RecordedNetwork;
 use celld::peer::Peer;
 use celld::system::RecordedSystem;
 use celld::{Config, Daemon};
@@ -22,6 +23,7 @@ struct Cell {
     dir: tempfile::TempDir,
     daemon: Arc<Daemon>,
     system: Arc<RecordedSystem>,
+    network: Arc<RecordedNetwork>,
 }
 
 impl Cell {
@@ -32,12 +34,15 @@ impl Cell {
             state_dir: dir.path().join("state"),
             run_dir: dir.path().to_owned(),
             allowed_uids: vec![0, WEB_UID],
+            wg_interface: "cellwg-test".into(),
         };
-        let daemon = Arc::new(Daemon::open(config, system.clone()).unwrap());
+        let network = Arc::new(RecordedNetwork::default());
+        let daemon = Arc::new(Daemon::open(config, system.clone(), network.clone()).unwrap());
         Self {
             dir,
             daemon,
             system,
+            network,
         }
     }
 
@@ -80,7 +85,8 @@ impl Cell {
         let value = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap()
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
         (status, value)
     }
@@ -553,4 +559,355 @@ async fn the_audit_chain_verifies_and_secrets_never_appear() {
     assert_eq!(result["entries"], 2);
     let log = std::fs::read_to_string(cell.dir.path().join("state/audit.jsonl")).unwrap();
     assert!(!log.contains(PASSWORD) && !log.contains("argon2"), "{log}");
+}
+
+async fn add_peer_user(cell: &Cell, name: &str) {
+    let user = json!({"name": name, "role": "peer", "password": PASSWORD});
+    let (status, body) = cell
+        .web("alice", Method::POST, "/v1/users", Some(user))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn setup_creates_the_vpn_and_peers_get_distinct_addresses() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    let (status, vpn) = cell.web("alice", Method::GET, "/v1/vpn", None).await;
+    assert_eq!(status, StatusCode::OK, "{vpn}");
+    assert_eq!(vpn["subnet4"], "10.87.0.0/20");
+    assert!(vpn["prefix6"].as_str().unwrap().starts_with("fd"));
+    assert_eq!(vpn["public_key"].as_str().unwrap().len(), 44);
+
+    let (status, phone) = cell
+        .web(
+            "alice",
+            Method::POST,
+            "/v1/vpn/peers",
+            Some(json!({"name": "phone", "access": {"files": true}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{phone}");
+    let (_, laptop) = cell
+        .web(
+            "alice",
+            Method::POST,
+            "/v1/vpn/peers",
+            Some(json!({"name": "laptop"})),
+        )
+        .await;
+    assert_eq!(phone["address4"], "10.87.0.16");
+    assert_eq!(laptop["address4"], "10.87.0.17");
+    assert_eq!(phone["owner"], "alice");
+    assert_eq!(phone["key_on_cell"], true);
+
+    // The plan handed to the kernel has both peers and phone in the files set only.
+    let plan = cell.network.plans().last().unwrap().clone();
+    assert_eq!(plan.device.peers.len(), 2);
+    assert_eq!(plan.firewall.sets["files4"].len(), 1);
+    assert!(plan.firewall.sets["files4"].contains(&"10.87.0.16".parse().unwrap()));
+
+    // Removing a peer frees its address for the next one, and leaves no key behind.
+    let (status, _) = cell
+        .web("alice", Method::DELETE, "/v1/vpn/peers/phone", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let keys = std::fs::read_dir(cell.dir.path().join("state/secrets"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("peer-")
+        })
+        .count();
+    assert_eq!(keys, 1, "only laptop's key remains");
+    let plan = cell.network.plans().last().unwrap().clone();
+    assert_eq!(plan.device.peers.len(), 1);
+    assert!(plan.firewall.sets["files4"].is_empty());
+    let (_, tablet) = cell
+        .web(
+            "alice",
+            Method::POST,
+            "/v1/vpn/peers",
+            Some(json!({"name": "tablet"})),
+        )
+        .await;
+    assert_eq!(tablet["address4"], "10.87.0.16");
+}
+
+#[tokio::test]
+async fn bad_vpn_input_is_refused_by_field_and_changes_nothing() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    cell.web(
+        "alice",
+        Method::POST,
+        "/v1/vpn/peers",
+        Some(json!({"name": "phone"})),
+    )
+    .await;
+    let before = cell.generation().await;
+    let plans = cell.network.plans().len();
+    let cases = [
+        (json!({"name": "bad name"}), "name"),
+        (json!({"name": "phone"}), "name"),
+        (
+            json!({"name": "x", "public_key": "not-a-key"}),
+            "public_key",
+        ),
+        (json!({"name": "x", "owner": "nobody"}), "owner"),
+        (json!({"name": "x", "keepalive": 99999}), "keepalive"),
+        (
+            json!({"name": "x", "keepalive": 4000}),
+            "vpn.peers[1].keepalive",
+        ),
+        (
+            json!({"name": "x", "access": {"printer": true}}),
+            "access.printer",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, error) = cell
+            .web("alice", Method::POST, "/v1/vpn/peers", Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {error}");
+        assert_eq!(error["field"], field, "{body}: {error}");
+    }
+    let edits = [
+        (
+            json!({"subnet4": "8.8.8.0/24", "listen_port": 51820}),
+            "subnet4",
+        ),
+        (
+            json!({"subnet4": "10.9.0.0/29", "listen_port": 51820}),
+            "vpn.subnet4",
+        ),
+        (
+            json!({"subnet4": "192.168.0.0/16", "listen_port": 51820}),
+            "subnet4",
+        ),
+        (
+            json!({"subnet4": "10.9.0.0/24", "listen_port": 0}),
+            "vpn.listen_port",
+        ),
+        (
+            json!({"subnet4": "10.9.0.0/24", "listen_port": 51820, "endpoint": "no such"}),
+            "endpoint",
+        ),
+    ];
+    for (body, field) in edits {
+        let (status, error) = cell
+            .web("alice", Method::PUT, "/v1/vpn", Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {error}");
+        assert_eq!(error["field"], field, "{body}: {error}");
+    }
+    assert_eq!(cell.generation().await, before, "nothing was stored");
+    assert_eq!(cell.network.plans().len(), plans, "nothing was applied");
+}
+
+#[tokio::test]
+async fn an_exhausted_subnet_is_named() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    let (status, body) = cell
+        .web("alice", Method::PUT, "/v1/vpn", Some(json!({"subnet4": "10.9.0.0/27", "listen_port": 51820, "endpoint": "vpn.example.org"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for i in 0..15 {
+        let (status, body) = cell
+            .web(
+                "alice",
+                Method::POST,
+                "/v1/vpn/peers",
+                Some(json!({"name": format!("d{i}")})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, body) = cell
+        .web(
+            "alice",
+            Method::POST,
+            "/v1/vpn/peers",
+            Some(json!({"name": "one-more"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "vpn.subnet4");
+    let secrets = std::fs::read_dir(cell.dir.path().join("state/secrets"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        secrets,
+        2 + 15,
+        "identity, server key and one key per stored device"
+    );
+}
+
+#[tokio::test]
+async fn peer_users_see_and_download_only_their_own_devices() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    add_peer_user(&cell, "bob").await;
+    cell.web(
+        "alice",
+        Method::PUT,
+        "/v1/vpn",
+        Some(json!({"subnet4": "10.87.0.0/20", "listen_port": 51820, "endpoint": "203.0.113.7"})),
+    )
+    .await;
+    for (name, owner) in [("bobphone", "bob"), ("alicephone", "alice")] {
+        let (status, body) = cell
+            .web(
+                "alice",
+                Method::POST,
+                "/v1/vpn/peers",
+                Some(json!({"name": name, "owner": owner, "keepalive": 25})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (_, list) = cell.web("bob", Method::GET, "/v1/vpn/peers", None).await;
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["bobphone"]);
+    let (status, conf) = cell
+        .web("bob", Method::GET, "/v1/vpn/peers/bobphone/config", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let conf = conf.as_str().unwrap();
+    assert!(
+        conf.contains("PrivateKey = ") && conf.contains("Endpoint = 203.0.113.7:51820"),
+        "{conf}"
+    );
+    assert!(conf.contains("Address = 10.87.0.16/32"), "{conf}");
+    assert!(conf.contains("PersistentKeepalive = 25"), "{conf}");
+    let (status, _) = cell
+        .web("bob", Method::GET, "/v1/vpn/peers/alicephone/config", None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "others' devices read as absent"
+    );
+    let (status, _) = cell
+        .web("bob", Method::GET, "/v1/vpn/peers/alicephone", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = cell
+        .web(
+            "bob",
+            Method::POST,
+            "/v1/vpn/peers",
+            Some(json!({"name": "sneaky"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = cell.web("bob", Method::GET, "/v1/firewall", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = cell.web("bob", Method::GET, "/v1/vpn", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = cell
+        .web(
+            "bob",
+            Method::PATCH,
+            "/v1/vpn/peers/bobphone",
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The server's private key is never in any answer nor in the audit log.
+    let server_key = std::fs::read(cell.dir.path().join("state/secrets/wg-server.age")).unwrap();
+    assert!(!server_key.is_empty());
+    let (_, vpn) = cell.web("alice", Method::GET, "/v1/vpn", None).await;
+    assert!(!vpn.to_string().to_lowercase().contains("private"));
+    assert!(cell.audit_actions().contains(&"vpn.peer.config".to_owned()));
+
+    // Disabling bob disables his devices in the kernel, without touching the settings.
+    let (status, _) = cell
+        .web(
+            "alice",
+            Method::PATCH,
+            "/v1/users/bob",
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    celld::vpn::reconcile(&cell.daemon, false).await;
+    let plan = cell.network.plans().last().unwrap().clone();
+    assert_eq!(plan.device.peers.len(), 1, "bob's phone is out");
+}
+
+#[tokio::test]
+async fn peers_can_be_renamed_disabled_and_given_access() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    cell.web(
+        "alice",
+        Method::POST,
+        "/v1/vpn/peers",
+        Some(json!({"name": "phone"})),
+    )
+    .await;
+    cell.web(
+        "alice",
+        Method::POST,
+        "/v1/vpn/peers",
+        Some(json!({"name": "laptop"})),
+    )
+    .await;
+    let (status, body) = cell
+        .web(
+            "alice",
+            Method::PATCH,
+            "/v1/vpn/peers/phone",
+            Some(json!({"name": "laptop"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "name");
+    let (status, body) = cell
+        .web("alice", Method::PATCH, "/v1/vpn/peers/phone", Some(json!({"name": "pixel", "enabled": false, "access": {"mail": true}, "internet_exit": true})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["name"], "pixel");
+    assert_eq!(body["enabled"], false);
+    let plan = cell.network.plans().last().unwrap().clone();
+    assert_eq!(
+        plan.device.peers.len(),
+        1,
+        "a disabled peer is not on the device"
+    );
+    assert!(plan.firewall.sets["mail4"].is_empty() && plan.firewall.sets["exit4"].is_empty());
+    cell.web(
+        "alice",
+        Method::PATCH,
+        "/v1/vpn/peers/pixel",
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    let plan = cell.network.plans().last().unwrap().clone();
+    assert_eq!(plan.device.peers.len(), 2);
+    assert_eq!(plan.firewall.sets["mail4"].len(), 1);
+    assert_eq!(plan.firewall.sets["exit6"].len(), 1);
+    let (status, _) = cell
+        .web("alice", Method::GET, "/v1/vpn/peers/phone", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = cell
+        .web("alice", Method::GET, "/v1/vpn/peers/pixel/config", None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "an internal-domain cell needs an endpoint: {body}"
+    );
 }

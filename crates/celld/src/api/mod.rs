@@ -7,6 +7,7 @@ mod extract;
 mod settings;
 mod setup;
 mod users;
+mod vpn;
 
 use std::sync::Arc;
 
@@ -49,6 +50,18 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
             "/v1/users/{name}/totp/confirm",
             post(users::totp_confirm_post),
         )
+        .route("/v1/vpn", get(vpn::vpn_get).put(vpn::vpn_put))
+        .route("/v1/vpn/peers", get(vpn::peers_get).post(vpn::peers_post))
+        .route(
+            "/v1/vpn/peers/{name}",
+            get(vpn::peer_get)
+                .patch(vpn::peer_patch)
+                .delete(vpn::peer_delete),
+        )
+        .route("/v1/vpn/peers/{name}/config", get(vpn::peer_config_get))
+        .route("/v1/vpn/peers/{name}/qr.png", get(vpn::peer_qr_png_get))
+        .route("/v1/vpn/peers/{name}/qr.svg", get(vpn::peer_qr_svg_get))
+        .route("/v1/firewall", get(vpn::firewall_get))
         .route("/v1/audit", get(audit::audit_get))
         .route("/v1/audit/verify", get(audit::audit_verify_get))
         .fallback(not_found)

@@ -60,6 +60,7 @@ pub async fn setup_post(
         next.identity.domain = request.domain;
         next.identity.timezone = request.timezone;
         next.services = request.services;
+        next.vpn.get_or_insert_with(crate::vpn::new_vpn);
         next.users = vec![User {
             name: request.admin_username.clone(),
             role: Role::Admin,
@@ -85,6 +86,7 @@ pub async fn setup_post(
     .await?;
     lock(&daemon.throttle).success(&throttle_key);
     let warnings = settings::apply_system(&daemon, &before, &stored.settings).await;
+    crate::vpn::reconcile(&daemon, false).await;
     Ok(Json(SetupDone {
         generation: stored.generation,
         warnings,
