@@ -26,10 +26,13 @@ struct Args {
     /// The WireGuard interface celld creates and owns.
     #[arg(long, env = "CELLD_WG_INTERFACE", default_value = celld::daemon::DEFAULT_WG_INTERFACE)]
     wg_interface: String,
-    /// Only record hostname, time-zone and network changes instead of making them
-    /// (development runs off the device).
+    /// Only record hostname and time-zone changes instead of making them (development
+    /// runs off the device, tests).
     #[arg(long)]
     no_system: bool,
+    /// Only record WireGuard, address and firewall changes instead of making them.
+    #[arg(long)]
+    no_network: bool,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -54,16 +57,15 @@ async fn main() -> anyhow::Result<()> {
             .map(PathBuf::from)
             .context("the socket path has no directory")?,
     };
-    let (system, network): (Arc<dyn System>, Arc<dyn Network>) = if args.no_system {
-        (
-            Arc::new(RecordedSystem::default()),
-            Arc::new(RecordedNetwork::default()),
-        )
+    let system: Arc<dyn System> = if args.no_system {
+        Arc::new(RecordedSystem::default())
     } else {
-        (
-            Arc::new(DBusSystem::default()),
-            Arc::new(KernelNetwork::default()),
-        )
+        Arc::new(DBusSystem::default())
+    };
+    let network: Arc<dyn Network> = if args.no_network {
+        Arc::new(RecordedNetwork::default())
+    } else {
+        Arc::new(KernelNetwork::default())
     };
     let config = Config {
         state_dir: args.state_dir.clone(),

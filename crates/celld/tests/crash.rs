@@ -60,6 +60,7 @@ fn start_celld(state: &Path, socket: &Path) -> Child {
         .arg("--web-user")
         .arg(me)
         .arg("--no-system")
+        .arg("--no-network")
         .env("CELL_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
