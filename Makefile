@@ -22,12 +22,13 @@ IMAGE_INPUTS := mkosi.conf $(shell find image rootfs units -type f 2>/dev/null) 
                 $(addprefix $(STAGING)/usr/bin/,$(BINARIES)) $(STAGING)/.cellctl-docs
 MKOSI        := mkosi --image-version=$(VERSION)
 
-.PHONY: help run image run-vm test test-unit test-boot test-browser test-vm lint bench deps tree clean
+.PHONY: help run image run-vm test test-unit test-netns test-boot test-browser test-vm lint bench deps tree clean
 
 help:
 	@echo "make run      build what is out of date and boot the cell under systemd-nspawn"
 	@echo "make image    build the flashable UEFI disk image"
-	@echo "make test     the whole test suite (lint, unit tests, booted-image tests)"
+	@echo "make test     the whole test suite (lint, unit tests, namespace and booted-image tests)"
+	@echo "make test-netns  the VPN and firewall in network namespaces (root)"
 	@echo "make run-vm   boot the disk image in qemu (UEFI), web UI on localhost:8080"
 	@echo "make test-vm  boot the disk image in qemu headless and check it"
 	@echo "make bench    image size, boot-to-health time, idle memory"
@@ -79,7 +80,7 @@ run-vm: $(DISK)
 	scripts/run-vm $(DISK)
 
 # --- tests -----------------------------------------------------------------------------
-test: deps lint test-unit test-boot test-browser test-vm
+test: deps lint test-unit test-netns test-boot test-browser test-vm
 
 lint:
 	cargo fmt --all -- --check
@@ -87,6 +88,11 @@ lint:
 
 test-unit:
 	cargo test --locked --workspace
+
+# T1: the VPN and firewall in network namespaces, with wireguard-go clients (root).
+test-netns:
+	cargo build --locked -p celld
+	tests/vpn-netns.sh target/debug/celld
 
 test-boot: $(TREE).stamp
 	tests/boot-nspawn.sh $(TREE)
