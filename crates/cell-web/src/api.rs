@@ -106,6 +106,17 @@ fn all_routes() -> Vec<ApiRoute> {
         route!(POST "/api/v1/users/{name}/totp", User, Forward, "Start enrolling a TOTP second factor"),
         route!(DELETE "/api/v1/users/{name}/totp", User, Forward, "Remove a second factor"),
         route!(POST "/api/v1/users/{name}/totp/confirm", User, Forward, "Confirm a second factor; returns recovery codes"),
+        route!(GET "/api/v1/vpn", Admin, Forward, "The VPN server: subnet, port, endpoint, public key, reconcile state"),
+        route!(PUT "/api/v1/vpn", Admin, Forward, "Change the VPN subnet, port or endpoint"),
+        route!(GET "/api/v1/vpn/peers", User, Forward, "VPN devices with live status (a peer sees only their own)"),
+        route!(POST "/api/v1/vpn/peers", Admin, Forward, "Add a device: key pair generated on the cell, or the device's own public key"),
+        route!(GET "/api/v1/vpn/peers/{name}", User, Forward, "One VPN device"),
+        route!(PATCH "/api/v1/vpn/peers/{name}", Admin, Forward, "Rename, disable or enable a device, or change its access"),
+        route!(DELETE "/api/v1/vpn/peers/{name}", Admin, Forward, "Remove a device and every trace of it"),
+        route!(GET "/api/v1/vpn/peers/{name}/config", User, Forward, "The device's WireGuard configuration (.conf)"),
+        route!(GET "/api/v1/vpn/peers/{name}/qr.png", User, Forward, "The configuration as a QR code (PNG)"),
+        route!(GET "/api/v1/vpn/peers/{name}/qr.svg", User, Forward, "The configuration as a QR code (SVG)"),
+        route!(GET "/api/v1/firewall", Admin, Forward, "The live nftables table inet cell"),
         route!(GET "/api/v1/audit", Admin, Forward, "The audit log, newest first (filters: actor, action, q, limit)"),
         route!(GET "/api/v1/audit/verify", Admin, Forward, "Check the audit log's hash chain"),
     ]
@@ -262,17 +273,30 @@ async fn forward(
     let body = (!body.is_empty()).then_some(body);
     match state
         .celld
-        .call(method.clone(), &target, &on_behalf, body)
+        .call_answer(method.clone(), &target, &on_behalf, body)
         .await
     {
-        Ok((status, body)) => {
-            after_success(&state, &method, path, status);
-            let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            let mut response = (status, body).into_response();
+        Ok(answer) => {
+            after_success(&state, &method, path, answer.status);
+            let status =
+                StatusCode::from_u16(answer.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let mut response = (status, answer.body).into_response();
             if !response.body_is_empty() {
+                let content_type = answer
+                    .content_type
+                    .and_then(|v| header::HeaderValue::from_str(&v).ok())
+                    .unwrap_or(header::HeaderValue::from_static("application/json"));
+                response.headers_mut().insert(header::CONTENT_TYPE, content_type);
+            }
+            if let Some(disposition) = answer
+                .content_disposition
+                .and_then(|v| header::HeaderValue::from_str(&v).ok())
+            {
+                // A download (a client configuration with its key): never cached.
+                response.headers_mut().insert(header::CONTENT_DISPOSITION, disposition);
                 response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    header::HeaderValue::from_static("application/json"),
+                    header::CACHE_CONTROL,
+                    header::HeaderValue::from_static("no-store"),
                 );
             }
             response

@@ -58,6 +58,15 @@ pub const ACTOR_HEADER: &str = "x-cell-actor";
 /// Header carrying the client's address.
 pub const SOURCE_HEADER: &str = "x-cell-source";
 
+/// celld's whole answer to one request.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub content_type: Option<String>,
+    pub content_disposition: Option<String>,
+    pub body: Bytes,
+}
+
 /// On whose behalf, and from where, cell-web asks celld.
 #[derive(Debug, Clone, Default)]
 pub struct OnBehalf {
@@ -137,7 +146,7 @@ impl CelldClient {
     }
 
     /// Sends one request as `on_behalf`, and returns celld's answer as it is: status and
-    /// JSON body, refusals included. cell-web passes these through to its own clients.
+    /// JSON body, refusals included.
     pub async fn call(
         &self,
         method: Method,
@@ -145,6 +154,19 @@ impl CelldClient {
         on_behalf: &OnBehalf,
         body: Option<Bytes>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
+        let answer = self.call_answer(method, path, on_behalf, body).await?;
+        Ok((answer.status, answer.body))
+    }
+
+    /// `call`, keeping the headers that describe the body (type, download name), for
+    /// answers that are files rather than JSON. cell-web passes these through.
+    pub async fn call_answer(
+        &self,
+        method: Method,
+        path: &str,
+        on_behalf: &OnBehalf,
+        body: Option<Bytes>,
+    ) -> Result<Answer, ClientError> {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
@@ -246,10 +268,7 @@ impl CelldClient {
         }
     }
 
-    async fn exchange(
-        &self,
-        request: Request<Full<Bytes>>,
-    ) -> Result<(StatusCode, Bytes), ClientError> {
+    async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<Answer, ClientError> {
         let (mut sender, request) = match self.take_idle() {
             Some(mut pooled) => match pooled.try_send_request(request).await {
                 Ok(response) => return self.finish(pooled, response).await,
@@ -273,8 +292,17 @@ impl CelldClient {
         &self,
         sender: Sender,
         response: hyper::Response<hyper::body::Incoming>,
-    ) -> Result<(StatusCode, Bytes), ClientError> {
+    ) -> Result<Answer, ClientError> {
         let status = response.status();
+        let text_header = |name: header::HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let content_type = text_header(header::CONTENT_TYPE);
+        let content_disposition = text_header(header::CONTENT_DISPOSITION);
         let body = response
             .into_body()
             .collect()
@@ -282,7 +310,12 @@ impl CelldClient {
             .map_err(|source| self.http_error(source))?
             .to_bytes();
         self.put_idle(sender);
-        Ok((status, body))
+        Ok(Answer {
+            status,
+            content_type,
+            content_disposition,
+            body,
+        })
     }
 }
 
