@@ -286,14 +286,18 @@ async fn forward(
                     .content_type
                     .and_then(|v| header::HeaderValue::from_str(&v).ok())
                     .unwrap_or(header::HeaderValue::from_static("application/json"));
-                response.headers_mut().insert(header::CONTENT_TYPE, content_type);
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, content_type);
             }
             if let Some(disposition) = answer
                 .content_disposition
                 .and_then(|v| header::HeaderValue::from_str(&v).ok())
             {
                 // A download (a client configuration with its key): never cached.
-                response.headers_mut().insert(header::CONTENT_DISPOSITION, disposition);
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_DISPOSITION, disposition);
                 response.headers_mut().insert(
                     header::CACHE_CONTROL,
                     header::HeaderValue::from_static("no-store"),

@@ -8,6 +8,7 @@ mod error;
 mod pages;
 mod security_headers;
 pub mod session;
+mod vpn_pages;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

@@ -78,6 +78,7 @@ pub fn router(_state: AppState) -> Router<AppState> {
         .route("/users/reset-password", post(users_reset_password_post))
         .route("/users/{name}/{action}", post(user_action_post))
         .route("/audit", get(audit_get))
+        .merge(crate::vpn_pages::router())
         .route("/account", get(account_get))
         .route("/account/password", post(account_password_post))
         .route("/account/totp", post(account_totp_post))
@@ -96,20 +97,20 @@ pub struct Nav {
 
 /// Field errors of a form, as celld named them, mapped to the form's inputs.
 #[derive(Debug, Default)]
-struct Errors {
-    general: Option<String>,
-    fields: BTreeMap<String, String>,
+pub(crate) struct Errors {
+    pub(crate) general: Option<String>,
+    pub(crate) fields: BTreeMap<String, String>,
 }
 
 impl Errors {
-    fn field(field: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn field(field: &str, message: impl Into<String>) -> Self {
         let mut errors = Self::default();
         errors.fields.insert(field.to_owned(), message.into());
         errors
     }
 
     /// From celld's refusal: `identity.domain.hostname` becomes the form's `domain`.
-    fn from_refusal(error: ClientError) -> Result<Self, AppError> {
+    pub(crate) fn from_refusal(error: ClientError) -> Result<Self, AppError> {
         match error {
             ClientError::Refused {
                 message,
@@ -138,7 +139,7 @@ impl Errors {
 
 impl Errors {
     /// For forms whose inputs are not where the error shows: the first message as a banner.
-    fn into_banner(self) -> Self {
+    pub(crate) fn into_banner(self) -> Self {
         Self {
             general: self.fields.into_values().next().or(self.general),
             fields: BTreeMap::new(),
@@ -146,6 +147,7 @@ impl Errors {
     }
 }
 
+#[macro_export]
 macro_rules! field_errors {
     ($($view:ident),*) => {$(
         impl $view {
@@ -156,18 +158,18 @@ macro_rules! field_errors {
     )*};
 }
 
-fn render(view: impl Template) -> Result<Html<String>, AppError> {
+pub(crate) fn render(view: impl Template) -> Result<Html<String>, AppError> {
     Ok(Html(view.render()?))
 }
 
 /// A logged-in user on a set-up cell; otherwise the browser goes to `/setup` or `/login`.
 pub struct PageUser {
-    session: Session,
+    pub(crate) session: Session,
     source: Option<String>,
 }
 
 impl PageUser {
-    fn nav(&self, current: &'static str) -> Option<Nav> {
+    pub(crate) fn nav(&self, current: &'static str) -> Option<Nav> {
         Some(Nav {
             name: self.session.principal.name.to_string(),
             admin: self.is_admin(),
@@ -181,18 +183,18 @@ impl PageUser {
         format!("/v1/users/{}{suffix}", self.session.principal.name)
     }
 
-    fn is_admin(&self) -> bool {
+    pub(crate) fn is_admin(&self) -> bool {
         self.session.principal.role == Role::Admin
     }
 
-    fn on_behalf(&self) -> OnBehalf {
+    pub(crate) fn on_behalf(&self) -> OnBehalf {
         OnBehalf {
             actor: Some(self.session.principal.name.to_string()),
             source: self.source.clone(),
         }
     }
 
-    fn require_admin(&self) -> Result<(), AppError> {
+    pub(crate) fn require_admin(&self) -> Result<(), AppError> {
         if self.is_admin() {
             Ok(())
         } else {
@@ -200,7 +202,7 @@ impl PageUser {
         }
     }
 
-    fn check_csrf(&self, offered: &str) -> Result<(), AppError> {
+    pub(crate) fn check_csrf(&self, offered: &str) -> Result<(), AppError> {
         if session::csrf_matches(&self.session, Some(offered)) {
             Ok(())
         } else {

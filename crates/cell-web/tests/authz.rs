@@ -393,3 +393,141 @@ async fn a_session_changes_settings_and_the_audit_log_shows_it() {
     .await;
     assert_eq!(after.status, 401, "the session ended");
 }
+
+async fn http_form(addr: SocketAddr, path: &str, cookie: &str, body: &str) -> Response {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: cell\r\nconnection: close\r\ncookie: {cookie}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Response {
+        status: head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        head: head.to_lowercase(),
+        body: body.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn vpn_pages_and_downloads_work_through_a_session() {
+    let cell = start().await;
+    let code = std::fs::read_to_string(cell.dir.path().join("state/setup-code")).unwrap();
+    let setup = json!({
+        "code": code.trim(), "cell_name": "home", "domain": {"mode": "internal"},
+        "timezone": "UTC", "admin_username": "alice", "admin_password": PASSWORD
+    });
+    http(cell.addr, "POST", "/api/v1/setup", None, None, Some(&setup)).await;
+    let login = http(
+        cell.addr,
+        "POST",
+        "/api/v1/session",
+        None,
+        None,
+        Some(&json!({"username": "alice", "password": PASSWORD})),
+    )
+    .await;
+    let (cookie, csrf) = (
+        login.cookie(),
+        login.json()["csrf_token"].as_str().unwrap().to_owned(),
+    );
+    let vpn =
+        json!({"subnet4": "10.87.0.0/20", "listen_port": 51820, "endpoint": "vpn.example.org"});
+    let put = http(
+        cell.addr,
+        "PUT",
+        "/api/v1/vpn",
+        Some(&cookie),
+        Some(&csrf),
+        Some(&vpn),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+
+    // The add-device form: a bad name comes back as a 400 page naming the problem.
+    let form = format!("csrf={csrf}&name=bad+name&owner=alice&keepalive=25&files=on");
+    let refused = http_form(cell.addr, "/vpn/peers", &cookie, &form).await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("id=\"name-error\""),
+        "{}",
+        refused.body
+    );
+    let form = format!("csrf={csrf}&name=phone&owner=alice&keepalive=25&files=on");
+    let added = http_form(cell.addr, "/vpn/peers", &cookie, &form).await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    assert!(added.body.contains("/api/v1/vpn/peers/phone/qr.svg"));
+    let no_csrf = http_form(cell.addr, "/vpn/peers", &cookie, "name=tablet&owner=alice").await;
+    assert_eq!(no_csrf.status, 403);
+
+    let page = http(cell.addr, "GET", "/vpn", Some(&cookie), None, None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("phone") && page.body.contains("10.87.0.16"));
+
+    let conf = http(
+        cell.addr,
+        "GET",
+        "/api/v1/vpn/peers/phone/config",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(conf.status, 200);
+    assert!(
+        conf.head.contains("content-type: text/plain"),
+        "{}",
+        conf.head
+    );
+    assert!(
+        conf.head.contains("attachment; filename=\"phone.conf\""),
+        "{}",
+        conf.head
+    );
+    assert!(
+        conf.head.contains("cache-control: no-store"),
+        "{}",
+        conf.head
+    );
+    assert!(
+        conf.body.contains("Endpoint = vpn.example.org:51820"),
+        "{}",
+        conf.body
+    );
+    let png = http(
+        cell.addr,
+        "GET",
+        "/api/v1/vpn/peers/phone/qr.png",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    assert!(png.head.contains("content-type: image/png"), "{}", png.head);
+    let svg = http(
+        cell.addr,
+        "GET",
+        "/api/v1/vpn/peers/phone/qr.svg",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    assert!(svg.body.contains("<svg"));
+
+    let firewall = http(cell.addr, "GET", "/firewall", Some(&cookie), None, None).await;
+    assert_eq!(firewall.status, 200);
+    assert!(firewall.body.contains("inet cell"));
+    let remove = http_form(
+        cell.addr,
+        "/vpn/peers/phone/remove",
+        &cookie,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(remove.status, 200);
+    assert!(remove.body.contains("phone was removed"));
+}

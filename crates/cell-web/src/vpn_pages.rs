@@ -1,0 +1,535 @@
+//! The VPN pages: status and devices (list, add, QR code, edit access, remove) and the
+//! live firewall. Downloads and QR images are the API's own routes, which the session
+//! cookie authorises.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use cell_model::api::{FirewallView, PeerView, UserView, VpnView};
+use cell_model::vpn::PeerName;
+use celld_client::{Bytes, ClientError, Method};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::pages::{human_duration, render, Errors, Nav, PageUser};
+use crate::{AppError, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/vpn", get(vpn_get).post(vpn_settings_post))
+        .route("/vpn/peers", post(peer_add_post))
+        .route("/vpn/peers/{name}", get(peer_get).post(peer_edit_post))
+        .route("/vpn/peers/{name}/{action}", post(peer_action_post))
+        .route("/firewall", get(firewall_get))
+}
+
+/// A device as a row of the page: its view plus what the template shows of it.
+struct DeviceRow {
+    peer: PeerView,
+    last_seen: String,
+    traffic: String,
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn row(peer: PeerView, now: u64) -> DeviceRow {
+    let (last_seen, traffic) = match &peer.live {
+        Some(live) => (
+            match live.last_handshake {
+                Some(at) => format!("{} ago", human_duration(now.saturating_sub(at))),
+                None => "never".to_owned(),
+            },
+            format!("↓ {} ↑ {}", bytes(live.tx_bytes), bytes(live.rx_bytes)),
+        ),
+        None => ("never".to_owned(), "–".to_owned()),
+    };
+    DeviceRow {
+        peer,
+        last_seen,
+        traffic,
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PeerForm {
+    csrf: String,
+    name: String,
+    owner: String,
+    public_key: String,
+    calendar: Option<String>,
+    files: Option<String>,
+    mail: Option<String>,
+    webdav: Option<String>,
+    internet_exit: Option<String>,
+    lan_access: Option<String>,
+    keepalive: String,
+}
+
+impl PeerForm {
+    fn access_json(&self) -> serde_json::Value {
+        json!({
+            "calendar": self.calendar.is_some(),
+            "files": self.files.is_some(),
+            "mail": self.mail.is_some(),
+            "webdav": self.webdav.is_some(),
+        })
+    }
+
+    fn keepalive(&self) -> Result<u16, Errors> {
+        let text = self.keepalive.trim();
+        if text.is_empty() {
+            return Ok(0);
+        }
+        text.parse()
+            .map_err(|_| Errors::field("keepalive", "a number of seconds, 0 to 3600"))
+    }
+
+    fn of(peer: &PeerView) -> Self {
+        let on = |b: bool| b.then(|| "on".to_owned());
+        Self {
+            name: peer.name.to_string(),
+            owner: peer.owner.to_string(),
+            calendar: on(peer.access.calendar),
+            files: on(peer.access.files),
+            mail: on(peer.access.mail),
+            webdav: on(peer.access.webdav),
+            internet_exit: on(peer.internet_exit),
+            lan_access: on(peer.lan_access),
+            keepalive: peer.keepalive.to_string(),
+            ..Self::default()
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct VpnForm {
+    csrf: String,
+    subnet4: String,
+    listen_port: String,
+    endpoint: String,
+}
+
+#[derive(Template)]
+#[template(path = "vpn.html")]
+struct VpnPage {
+    version: &'static str,
+    nav: Option<Nav>,
+    notice: Option<String>,
+    admin: bool,
+    csrf: String,
+    vpn: Option<VpnView>,
+    devices: Vec<DeviceRow>,
+    users: Vec<UserView>,
+    form: PeerForm,
+    settings: VpnForm,
+    errors: Errors,
+    general_error: Option<String>,
+}
+crate::field_errors!(VpnPage);
+
+async fn vpn_page(
+    state: &AppState,
+    user: &PageUser,
+    form: PeerForm,
+    settings: Option<VpnForm>,
+    errors: Errors,
+    notice: Option<String>,
+) -> Result<Html<String>, AppError> {
+    let on_behalf = user.on_behalf();
+    let peers: Vec<PeerView> = state
+        .celld
+        .json(Method::GET, "/v1/vpn/peers", &on_behalf, None)
+        .await?;
+    let (vpn, users) = if user.is_admin() {
+        let vpn: VpnView = state
+            .celld
+            .json(Method::GET, "/v1/vpn", &on_behalf, None)
+            .await?;
+        let users: Vec<UserView> = state
+            .celld
+            .json(Method::GET, "/v1/users", &on_behalf, None)
+            .await?;
+        (Some(vpn), users)
+    } else {
+        (None, Vec::new())
+    };
+    let settings = settings.unwrap_or_else(|| match &vpn {
+        Some(vpn) => VpnForm {
+            subnet4: vpn.subnet4.clone(),
+            listen_port: vpn.listen_port.to_string(),
+            endpoint: vpn.endpoint.clone().unwrap_or_default(),
+            ..VpnForm::default()
+        },
+        None => VpnForm::default(),
+    });
+    let now = unix_now();
+    render(VpnPage {
+        version: cell_model::VERSION,
+        nav: user.nav("vpn"),
+        notice,
+        admin: user.is_admin(),
+        csrf: user.session.csrf.clone(),
+        vpn,
+        devices: peers.into_iter().map(|p| row(p, now)).collect(),
+        users,
+        form,
+        settings,
+        general_error: errors.general.clone(),
+        errors,
+    })
+}
+
+fn fresh_form(user: &PageUser) -> PeerForm {
+    PeerForm {
+        owner: user.session.principal.name.to_string(),
+        keepalive: "25".into(),
+        ..PeerForm::default()
+    }
+}
+
+pub async fn vpn_get(
+    State(state): State<AppState>,
+    user: PageUser,
+) -> Result<Html<String>, AppError> {
+    let form = fresh_form(&user);
+    vpn_page(&state, &user, form, None, Errors::default(), None).await
+}
+
+/// A refused form: the page again, with celld's reasons by the inputs, as a 400.
+async fn refused(
+    state: &AppState,
+    user: &PageUser,
+    form: PeerForm,
+    settings: Option<VpnForm>,
+    errors: Errors,
+) -> Result<Response, AppError> {
+    Ok((
+        StatusCode::BAD_REQUEST,
+        vpn_page(state, user, form, settings, errors, None).await?,
+    )
+        .into_response())
+}
+
+pub async fn vpn_settings_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    Form(form): Form<VpnForm>,
+) -> Result<Response, AppError> {
+    user.require_admin()?;
+    user.check_csrf(&form.csrf)?;
+    let Ok(port) = form.listen_port.trim().parse::<u16>() else {
+        let errors = Errors::field("listen_port", "a port number, 1 to 65535");
+        return refused(&state, &user, fresh_form(&user), Some(form), errors).await;
+    };
+    let endpoint = form.endpoint.trim();
+    let body = json!({
+        "subnet4": form.subnet4.trim(),
+        "listen_port": port,
+        "endpoint": (!endpoint.is_empty()).then_some(endpoint),
+    });
+    let result: Result<VpnView, ClientError> = state
+        .celld
+        .json(
+            Method::PUT,
+            "/v1/vpn",
+            &user.on_behalf(),
+            Some(Bytes::from(body.to_string())),
+        )
+        .await;
+    match result {
+        Ok(_) => Ok(vpn_page(
+            &state,
+            &user,
+            fresh_form(&user),
+            None,
+            Errors::default(),
+            Some("VPN settings saved.".into()),
+        )
+        .await?
+        .into_response()),
+        Err(error) => {
+            let errors = Errors::from_refusal(error)?;
+            refused(&state, &user, fresh_form(&user), Some(form), errors).await
+        }
+    }
+}
+
+pub async fn peer_add_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    Form(form): Form<PeerForm>,
+) -> Result<Response, AppError> {
+    user.require_admin()?;
+    user.check_csrf(&form.csrf)?;
+    let keepalive = match form.keepalive() {
+        Ok(k) => k,
+        Err(errors) => return refused(&state, &user, form, None, errors).await,
+    };
+    let public_key = form.public_key.trim();
+    let body = json!({
+        "name": form.name.trim(),
+        "owner": form.owner.trim(),
+        "public_key": (!public_key.is_empty()).then_some(public_key),
+        "access": form.access_json(),
+        "internet_exit": form.internet_exit.is_some(),
+        "lan_access": form.lan_access.is_some(),
+        "keepalive": keepalive,
+    });
+    let result: Result<PeerView, ClientError> = state
+        .celld
+        .json(
+            Method::POST,
+            "/v1/vpn/peers",
+            &user.on_behalf(),
+            Some(Bytes::from(body.to_string())),
+        )
+        .await;
+    match result {
+        Ok(peer) => Ok(device_page(
+            &state,
+            &user,
+            &peer.name,
+            None,
+            Errors::default(),
+            Some(format!(
+                "Added {}. Scan the code with the WireGuard app, or download the file.",
+                peer.name
+            )),
+        )
+        .await?
+        .into_response()),
+        Err(error) => {
+            let errors = Errors::from_refusal(error)?;
+            refused(&state, &user, form, None, errors).await
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "vpn_peer.html")]
+struct DevicePage {
+    version: &'static str,
+    nav: Option<Nav>,
+    notice: Option<String>,
+    admin: bool,
+    csrf: String,
+    device: DeviceRow,
+    form: PeerForm,
+    errors: Errors,
+    general_error: Option<String>,
+}
+crate::field_errors!(DevicePage);
+
+fn parse_peer(name: &str) -> Result<PeerName, AppError> {
+    PeerName::parse(name).map_err(|_| AppError::NotFound)
+}
+
+async fn device_page(
+    state: &AppState,
+    user: &PageUser,
+    name: &PeerName,
+    form: Option<PeerForm>,
+    errors: Errors,
+    notice: Option<String>,
+) -> Result<Html<String>, AppError> {
+    let peer: PeerView = state
+        .celld
+        .json(
+            Method::GET,
+            &format!("/v1/vpn/peers/{name}"),
+            &user.on_behalf(),
+            None,
+        )
+        .await
+        .map_err(|error| match error {
+            ClientError::Refused { status, .. } if status == 404 => AppError::NotFound,
+            other => AppError::CelldUnavailable(other),
+        })?;
+    let form = form.unwrap_or_else(|| PeerForm::of(&peer));
+    render(DevicePage {
+        version: cell_model::VERSION,
+        nav: user.nav("vpn"),
+        notice,
+        admin: user.is_admin(),
+        csrf: user.session.csrf.clone(),
+        device: row(peer, unix_now()),
+        form,
+        general_error: errors.general.clone(),
+        errors,
+    })
+}
+
+pub async fn peer_get(
+    State(state): State<AppState>,
+    user: PageUser,
+    Path(name): Path<String>,
+) -> Result<Html<String>, AppError> {
+    let name = parse_peer(&name)?;
+    device_page(&state, &user, &name, None, Errors::default(), None).await
+}
+
+pub async fn peer_edit_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    Path(name): Path<String>,
+    Form(form): Form<PeerForm>,
+) -> Result<Response, AppError> {
+    user.require_admin()?;
+    user.check_csrf(&form.csrf)?;
+    let name = parse_peer(&name)?;
+    let keepalive = match form.keepalive() {
+        Ok(k) => k,
+        Err(errors) => {
+            return Ok((
+                StatusCode::BAD_REQUEST,
+                device_page(&state, &user, &name, Some(form), errors, None).await?,
+            )
+                .into_response())
+        }
+    };
+    let body = json!({
+        "name": form.name.trim(),
+        "access": form.access_json(),
+        "internet_exit": form.internet_exit.is_some(),
+        "lan_access": form.lan_access.is_some(),
+        "keepalive": keepalive,
+    });
+    let result: Result<PeerView, ClientError> = state
+        .celld
+        .json(
+            Method::PATCH,
+            &format!("/v1/vpn/peers/{name}"),
+            &user.on_behalf(),
+            Some(Bytes::from(body.to_string())),
+        )
+        .await;
+    match result {
+        Ok(peer) => Ok(device_page(
+            &state,
+            &user,
+            &peer.name,
+            None,
+            Errors::default(),
+            Some("Saved.".into()),
+        )
+        .await?
+        .into_response()),
+        Err(error) => {
+            let errors = Errors::from_refusal(error)?;
+            Ok((
+                StatusCode::BAD_REQUEST,
+                device_page(&state, &user, &name, Some(form), errors, None).await?,
+            )
+                .into_response())
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CsrfOnly {
+    csrf: String,
+}
+
+pub async fn peer_action_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    Path((name, action)): Path<(String, String)>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, AppError> {
+    user.require_admin()?;
+    user.check_csrf(&form.csrf)?;
+    let name = parse_peer(&name)?;
+    let path = format!("/v1/vpn/peers/{name}");
+    let (method, body, done) = match action.as_str() {
+        "disable" => (Method::PATCH, Some(json!({"enabled": false})), "disabled"),
+        "enable" => (Method::PATCH, Some(json!({"enabled": true})), "enabled"),
+        "remove" => (Method::DELETE, None, "removed"),
+        _ => return Err(AppError::NotFound),
+    };
+    let body = body.map(|b| Bytes::from(b.to_string()));
+    let result = state
+        .celld
+        .send(method, &path, &user.on_behalf(), body)
+        .await;
+    let fresh = fresh_form(&user);
+    match result {
+        Ok(()) => Ok(vpn_page(
+            &state,
+            &user,
+            fresh,
+            None,
+            Errors::default(),
+            Some(format!("{name} was {done}.")),
+        )
+        .await?
+        .into_response()),
+        Err(error) => {
+            let errors = Errors::from_refusal(error)?.into_banner();
+            refused(&state, &user, fresh, None, errors).await
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "firewall.html")]
+struct FirewallPage {
+    version: &'static str,
+    nav: Option<Nav>,
+    notice: Option<String>,
+    firewall: FirewallView,
+}
+
+pub async fn firewall_get(
+    State(state): State<AppState>,
+    user: PageUser,
+) -> Result<Html<String>, AppError> {
+    user.require_admin()?;
+    let firewall: FirewallView = state
+        .celld
+        .json(Method::GET, "/v1/firewall", &user.on_behalf(), None)
+        .await?;
+    render(FirewallPage {
+        version: cell_model::VERSION,
+        nav: user.nav("firewall"),
+        notice: None,
+        firewall,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_read_naturally() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
+    }
+}
