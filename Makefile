@@ -31,7 +31,7 @@ help:
 	@echo "make test-netns  the VPN and firewall in network namespaces (root)"
 	@echo "make run-vm   boot the disk image in qemu (UEFI), web UI on localhost:8080"
 	@echo "make test-vm  boot the disk image in qemu headless and check it"
-	@echo "make bench    image size, boot-to-health time, idle memory"
+	@echo "make bench    image size, boot-to-health time, idle memory; VPN add-peer and throughput"
 	@echo "make deps     install the build and test dependencies (Debian 12, root)"
 	@echo "make clean    remove build outputs (keeps the package cache)"
 
@@ -105,6 +105,7 @@ test-vm: $(DISK)
 
 bench: $(TREE).stamp $(DISK)
 	scripts/bench $(TREE) $(DISK)
+	scripts/bench-vpn build/bench/vpn.txt
 
 # Installs dependencies only when something is missing; silent otherwise.
 .PHONY: deps-quiet

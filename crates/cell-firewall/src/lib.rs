@@ -3,10 +3,12 @@
 //! The table's chains and rules depend only on the cell (its WireGuard interface, port,
 //! subnets and service addresses); peers appear only as elements of sets, so the number of
 //! rules, and the cost per packet, does not grow with the number of peers. The whole table
-//! is written in one nftables transaction; when only set elements changed since the last
-//! write, the transaction adds and deletes just those elements.
+//! is written in one nftables transaction (nft, JSON); when only set elements changed since
+//! the last write, one netlink batch adds and deletes just those elements.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod netlink;
+
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::process::Command;
 
@@ -44,8 +46,9 @@ pub enum FirewallError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub shape: Shape,
-    /// Set name → members. Every set of the table is here, empty ones included.
-    pub sets: BTreeMap<String, BTreeSet<IpAddr>>,
+    /// Set name → members, sorted and unique. Every set of the table is here, empty ones
+    /// included.
+    pub sets: BTreeMap<String, Vec<IpAddr>>,
 }
 
 /// The part of the table that does not depend on peers.
@@ -84,35 +87,35 @@ impl Plan {
             prefix6: vpn.prefix6.to_string(),
             services,
         };
-        let mut sets: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
-        let mut groups: Vec<&str> = Service::ALL.iter().map(|s| s.as_str()).collect();
-        groups.extend(["lan", "exit"]);
-        for group in groups {
-            for v6 in [false, true] {
-                sets.insert(set_name(group, v6), BTreeSet::new());
-            }
-        }
+        // One bucket per (group, family); groups are the services, then lan and exit.
+        let groups: Vec<&str> = Service::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .chain(["lan", "exit"])
+            .collect();
+        let mut buckets: Vec<Vec<IpAddr>> = vec![Vec::new(); groups.len() * 2];
         for peer in vpn.peers.iter().filter(|p| p.enabled) {
-            let mut addresses = vec![IpAddr::V6(vpn.peer_address6(peer))];
-            addresses.extend(vpn.peer_address4(peer).map(IpAddr::V4));
-            let mut member_of: Vec<&str> = Service::ALL
+            let address6 = IpAddr::V6(vpn.peer_address6(peer));
+            let address4 = vpn.peer_address4(peer).map(IpAddr::V4);
+            let member = Service::ALL
                 .iter()
-                .filter(|s| peer.access.allows(**s))
-                .map(|s| s.as_str())
-                .collect();
-            if peer.lan_access {
-                member_of.push("lan");
-            }
-            if peer.internet_exit {
-                member_of.push("exit");
-            }
-            for group in member_of {
-                for address in &addresses {
-                    if let Some(set) = sets.get_mut(&set_name(group, address.is_ipv6())) {
-                        set.insert(*address);
-                    }
+                .map(|s| peer.access.allows(*s))
+                .chain([peer.lan_access, peer.internet_exit]);
+            for (group, is_member) in member.enumerate() {
+                if is_member {
+                    buckets[group * 2 + 1].push(address6);
+                    buckets[group * 2].extend(address4);
                 }
             }
+        }
+        let mut sets = BTreeMap::new();
+        for (index, mut members) in buckets.into_iter().enumerate() {
+            // Peers are usually stored in address order already.
+            if !members.is_sorted() {
+                members.sort_unstable();
+            }
+            members.dedup();
+            sets.insert(set_name(groups[index / 2], index % 2 == 1), members);
         }
         Self { shape, sets }
     }
@@ -147,30 +150,26 @@ impl Plan {
         batch(commands)
     }
 
-    /// The nftables batch that turns `applied`'s set elements into this plan's, when the
-    /// shape is the same; `None` when the whole table must be replaced instead.
-    pub fn update_batch(&self, applied: &Plan) -> Result<Option<Nftables<'static>>, FirewallError> {
+    /// The element changes that turn `applied`'s sets into this plan's, when the shape is
+    /// the same; `None` when the whole table must be replaced instead.
+    pub fn element_changes(&self, applied: &Plan) -> Option<Vec<netlink::ElementChange>> {
         if applied.shape != self.shape || applied.sets.keys().ne(self.sets.keys()) {
-            return Ok(None);
+            return None;
         }
-        let mut commands = Vec::new();
+        let mut changes = Vec::new();
         for (name, members) in &self.sets {
-            let before = &applied.sets[name];
-            let removed: Vec<_> = before.difference(members).collect();
-            let added: Vec<_> = members.difference(before).collect();
-            if !removed.is_empty() {
-                commands.push(elements("delete", name, removed.into_iter()));
-            }
-            if !added.is_empty() {
-                commands.push(elements("add", name, added.into_iter()));
+            let (removed, added) = sorted_difference(&applied.sets[name], members);
+            for (add, members) in [(false, removed), (true, added)] {
+                if !members.is_empty() {
+                    changes.push(netlink::ElementChange {
+                        set: name.clone(),
+                        add,
+                        members,
+                    });
+                }
             }
         }
-        if commands.is_empty() {
-            return Ok(Some(Nftables {
-                objects: Vec::new().into(),
-            }));
-        }
-        batch(commands).map(Some)
+        Some(changes)
     }
 
     fn chains(&self) -> Vec<Value> {
@@ -310,8 +309,36 @@ impl Plan {
 
     /// How many set elements the table holds.
     pub fn element_count(&self) -> usize {
-        self.sets.values().map(BTreeSet::len).sum::<usize>() + PRIVATE4.len() + PRIVATE6.len()
+        self.sets.values().map(Vec::len).sum::<usize>() + PRIVATE4.len() + PRIVATE6.len()
     }
+}
+
+/// What is only in `before`, and what is only in `after`; both sorted and unique.
+fn sorted_difference(before: &[IpAddr], after: &[IpAddr]) -> (Vec<IpAddr>, Vec<IpAddr>) {
+    let (mut removed, mut added) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < before.len() || j < after.len() {
+        match (before.get(i), after.get(j)) {
+            (Some(b), Some(a)) if b == a => {
+                i += 1;
+                j += 1;
+            }
+            (Some(b), Some(a)) if b < a => {
+                removed.push(*b);
+                i += 1;
+            }
+            (Some(b), None) => {
+                removed.push(*b);
+                i += 1;
+            }
+            (_, Some(a)) => {
+                added.push(*a);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    (removed, added)
 }
 
 fn batch(commands: Vec<Value>) -> Result<Nftables<'static>, FirewallError> {
@@ -357,7 +384,8 @@ fn elements<'a>(verb: &str, set: &str, members: impl Iterator<Item = &'a IpAddr>
 pub struct Live {
     pub exists: bool,
     pub rules: usize,
-    pub sets: BTreeMap<String, BTreeSet<IpAddr>>,
+    /// Set name → members, sorted.
+    pub sets: BTreeMap<String, Vec<IpAddr>>,
 }
 
 /// Writes plans to the kernel, remembering the last one so that the next write can be a
@@ -365,6 +393,7 @@ pub struct Live {
 #[derive(Debug, Default)]
 pub struct Firewall {
     applied: Option<Plan>,
+    netfilter: Option<netlink::Netfilter>,
 }
 
 /// What an apply did.
@@ -377,21 +406,23 @@ pub enum Applied {
 
 impl Firewall {
     /// Brings the kernel to `plan`: an element update when the shape is unchanged since the
-    /// last write, otherwise the whole table.
-    pub fn apply(&mut self, plan: &Plan) -> Result<Applied, FirewallError> {
+    /// last write, otherwise the whole table. Keeps `plan` as the record of what is live.
+    pub fn apply(&mut self, plan: Plan) -> Result<Applied, FirewallError> {
         if let Some(applied) = &self.applied {
-            if let Some(batch) = plan.update_batch(applied)? {
-                if batch.objects.is_empty() {
+            if let Some(changes) = plan.element_changes(applied) {
+                if changes.is_empty() {
                     return Ok(Applied::Nothing);
                 }
-                if let Err(error) = nftables::helper::apply_ruleset(&batch) {
+                match self.send_elements(&changes) {
+                    Ok(()) => {
+                        self.applied = Some(plan);
+                        return Ok(Applied::Elements);
+                    }
                     // The table may have been changed behind our back: rewrite it whole.
-                    tracing::warn!(%error, "set update refused; replacing table inet cell");
-                    self.applied = None;
-                    return self.apply(plan);
+                    Err(error) => {
+                        tracing::warn!(%error, "set update refused; replacing table inet cell")
+                    }
                 }
-                self.applied = Some(plan.clone());
-                return Ok(Applied::Elements);
             }
         }
         self.replace(plan)?;
@@ -400,7 +431,7 @@ impl Firewall {
 
     /// Checks the live table against `plan` and rewrites it whole if they differ; what a
     /// periodic pass runs, so that changes made behind celld's back are undone.
-    pub fn verify(&mut self, plan: &Plan) -> Result<Applied, FirewallError> {
+    pub fn verify(&mut self, plan: Plan) -> Result<Applied, FirewallError> {
         let live = read_live()?;
         let expected_rules = plan.rules().len();
         let expected_sets = plan
@@ -408,17 +439,30 @@ impl Firewall {
             .iter()
             .all(|(name, members)| live.sets.get(name) == Some(members));
         if live.exists && live.rules == expected_rules && expected_sets {
-            self.applied = Some(plan.clone());
+            self.applied = Some(plan);
             return Ok(Applied::Nothing);
         }
         self.replace(plan)?;
         Ok(Applied::Table)
     }
 
-    fn replace(&mut self, plan: &Plan) -> Result<(), FirewallError> {
+    fn send_elements(&mut self, changes: &[netlink::ElementChange]) -> std::io::Result<()> {
+        let netfilter = match &mut self.netfilter {
+            Some(netfilter) => netfilter,
+            None => self.netfilter.insert(netlink::Netfilter::open()?),
+        };
+        let result = netfilter.apply(TABLE, changes);
+        if result.is_err() {
+            // A socket that saw an error may hold stale replies: start afresh next time.
+            self.netfilter = None;
+        }
+        result
+    }
+
+    fn replace(&mut self, plan: Plan) -> Result<(), FirewallError> {
         self.applied = None;
         nftables::helper::apply_ruleset(&plan.replace_batch()?).map_err(FirewallError::Apply)?;
-        self.applied = Some(plan.clone());
+        self.applied = Some(plan);
         Ok(())
     }
 }
@@ -458,7 +502,7 @@ fn parse_live(document: &Value) -> Live {
             if name.starts_with("private") {
                 continue;
             }
-            let members = set["elem"]
+            let mut members: Vec<IpAddr> = set["elem"]
                 .as_array()
                 .map(|elems| {
                     elems
@@ -467,6 +511,7 @@ fn parse_live(document: &Value) -> Live {
                         .collect()
                 })
                 .unwrap_or_default();
+            members.sort_unstable();
             live.sets.insert(name.to_owned(), members);
         }
     }
@@ -557,26 +602,36 @@ mod tests {
         let mut changed = vpn(3);
         changed.peers[1].enabled = false;
         let after = Plan::new(&changed, "wg0");
-        let batch = after.update_batch(&before).unwrap().unwrap();
-        let text = serde_json::to_string(&batch).unwrap();
+        let changes = after.element_changes(&before).unwrap();
+        let gone: IpAddr = "10.87.0.17".parse().unwrap();
+        assert!(!changes.is_empty());
         assert!(
-            text.contains("delete") && text.contains("10.87.0.17"),
-            "{text}"
+            changes
+                .iter()
+                .all(|c| !c.add && c.members.iter().all(|m| *m == gone || m.is_ipv6())),
+            "{changes:?}"
         );
-        assert!(!text.contains("10.87.0.16"), "{text}");
-        assert!(before
-            .update_batch(&before)
-            .unwrap()
-            .unwrap()
-            .objects
-            .is_empty());
+        assert!(before.element_changes(&before).unwrap().is_empty());
 
         let mut moved = vpn(3);
         moved.listen_port = 51000;
-        assert!(Plan::new(&moved, "wg0")
-            .update_batch(&before)
-            .unwrap()
-            .is_none());
+        assert!(Plan::new(&moved, "wg0").element_changes(&before).is_none());
+    }
+
+    #[test]
+    fn sorted_differences_find_both_sides() {
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let before = [ip("10.0.0.1"), ip("10.0.0.2"), ip("10.0.0.4")];
+        let after = [
+            ip("10.0.0.2"),
+            ip("10.0.0.3"),
+            ip("10.0.0.4"),
+            ip("10.0.0.5"),
+        ];
+        let (removed, added) = sorted_difference(&before, &after);
+        assert_eq!(removed, [ip("10.0.0.1")]);
+        assert_eq!(added, [ip("10.0.0.3"), ip("10.0.0.5")]);
+        assert_eq!(sorted_difference(&after, &after), (vec![], vec![]));
     }
 
     #[test]

@@ -50,12 +50,12 @@ fn rules_stay_constant_while_elements_grow() {
     }
     let mut firewall = Firewall::default();
     let small = Plan::new(&vpn(1), "cellwg-t");
-    assert_eq!(firewall.apply(&small).unwrap(), Applied::Table);
+    assert_eq!(firewall.apply(small.clone()).unwrap(), Applied::Table);
     let live_small = read_live().unwrap();
     assert_eq!(live_small.rules, small.rules().len());
 
     let large = Plan::new(&vpn(1000), "cellwg-t");
-    assert_eq!(firewall.apply(&large).unwrap(), Applied::Elements);
+    assert_eq!(firewall.apply(large.clone()).unwrap(), Applied::Elements);
     let live_large = read_live().unwrap();
     assert_eq!(
         live_large.rules, live_small.rules,
@@ -65,17 +65,17 @@ fn rules_stay_constant_while_elements_grow() {
     assert_eq!(live_large.sets["exit6"].len(), 500);
 
     assert_eq!(
-        firewall.apply(&large).unwrap(),
+        firewall.apply(large.clone()).unwrap(),
         Applied::Nothing,
         "applying twice changes nothing"
     );
     assert_eq!(
-        Firewall::default().verify(&large).unwrap(),
+        Firewall::default().verify(large.clone()).unwrap(),
         Applied::Nothing
     );
 
     let back = Plan::new(&vpn(2), "cellwg-t");
-    assert_eq!(firewall.apply(&back).unwrap(), Applied::Elements);
+    assert_eq!(firewall.apply(back.clone()).unwrap(), Applied::Elements);
     assert_eq!(read_live().unwrap().sets["files4"].len(), 2);
     let text = ruleset_text().unwrap();
     assert!(text.contains("table inet cell"), "{text}");
@@ -89,12 +89,12 @@ fn tables_changed_behind_our_back_are_restored() {
     }
     let plan = Plan::new(&vpn(3), "cellwg-t");
     let mut firewall = Firewall::default();
-    firewall.apply(&plan).unwrap();
+    firewall.apply(plan.clone()).unwrap();
     let status = std::process::Command::new("nft")
         .args(["flush", "chain", "inet", "cell", "input"])
         .status()
         .unwrap();
     assert!(status.success());
-    assert_eq!(firewall.verify(&plan).unwrap(), Applied::Table);
+    assert_eq!(firewall.verify(plan.clone()).unwrap(), Applied::Table);
     assert_eq!(read_live().unwrap().rules, plan.rules().len());
 }

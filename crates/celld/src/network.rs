@@ -114,9 +114,9 @@ impl KernelNetwork {
         let applied = blocking(move || {
             let mut firewall = lock(&firewall);
             let result = if verify {
-                firewall.verify(&plan)
+                firewall.verify(plan)
             } else {
-                firewall.apply(&plan)
+                firewall.apply(plan)
             };
             result.map_err(|e| e.to_string())
         })
