@@ -844,6 +844,25 @@ async fn peer_users_see_and_download_only_their_own_devices() {
     celld::vpn::reconcile(&cell.daemon, false).await;
     let plan = cell.network.plans().last().unwrap().clone();
     assert_eq!(plan.device.peers.len(), 1, "bob's phone is out");
+
+    // Deleting bob deletes his devices and their keys.
+    let (status, _) = cell
+        .web("alice", Method::DELETE, "/v1/users/bob", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, list) = cell.web("alice", Method::GET, "/v1/vpn/peers", None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let keys = std::fs::read_dir(cell.dir.path().join("state/secrets"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("peer-")
+        })
+        .count();
+    assert_eq!(keys, 1, "only alice's device key remains");
 }
 
 #[tokio::test]

@@ -186,21 +186,41 @@ pub async fn user_delete(
     let record = Record::new(&actor.name, "user.delete")
         .source(actor.source.clone())
         .target(name.as_str());
+    let worker = daemon.clone();
     blocking(move || {
+        let mut devices = Vec::new();
         commit_users(
-            &daemon,
+            &worker,
             |settings| {
                 let before = settings.users.len();
                 settings.users.retain(|u| u.name != name);
                 if settings.users.len() == before {
                     return Err(no_such_user(&name));
                 }
+                // The account's VPN devices go with it.
+                if let Some(vpn) = settings.vpn.as_mut() {
+                    devices = vpn
+                        .peers
+                        .iter()
+                        .filter(|p| p.owner == name)
+                        .cloned()
+                        .collect();
+                    vpn.peers.retain(|p| p.owner != name);
+                }
                 Ok(())
             },
             record,
-        )
+        )?;
+        for device in devices {
+            worker
+                .secrets
+                .remove(&crate::vpn::peer_key_name(&device.public_key))
+                .map_err(|e| AppError::Internal(e.to_string()))?;
+        }
+        Ok(())
     })
     .await?;
+    crate::vpn::reconcile(&daemon, false).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
