@@ -8,37 +8,17 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cell_firewall::{Applied, Firewall, Plan};
-use cell_model::net::{UlaPrefix, WgPublicKey};
-use cell_model::vpn::{Peer, PeerName, ServiceAccess, Vpn};
-use cell_model::Username;
+use cell_model::vpn::Vpn;
 
 const ROUNDS: usize = 100;
 
-fn peer(i: u32) -> Peer {
-    let mut key = [0u8; 32];
-    key[..4].copy_from_slice(&i.to_be_bytes());
-    Peer {
-        name: PeerName::parse(&format!("p{i}")).unwrap(),
-        owner: Username::parse("alice").unwrap(),
-        public_key: WgPublicKey::from_bytes(key),
-        host: 16 + i,
-        access: ServiceAccess {
-            files: true,
-            calendar: true,
-            ..Default::default()
-        },
-        internet_exit: true,
-        lan_access: false,
-        keepalive: 0,
-        enabled: true,
-        key_on_cell: false,
-    }
-}
-
 fn vpn(peers: u32) -> Vpn {
-    let mut vpn = Vpn::new(UlaPrefix::parse("fd11:2233:4455:1::/64").unwrap());
+    let mut vpn = cell_firewall::testing::vpn(peers, |_, peer| {
+        peer.access.files = true;
+        peer.access.calendar = true;
+        peer.internet_exit = true;
+    });
     vpn.subnet4 = cell_model::net::PrivateNet4::parse("10.80.0.0/12").unwrap();
-    vpn.peers = (0..peers).map(peer).collect();
     vpn
 }
 

@@ -544,36 +544,48 @@ pub fn remove() -> Result<(), FirewallError> {
     nftables::helper::apply_ruleset(&batch).map_err(FirewallError::Apply)
 }
 
-#[cfg(test)]
-mod tests {
+/// VPN settings with many peers, for this crate's tests and benchmarks.
+pub mod testing {
     use cell_model::net::{UlaPrefix, WgPublicKey};
-    use cell_model::vpn::{Peer, PeerName, ServiceAccess};
+    use cell_model::vpn::{Peer, PeerName, ServiceAccess, Vpn};
     use cell_model::Username;
 
-    use super::*;
-
-    fn vpn(peers: u32) -> Vpn {
-        let mut vpn = Vpn::new(UlaPrefix::parse("fd11:2233:4455:1::/64").unwrap());
+    /// `peers` peers on host numbers 16 onwards, each shaped by `shape(index, peer)`;
+    /// keys are the index, owners alice.
+    pub fn vpn(peers: u32, shape: impl Fn(u32, &mut Peer)) -> Vpn {
+        let prefix = UlaPrefix::parse("fd11:2233:4455:1::/64").expect("a valid ULA prefix");
+        let mut vpn = Vpn::new(prefix);
         for i in 0..peers {
             let mut key = [0u8; 32];
             key[..4].copy_from_slice(&i.to_be_bytes());
-            vpn.peers.push(Peer {
-                name: PeerName::parse(&format!("p{i}")).unwrap(),
-                owner: Username::parse("alice").unwrap(),
+            let mut peer = Peer {
+                name: PeerName::parse(&format!("p{i}")).expect("a valid peer name"),
+                owner: Username::parse("alice").expect("a valid user name"),
                 public_key: WgPublicKey::from_bytes(key),
                 host: 16 + i,
-                access: ServiceAccess {
-                    files: i % 2 == 0,
-                    ..Default::default()
-                },
-                internet_exit: true,
+                access: ServiceAccess::default(),
+                internet_exit: false,
                 lan_access: false,
                 keepalive: 0,
                 enabled: true,
                 key_on_cell: false,
-            });
+            };
+            shape(i, &mut peer);
+            vpn.peers.push(peer);
         }
         vpn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vpn(peers: u32) -> Vpn {
+        testing::vpn(peers, |i, peer| {
+            peer.access.files = i % 2 == 0;
+            peer.internet_exit = true;
+        })
     }
 
     #[test]

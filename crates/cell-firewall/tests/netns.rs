@@ -3,33 +3,14 @@
 #![allow(clippy::unwrap_used)]
 
 use cell_firewall::{read_live, ruleset_text, Applied, Firewall, Plan};
-use cell_model::net::{UlaPrefix, WgPublicKey};
-use cell_model::vpn::{Peer, PeerName, ServiceAccess, Vpn};
-use cell_model::Username;
+use cell_model::vpn::Vpn;
 
 fn vpn(peers: u32) -> Vpn {
-    let mut vpn = Vpn::new(UlaPrefix::parse("fd11:2233:4455:1::/64").unwrap());
-    for i in 0..peers {
-        let mut key = [0u8; 32];
-        key[..4].copy_from_slice(&i.to_be_bytes());
-        vpn.peers.push(Peer {
-            name: PeerName::parse(&format!("p{i}")).unwrap(),
-            owner: Username::parse("alice").unwrap(),
-            public_key: WgPublicKey::from_bytes(key),
-            host: 16 + i,
-            access: ServiceAccess {
-                files: true,
-                mail: i % 3 == 0,
-                ..Default::default()
-            },
-            internet_exit: i % 2 == 0,
-            lan_access: false,
-            keepalive: 0,
-            enabled: true,
-            key_on_cell: false,
-        });
-    }
-    vpn
+    cell_firewall::testing::vpn(peers, |i, peer| {
+        peer.access.files = true;
+        peer.access.mail = i % 3 == 0;
+        peer.internet_exit = i % 2 == 0;
+    })
 }
 
 /// Moves this test's thread (and the nft processes it starts) into a new network
