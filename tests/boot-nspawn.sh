@@ -149,6 +149,13 @@ done
 check "the audit chain verifies" bash -c "$nspawn exec $name cellctl audit verify | grep -q '^intact'"
 check "settings survive in /var/lib/cell, owner-only" \
     [ "$($nspawn exec $name stat -c '%a %U' /var/lib/cell/settings.toml)" = "600 root" ]
+# celld, sandboxed with only CAP_NET_ADMIN, writes the firewall once the cell is set up.
+rules=$($nspawn exec $name nft list table inet cell 2>/dev/null || true)
+check "celld loaded the firewall table inet cell" grep -q "chain input" <<<"$rules"
+check "the firewall drops by default and opens the web ports" \
+    bash -c 'grep -q "policy drop" <<<"$1" && grep -q "tcp dport { 80, 443 } accept" <<<"$1"' _ "$rules"
+check "the secret store is root-only and holds the server key" \
+    [ "$($nspawn exec $name stat -c '%a %U' /var/lib/cell/secrets /var/lib/cell/secrets/wg-server.age | tr '\n' ' ')" = "700 root 600 root " ]
 failed=$(failed_units)
 check "still no failed unit after setup (failed: ${failed:-none})" [ -z "$failed" ]
 

@@ -24,6 +24,8 @@ const WEB_PORTS: [u16; 2] = [80, 443];
 /// Ports open to internal (private, link-local, VPN) sources only: DNS and NTP.
 const INTERNAL_UDP_PORTS: [u16; 3] = [53, 123, 5353];
 const INTERNAL_TCP_PORTS: [u16; 1] = [53];
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
 const PRIVATE4: [(&str, u8); 4] = [
     ("10.0.0.0", 8),
     ("172.16.0.0", 12),
@@ -36,10 +38,20 @@ const PRIVATE6: [(&str, u8); 2] = [("fc00::", 7), ("fe80::", 10)];
 pub enum FirewallError {
     #[error("building the nftables batch: {0}")]
     Schema(#[source] serde_json::Error),
-    #[error("applying the nftables batch: {0}")]
+    #[error("applying the nftables batch: {}", nft_reason(.0))]
     Apply(#[source] nftables::helper::NftablesError),
     #[error("reading table inet cell: {0}")]
     Read(String),
+}
+
+/// nft's own words for a refused batch, which the library's message leaves out.
+fn nft_reason(error: &nftables::helper::NftablesError) -> String {
+    match error {
+        nftables::helper::NftablesError::NftFailed { stderr, .. } if !stderr.trim().is_empty() => {
+            stderr.trim().to_owned()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Everything the table is built from: the fixed part (`Shape`) and the per-peer sets.
@@ -195,10 +207,14 @@ impl Plan {
             ),
             ("input", json!([ct_state(&["invalid"]), {"drop": null}])),
             ("input", json!([eq(meta("iifname"), json!("lo")), accept])),
-            ("input", json!([eq(meta("l4proto"), json!("icmp")), accept])),
+            // By number: the image has no /etc/protocols for nft to look names up in.
             (
                 "input",
-                json!([eq(meta("l4proto"), json!("ipv6-icmp")), accept]),
+                json!([eq(meta("l4proto"), json!(IPPROTO_ICMP)), accept]),
+            ),
+            (
+                "input",
+                json!([eq(meta("l4proto"), json!(IPPROTO_ICMPV6)), accept]),
             ),
             (
                 "input",
