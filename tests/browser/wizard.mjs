@@ -95,6 +95,27 @@ try {
   check('an admin adds a user', (await page.textContent('table')).includes('bob'));
   await shot('users');
 
+  await page.goto(`${base}/vpn`);
+  await shot('vpn');
+  await page.fill('#endpoint', 'vpn.example.org');
+  await page.click('form[action="/vpn"] button[type=submit]');
+  check('the VPN endpoint is saved', (await page.textContent('.notice'))?.includes('saved') ?? false);
+  await page.fill('#name', 'my phone');
+  await page.click('form[action="/vpn/peers"] button[type=submit]');
+  check('a bad device name is refused at its field', await page.isVisible('#name-error'));
+  await page.fill('#name', 'phone');
+  await page.check('input[name=files]');
+  await page.click('form[action="/vpn/peers"] button[type=submit]');
+  const qr = await page.waitForSelector('img.qr');
+  const qrLoaded = await qr.evaluate((img) => img.complete && img.naturalWidth > 0);
+  check('adding a device shows its QR code', qrLoaded);
+  await shot('vpn-device');
+  const download = await page.request.get(`${base}/api/v1/vpn/peers/phone/config`);
+  check('the device configuration downloads', (await download.text()).includes('Endpoint = vpn.example.org:51820'));
+  await page.goto(`${base}/firewall`);
+  check('the firewall page shows the live table', (await page.textContent('pre.ruleset'))?.includes('table inet cell') ?? false);
+  await shot('firewall');
+
   await page.goto(`${base}/account`);
   await shot('account');
 } catch (error) {
