@@ -17,7 +17,7 @@ TREE_DIR     := $(BUILD)/image/tree
 DISK_DIR     := $(BUILD)/image/disk
 TREE         := $(TREE_DIR)/cell_$(VERSION)
 DISK         := $(DISK_DIR)/cell_$(VERSION).raw
-BINARIES     := celld cell-web cellctl
+BINARIES     := celld cell-web cellctl cell-recovery
 IMAGE_INPUTS := mkosi.conf $(shell find image rootfs units -type f 2>/dev/null) \
                 $(addprefix $(STAGING)/usr/bin/,$(BINARIES)) $(STAGING)/.cellctl-docs
 MKOSI        := mkosi --image-version=$(VERSION)

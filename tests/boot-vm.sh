@@ -12,6 +12,7 @@ port=${CELL_T3_PORT:-18080}
 base=http://127.0.0.1:$port
 tmp=$(mktemp -d)
 serial=$tmp/serial.log
+console=$tmp/serial.sock
 failures=0
 vm_pid=
 
@@ -32,7 +33,7 @@ check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; f
 
 echo "# booting $disk in qemu (TCG, OVMF); this takes a few minutes"
 started=$(date +%s)
-CELL_VM_LOG=$serial CELL_VM_PORT=$port scripts/run-vm "$disk" --headless &
+CELL_VM_LOG=$serial CELL_VM_SERIAL=$console CELL_VM_PORT=$port scripts/run-vm "$disk" --headless &
 vm_pid=$!
 
 code=000
@@ -53,13 +54,42 @@ check "/setup shows the image's version" \
 
 # The serial console: firmware handed over to the kernel through UEFI, and the kernel was
 # told to talk on ttyS0 and tty0.
-for _ in $(seq 60); do grep -q 'login:' "$serial" && break; sleep 1; done
+for _ in $(seq 60); do grep -q 'Choice: ' "$serial" && break; sleep 1; done
 check "booted through UEFI firmware" grep -qaE 'efi: EFI v[0-9.]+ by EDK II' "$serial"
 check "kernel command line has console=tty0 and console=ttyS0" \
     grep -qaE 'Command line:.*console=tty0.*console=ttyS0' "$serial"
-check "the serial console shows a login prompt" grep -qa 'cell login:' "$serial"
+check "the serial console shows the recovery console" grep -qa 'recovery console' "$serial"
 check "the serial console shows the one-time setup code" \
     grep -qaE 'Setup code: [A-Z2-9]{4}-[A-Z2-9]{4}' "$serial"
+
+# The recovery console over the serial port: an administrator's password reset, then a
+# factory reset that brings back the setup wizard.
+expect() { tests/lib/serial-expect.py "$console" --timeout 120 "$@"; }
+api() { curl -s -o "$tmp/answer" -w '%{http_code}' --max-time 20 -H 'content-type: application/json' "$@"; }
+code=$(grep -aoE 'Setup code: [A-Z2-9]{4}-[A-Z2-9]{4}' "$serial" | tail -n 1 | cut -d' ' -f3)
+setup="{\"code\":\"$code\",\"cell_name\":\"home\",\"domain\":{\"mode\":\"internal\"},\"timezone\":\"UTC\",\"admin_username\":\"alice\",\"admin_password\":\"first long password\",\"services\":{}}"
+check "the cell is set up over HTTP with the code from the serial port" [ "$(api --data "$setup" "$base/api/v1/setup")" = 200 ]
+check "the recovery console resets alice's password" expect \
+    'send:\r' 'expect:Choice: ' 'send:2\r' 'expect:Whose password\? ' 'send:alice\r' \
+    'expect:New password: ' 'send:second long password\r' 'expect:The same again: ' \
+    'send:second long password\r' "expect:Type 'yes'" 'send:yes\r' 'expect:Done: set through celld'
+check "alice logs in with the new password" \
+    [ "$(api --data '{"username":"alice","password":"second long password"}' "$base/api/v1/session")" = 200 ]
+check "and no longer with the old one" \
+    [ "$(api --data '{"username":"alice","password":"first long password"}' "$base/api/v1/session")" = 401 ]
+check "the recovery console starts a factory reset" expect \
+    'expect:Choice: ' 'send:5\r' "expect:Type 'erase'" 'send:erase\r' 'expect:Done: restarting to erase'
+wizard=no
+for _ in $(seq 600); do
+    if [ "$(api "$base/api/v1/setup")" = 200 ] && grep -q '"setup_complete":false' "$tmp/answer"; then
+        wizard=yes
+        break
+    fi
+    sleep 1
+done
+check "after the factory reset the cell is back at the setup wizard" [ "$wizard" = yes ]
+check "and the serial port shows a new setup code" \
+    [ "$(grep -aoE 'Setup code: [A-Z2-9]{4}-[A-Z2-9]{4}' "$serial" | tail -n 1 | cut -d' ' -f3)" != "$code" ]
 
 if [ $failures -ne 0 ]; then
     echo "# $failures check(s) failed"

@@ -18,7 +18,8 @@ use crate::system::System;
 use crate::throttle::Throttle;
 use crate::vpn::VpnRuntime;
 
-const AUDIT_FILE: &str = "audit.jsonl";
+/// The audit log, in the state directory.
+pub const AUDIT_FILE: &str = "audit.jsonl";
 const SECRETS_DIR: &str = "secrets";
 
 #[derive(Debug, thiserror::Error)]

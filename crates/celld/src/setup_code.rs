@@ -8,7 +8,8 @@ use cell_store::atomic;
 
 use crate::passwords;
 
-const CODE_FILE: &str = "setup-code";
+/// The setup code, in the state directory, until the cell is set up.
+pub const CODE_FILE: &str = "setup-code";
 /// celld writes the banner into its runtime directory; tmpfiles links it into
 /// /run/issue.d, where agetty on tty1 and ttyS0 shows it above the login prompt.
 pub const ISSUE_FILE: &str = "console.issue";
