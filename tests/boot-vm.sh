@@ -78,7 +78,7 @@ check "alice logs in with the new password" \
 check "and no longer with the old one" \
     [ "$(api --data '{"username":"alice","password":"first long password"}' "$base/api/v1/session")" = 401 ]
 check "the recovery console starts a factory reset" expect \
-    'expect:Choice: ' 'send:5\r' "expect:Type 'erase'" 'send:erase\r' 'expect:Done: restarting to erase'
+    'send:\r' 'expect:Choice: ' 'send:5\r' "expect:Type 'erase'" 'send:erase\r' 'expect:Done: restarting to erase'
 wizard=no
 for _ in $(seq 600); do
     if [ "$(api "$base/api/v1/setup")" = 200 ] && grep -q '"setup_complete":false' "$tmp/answer"; then
