@@ -401,3 +401,23 @@ pub struct FirewallView {
     /// How many set elements it has (one or a few per peer).
     pub elements: usize,
 }
+
+/// `GET /v1/recovery`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryView {
+    pub shell_password_set: bool,
+}
+
+/// `PUT /v1/recovery/shell-password`, and the recovery console's check of a typed one
+/// (`POST /v1/recovery/shell-password/check`, root only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShellPassword {
+    pub password: Password,
+}
+
+/// The answer to a shell-password check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShellPasswordCheck {
+    pub matches: bool,
+}

@@ -24,6 +24,24 @@ pub struct Settings {
     /// the first time it starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vpn: Option<crate::vpn::Vpn>,
+    #[serde(default, skip_serializing_if = "Recovery::is_default")]
+    pub recovery: Recovery,
+}
+
+/// The recovery console's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recovery {
+    /// argon2id hash of the password that opens a root shell on the console; without it,
+    /// the person at the console proves presence by typing back a code shown there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell_password_hash: Option<crate::users::Secret>,
+}
+
+impl Recovery {
+    fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// Who the cell is: its name, its domain and its clock.
@@ -174,6 +192,7 @@ impl Default for Settings {
             services: Services::default(),
             users: Vec::new(),
             vpn: None,
+            recovery: Recovery::default(),
         }
     }
 }

@@ -48,6 +48,9 @@ pub trait Machine {
     fn shell(&self) -> Result<(), String>;
     /// A fresh random code for confirming physical presence.
     fn presence_code(&self) -> String;
+    /// Whether an administrator set a shell password in the web UI.
+    fn shell_password_set(&self) -> bool;
+    fn check_shell_password(&self, password: &str) -> Result<bool, String>;
 }
 
 const MIN_PASSWORD: usize = 12;
@@ -268,17 +271,35 @@ impl<'a, M: Machine, R: BufRead, W: Write> Console<'a, M, R, W> {
         Ok(Step::Again)
     }
 
-    /// A root shell for whoever is at the machine: they prove it by typing back a code
-    /// shown only on this console.
+    /// A root shell: behind the password set in the web UI when there is one, otherwise
+    /// for whoever is at the machine, who proves it by typing back a code shown only on
+    /// this console.
     fn shell(&mut self) -> io::Result<Step> {
-        let code = self.machine.presence_code();
-        writeln!(self.output, "To open a root shell, type this code: {code}")?;
-        let Some(answer) = self.ask("Code: ")? else {
-            return Ok(Step::Quit);
-        };
-        if answer != code {
-            writeln!(self.output, "That is not the code; no shell.")?;
-            return Ok(Step::Again);
+        if self.machine.shell_password_set() {
+            let Some(password) = self.ask_secret("Shell password: ")? else {
+                return Ok(Step::Quit);
+            };
+            match self.machine.check_shell_password(&password) {
+                Ok(true) => {}
+                Ok(false) => {
+                    writeln!(self.output, "Wrong password; no shell.")?;
+                    return Ok(Step::Again);
+                }
+                Err(error) => {
+                    writeln!(self.output, "Failed: {error}")?;
+                    return Ok(Step::Again);
+                }
+            }
+        } else {
+            let code = self.machine.presence_code();
+            writeln!(self.output, "To open a root shell, type this code: {code}")?;
+            let Some(answer) = self.ask("Code: ")? else {
+                return Ok(Step::Quit);
+            };
+            if answer != code {
+                writeln!(self.output, "That is not the code; no shell.")?;
+                return Ok(Step::Again);
+            }
         }
         writeln!(
             self.output,
@@ -302,6 +323,7 @@ mod tests {
     struct Recorded {
         actions: RefCell<Vec<String>>,
         previous: Option<String>,
+        shell_password: Option<String>,
     }
 
     impl Machine for Recorded {
@@ -344,6 +366,12 @@ mod tests {
         }
         fn presence_code(&self) -> String {
             "4711".into()
+        }
+        fn shell_password_set(&self) -> bool {
+            self.shell_password.is_some()
+        }
+        fn check_shell_password(&self, password: &str) -> Result<bool, String> {
+            Ok(self.shell_password.as_deref() == Some(password))
         }
     }
 
@@ -417,6 +445,19 @@ mod tests {
         let text = session(&machine, "6\n1234\n");
         assert!(text.contains("not the code"));
         session(&machine, "6\n4711\n");
+        assert_eq!(*machine.actions.borrow(), ["shell"]);
+    }
+
+    #[test]
+    fn a_shell_password_set_in_the_ui_replaces_the_presence_code() {
+        let machine = Recorded {
+            shell_password: Some("console secret 1".into()),
+            ..Recorded::default()
+        };
+        let text = session(&machine, "6\n4711\n");
+        assert!(text.contains("Wrong password"));
+        assert!(machine.actions.borrow().is_empty());
+        session(&machine, "6\nconsole secret 1\n");
         assert_eq!(*machine.actions.borrow(), ["shell"]);
     }
 

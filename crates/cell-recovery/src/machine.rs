@@ -274,6 +274,45 @@ impl Machine for SystemMachine {
         }
     }
 
+    fn shell_password_set(&self) -> bool {
+        match self.ask_celld(Method::GET, "/v1/recovery", None) {
+            Ok(view) => view["shell_password_set"] == true,
+            Err(_) => cell_store::Store::open(&self.paths.state_dir)
+                .map(|store| {
+                    store
+                        .current()
+                        .settings
+                        .recovery
+                        .shell_password_hash
+                        .is_some()
+                })
+                .unwrap_or(false),
+        }
+    }
+
+    fn check_shell_password(&self, password: &str) -> Result<bool, String> {
+        let body = serde_json::json!({ "password": password });
+        match self.ask_celld(
+            Method::POST,
+            "/v1/recovery/shell-password/check",
+            Some(body),
+        ) {
+            Ok(answer) => Ok(answer["matches"] == true),
+            Err(celld_client::ClientError::Refused { message, .. }) => Err(message),
+            Err(_) => {
+                let store =
+                    cell_store::Store::open(&self.paths.state_dir).map_err(|e| e.to_string())?;
+                let hash = store
+                    .current()
+                    .settings
+                    .recovery
+                    .shell_password_hash
+                    .clone();
+                Ok(hash.is_some_and(|hash| celld::passwords::verify(password, &hash)))
+            }
+        }
+    }
+
     fn presence_code(&self) -> String {
         let n: u32 = rand::Rng::random_range(&mut rand::rng(), 100_000..1_000_000);
         n.to_string()

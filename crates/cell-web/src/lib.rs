@@ -6,6 +6,7 @@ pub mod api;
 mod client_addr;
 mod error;
 mod pages;
+mod recovery_page;
 mod security_headers;
 pub mod session;
 mod vpn_pages;

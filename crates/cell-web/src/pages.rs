@@ -79,6 +79,7 @@ pub fn router(_state: AppState) -> Router<AppState> {
         .route("/users/{name}/{action}", post(user_action_post))
         .route("/audit", get(audit_get))
         .merge(crate::vpn_pages::router())
+        .merge(crate::recovery_page::router())
         .route("/account", get(account_get))
         .route("/account/password", post(account_password_post))
         .route("/account/totp", post(account_totp_post))

@@ -531,3 +531,61 @@ async fn vpn_pages_and_downloads_work_through_a_session() {
     assert_eq!(remove.status, 200);
     assert!(remove.body.contains("phone was removed"));
 }
+
+#[tokio::test]
+async fn the_recovery_shell_password_is_set_on_its_page() {
+    let cell = start().await;
+    let code = std::fs::read_to_string(cell.dir.path().join("state/setup-code")).unwrap();
+    let setup = json!({
+        "code": code.trim(), "cell_name": "home", "domain": {"mode": "internal"},
+        "timezone": "UTC", "admin_username": "alice", "admin_password": PASSWORD
+    });
+    http(cell.addr, "POST", "/api/v1/setup", None, None, Some(&setup)).await;
+    let login = http(
+        cell.addr,
+        "POST",
+        "/api/v1/session",
+        None,
+        None,
+        Some(&json!({"username": "alice", "password": PASSWORD})),
+    )
+    .await;
+    let (cookie, csrf) = (
+        login.cookie(),
+        login.json()["csrf_token"].as_str().unwrap().to_owned(),
+    );
+    let page = http(cell.addr, "GET", "/recovery", Some(&cookie), None, None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("open to whoever is at the machine"));
+    let differ = format!("csrf={csrf}&password=console+secret+one&again=console+secret+two");
+    let refused = http_form(cell.addr, "/recovery/shell-password", &cookie, &differ).await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.body.contains("id=\"again-error\""));
+    let same = format!("csrf={csrf}&password=console+secret+one&again=console+secret+one");
+    let saved = http_form(cell.addr, "/recovery/shell-password", &cookie, &same).await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert!(saved.body.contains("protected by a password"));
+    let api = http(
+        cell.addr,
+        "GET",
+        "/api/v1/recovery",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(api.json()["shell_password_set"], true);
+    let check = http(
+        cell.addr,
+        "POST",
+        "/api/v1/recovery/shell-password/check",
+        Some(&cookie),
+        Some(&csrf),
+        Some(&json!({"password": "console secret one"})),
+    )
+    .await;
+    assert_eq!(
+        check.status, 404,
+        "the check is celld's, for the console only"
+    );
+}

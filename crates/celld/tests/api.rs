@@ -930,3 +930,79 @@ async fn peers_can_be_renamed_disabled_and_given_access() {
         "an internal-domain cell needs an endpoint: {body}"
     );
 }
+
+#[tokio::test]
+async fn the_recovery_shell_password_is_set_by_admins_and_checked_only_by_root() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    add_peer_user(&cell, "bob").await;
+    let (_, view) = cell.web("alice", Method::GET, "/v1/recovery", None).await;
+    assert_eq!(view["shell_password_set"], false);
+    let body = json!({"password": "console secret 1"});
+    let (status, _) = cell
+        .web(
+            "bob",
+            Method::PUT,
+            "/v1/recovery/shell-password",
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, error) = cell
+        .web(
+            "alice",
+            Method::PUT,
+            "/v1/recovery/shell-password",
+            Some(json!({"password": "short"})),
+        )
+        .await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("password"))
+    );
+    let (status, _) = cell
+        .web(
+            "alice",
+            Method::PUT,
+            "/v1/recovery/shell-password",
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, view) = cell.web("alice", Method::GET, "/v1/recovery", None).await;
+    assert_eq!(view["shell_password_set"], true);
+    assert!(
+        !view.to_string().contains("argon2"),
+        "the hash never leaves celld"
+    );
+
+    let check = "/v1/recovery/shell-password/check";
+    let (status, _) = cell
+        .web("alice", Method::POST, check, Some(body.clone()))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "only root (the console) may check"
+    );
+    let (_, answer) = cell.root(Method::POST, check, Some(body)).await;
+    assert_eq!(answer["matches"], true);
+    let (_, answer) = cell
+        .root(
+            Method::POST,
+            check,
+            Some(json!({"password": "wrong but long enough"})),
+        )
+        .await;
+    assert_eq!(answer["matches"], false);
+    assert!(cell
+        .audit_actions()
+        .contains(&"recovery.shell_refused".to_owned()));
+
+    let (status, _) = cell
+        .web("alice", Method::DELETE, "/v1/recovery/shell-password", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, view) = cell.web("alice", Method::GET, "/v1/recovery", None).await;
+    assert_eq!(view["shell_password_set"], false);
+}

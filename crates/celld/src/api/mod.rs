@@ -4,6 +4,7 @@ mod audit;
 mod auth;
 mod error;
 mod extract;
+mod recovery;
 mod settings;
 mod setup;
 mod users;
@@ -62,6 +63,15 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/vpn/peers/{name}/qr.png", get(vpn::peer_qr_png_get))
         .route("/v1/vpn/peers/{name}/qr.svg", get(vpn::peer_qr_svg_get))
         .route("/v1/firewall", get(vpn::firewall_get))
+        .route("/v1/recovery", get(recovery::recovery_get))
+        .route(
+            "/v1/recovery/shell-password",
+            put(recovery::shell_password_put).delete(recovery::shell_password_delete),
+        )
+        .route(
+            "/v1/recovery/shell-password/check",
+            post(recovery::shell_password_check_post),
+        )
         .route("/v1/audit", get(audit::audit_get))
         .route("/v1/audit/verify", get(audit::audit_verify_get))
         .fallback(not_found)
