@@ -156,6 +156,8 @@ check "the firewall drops by default and opens the web ports" \
     bash -c 'grep -q "policy drop" <<<"$1" && grep -q "tcp dport { 80, 443 } accept" <<<"$1"' _ "$rules"
 check "the secret store is root-only and holds the server key" \
     [ "$($nspawn exec $name stat -c '%a %U' /var/lib/cell/secrets /var/lib/cell/secrets/wg-server.age | tr '\n' ' ')" = "700 root 600 root " ]
+check "the cell reached cell-health.target (celld and cell-web answer)" \
+    [ "$($nspawn exec $name systemctl is-active cell-health.target)" = active ]
 failed=$(failed_units)
 check "still no failed unit after setup (failed: ${failed:-none})" [ -z "$failed" ]
 

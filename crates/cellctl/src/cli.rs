@@ -39,6 +39,16 @@ pub enum Command {
     Audit(AuditCommand),
     /// Print the one-time setup code (until the cell is set up).
     SetupCode,
+    /// Check that the cell's services answer: celld's API and cell-web's /health. Exits
+    /// 0 when healthy; what boot assessment waits for before a version counts as good.
+    Health {
+        /// Keep trying for this many seconds while the services start.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+        /// Where cell-web listens.
+        #[arg(long, default_value = "127.0.0.1:80")]
+        web: std::net::SocketAddr,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]

@@ -78,12 +78,62 @@ impl Ctl {
     }
 }
 
+/// What is wrong with the cell's core services right now; empty when nothing is.
+async fn health_problems(ctl: &Ctl, web: std::net::SocketAddr) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(error) = ctl.celld.status().await {
+        problems.push(format!("celld: {error}"));
+    }
+    match web_health(web).await {
+        Ok(200) => {}
+        Ok(status) => problems.push(format!("cell-web: /health answered {status}")),
+        Err(error) => problems.push(format!("cell-web: {error}")),
+    }
+    problems
+}
+
+/// The status code of `GET /health` on cell-web, over a plain HTTP/1.1 connection.
+async fn web_health(web: std::net::SocketAddr) -> std::io::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(web).await?;
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+            .await?;
+        let mut head = vec![0u8; 64];
+        let read = stream.read(&mut head).await?;
+        let line = String::from_utf8_lossy(&head[..read]).into_owned();
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {line:?}")))
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| std::io::Error::other("no answer within 5 s"))?
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctl = Ctl {
         celld: CelldClient::new(cli.socket),
         json: cli.json,
     };
     match cli.command {
+        Command::Health { wait, web } => {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+            loop {
+                let problems = health_problems(&ctl, web).await;
+                if problems.is_empty() {
+                    println!("healthy: celld and cell-web answer");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if std::time::Instant::now() >= deadline {
+                    eprintln!("unhealthy: {}", problems.join("; "));
+                    return Ok(ExitCode::FAILURE);
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
         Command::Status => {
             let status: Status = ctl.call(Method::GET, "/v1/status", None).await?;
             ctl.print(&status, || {

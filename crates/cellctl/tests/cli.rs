@@ -134,3 +134,48 @@ fn nix_is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// A stand-in for cell-web's /health that answers `status`.
+async fn fake_web(status: u16) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 256];
+            let _ = stream.read(&mut request).await;
+            let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_needs_both_celld_and_cell_web() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("celld.sock");
+    let listener = celld::socket::bind(&socket).unwrap();
+    let daemon = celld::daemon::testing::daemon(dir.path());
+    tokio::spawn(celld::serve(listener, daemon, std::future::pending()));
+    let health = |web: std::net::SocketAddr, socket: std::path::PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            cellctl(&socket, &["health", "--web", &web.to_string()], None)
+        })
+    };
+    let good = health(fake_web(200).await, socket.clone()).await.unwrap();
+    assert!(good.status.success(), "{}", text(&good));
+    let sick = health(fake_web(503).await, socket.clone()).await.unwrap();
+    assert!(!sick.status.success());
+    assert!(
+        text(&sick).contains("cell-web: /health answered 503"),
+        "{}",
+        text(&sick)
+    );
+    let no_celld = health(fake_web(200).await, dir.path().join("gone.sock"))
+        .await
+        .unwrap();
+    assert!(!no_celld.status.success());
+    assert!(text(&no_celld).contains("celld:"), "{}", text(&no_celld));
+}
