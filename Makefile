@@ -22,7 +22,7 @@ IMAGE_INPUTS := mkosi.conf $(shell find image rootfs units -type f 2>/dev/null) 
                 $(addprefix $(STAGING)/usr/bin/,$(BINARIES)) $(STAGING)/.cellctl-docs
 MKOSI        := mkosi --image-version=$(VERSION)
 
-.PHONY: help run image run-vm test test-unit test-netns test-boot test-browser test-vm lint bench deps tree clean
+.PHONY: help keys run image run-vm test test-unit test-netns test-boot test-browser test-vm lint bench deps tree clean
 
 help:
 	@echo "make run      build what is out of date and boot the cell under systemd-nspawn"
@@ -55,15 +55,25 @@ $(STAGING)/.cellctl-docs: $(STAGING)/usr/bin/cellctl
 	$(STAGING)/usr/bin/cellctl man > $(STAGING)/usr/share/man/man1/cellctl.1
 	touch $@
 
+# --- signing keys ------------------------------------------------------------------------
+# The key that signs /usr's verity root hash: made once per build machine, never committed.
+KEYS := $(BUILD)/keys/verity.key
+$(KEYS):
+	install -d -m 0700 $(BUILD)/keys
+	openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=personal-internet-cell-verity \
+		-keyout $(BUILD)/keys/verity.key -out $(BUILD)/keys/verity.crt 2>/dev/null
+
+keys: $(KEYS)
+
 # --- image -----------------------------------------------------------------------------
 # The directory tree (booted by systemd-nspawn) and the disk image come from the same
 # definition; mkosi's incremental cache makes the second one cheap.
-$(TREE).stamp: $(IMAGE_INPUTS) | deps-quiet
+$(TREE).stamp: $(IMAGE_INPUTS) | deps-quiet $(KEYS)
 	rm -rf $(TREE_DIR) && mkdir -p $(TREE_DIR) $(BUILD)/mkosi.cache
 	$(MKOSI) --format=directory --output-dir=$(TREE_DIR) build
 	touch $@
 
-$(DISK): $(IMAGE_INPUTS) | deps-quiet
+$(DISK): $(IMAGE_INPUTS) | deps-quiet $(KEYS)
 	rm -rf $(DISK_DIR) && mkdir -p $(DISK_DIR) $(BUILD)/mkosi.cache
 	$(MKOSI) --format=disk --output-dir=$(DISK_DIR) build
 

@@ -4,7 +4,8 @@
     serial-expect.py SOCKET [--timeout S] STEP...
 
 Each STEP is `expect:REGEX` (wait until the console's output since the last match
-matches) or `send:TEXT` (type TEXT; `\\r` is Enter). Exits 1, printing what the console
+matches), `send:TEXT` (type TEXT; `\\r` is Enter) or `send-group:TEXT` (type what the
+last expectation's first group matched, then TEXT). Exits 1, printing what the console
 showed, when an expectation is not met in time.
 """
 import re
@@ -24,11 +25,13 @@ def main() -> int:
     console.connect(path)
     console.settimeout(0.5)
     seen = ""
+    group = ""
     for step in args:
         kind, _, value = step.partition(":")
-        if kind == "send":
+        if kind in ("send", "send-group"):
             time.sleep(0.3)  # let the program reach its prompt and the tty settle
-            console.sendall(value.replace("\\r", "\r").encode())
+            text = (group if kind == "send-group" else "") + value.replace("\\r", "\r")
+            console.sendall(text.encode())
             continue
         if kind != "expect":
             print(f"serial-expect: unknown step {step!r}", file=sys.stderr)
@@ -38,6 +41,7 @@ def main() -> int:
         while True:
             match = pattern.search(seen)
             if match:
+                group = match.group(1) if match.groups() else ""
                 seen = seen[match.end():]
                 break
             if time.monotonic() > deadline:
