@@ -101,6 +101,10 @@ impl SystemMachine {
             .filter_map(|line| {
                 let fields: Vec<&str> = line.split_whitespace().collect();
                 let link = fields.get(1)?;
+                // The VPN's own addresses are not where a person finds the cell.
+                if link.starts_with("cellwg") {
+                    return None;
+                }
                 let address = fields.get(3)?;
                 Some(format!("{address} ({link})"))
             })
