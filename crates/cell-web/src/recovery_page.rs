@@ -11,7 +11,7 @@ use celld_client::{Bytes, Method};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::pages::{render, Errors, Nav, PageUser};
+use crate::pages::{render, CsrfForm, Errors, Nav, PageUser};
 use crate::{AppError, AppState};
 
 pub fn router() -> Router<AppState> {
@@ -117,12 +117,6 @@ pub async fn shell_password_post(
                 .into_response())
         }
     }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct CsrfForm {
-    csrf: String,
 }
 
 pub async fn shell_password_remove_post(

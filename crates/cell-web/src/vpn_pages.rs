@@ -14,7 +14,7 @@ use celld_client::{Bytes, ClientError, Method};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::pages::{human_duration, render, Errors, Nav, PageUser};
+use crate::pages::{human_duration, render, CsrfForm, Errors, Nav, PageUser};
 use crate::{AppError, AppState};
 
 pub fn router() -> Router<AppState> {
@@ -450,17 +450,11 @@ pub async fn peer_edit_post(
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct CsrfOnly {
-    csrf: String,
-}
-
 pub async fn peer_action_post(
     State(state): State<AppState>,
     user: PageUser,
     Path((name, action)): Path<(String, String)>,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
     user.require_admin()?;
     user.check_csrf(&form.csrf)?;
