@@ -64,6 +64,8 @@ pub struct Daemon {
     pub(crate) system: Arc<dyn System>,
     pub(crate) network: Arc<dyn Network>,
     pub(crate) secrets: SecretStore,
+    /// The WireGuard server key, decrypted once at start rather than on every request.
+    pub(crate) wg_key: crate::vpn::ServerKey,
     /// Held for a whole reconcile pass, so passes never interleave.
     pub(crate) vpn_runtime: tokio::sync::Mutex<VpnRuntime>,
     /// Unit states, asked of systemd at most every UNIT_HEALTH_TTL: status is polled by
@@ -89,7 +91,8 @@ impl Daemon {
             store.commit(settings)?;
             tracing::info!("created the VPN settings");
         }
-        crate::vpn::server_key(&secrets).map_err(OpenError::Vpn)?;
+        let wg_key =
+            crate::vpn::ServerKey::new(crate::vpn::server_key(&secrets).map_err(OpenError::Vpn)?);
         let audit = AuditLog::open(&config.state_dir.join(AUDIT_FILE))?;
         let setup_code = SetupCode::prepare(
             &config.state_dir,
@@ -106,6 +109,7 @@ impl Daemon {
             system,
             network,
             secrets,
+            wg_key,
             vpn_runtime: tokio::sync::Mutex::new(VpnRuntime::default()),
             unit_health: tokio::sync::Mutex::new(None),
         })

@@ -36,6 +36,32 @@ pub fn new_vpn() -> Vpn {
     Vpn::new(UlaPrefix::from_random(global_id, 1))
 }
 
+/// The server's key pair in memory; Debug never shows the private half.
+#[derive(Clone)]
+pub struct ServerKey {
+    private: [u8; 32],
+    public: [u8; 32],
+}
+
+impl ServerKey {
+    pub fn new(private: [u8; 32]) -> Self {
+        Self {
+            public: cell_wg::public_key(&private),
+            private,
+        }
+    }
+
+    pub fn public(&self) -> [u8; 32] {
+        self.public
+    }
+}
+
+impl std::fmt::Debug for ServerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServerKey(public {})", cell_wg::key_base64(&self.public))
+    }
+}
+
 /// The server's private key, generated and stored on first use.
 pub fn server_key(secrets: &SecretStore) -> Result<[u8; 32], String> {
     if let Some(bytes) = secrets.get(SERVER_KEY).map_err(|e| e.to_string())? {
@@ -122,15 +148,16 @@ pub async fn reconcile(daemon: &Daemon, verify: bool) {
         ok: result.is_ok(),
         error: result.err(),
     };
-    let planned =
-        server_key(&daemon.secrets).map(|key| plan(&settings, &daemon.config.wg_interface, key));
-    let results = match planned {
-        Ok(Some(plan)) => match daemon.network.apply(&plan, verify).await {
-            Ok(results) => results,
-            Err(error) => vec![("vpn", Err(error))],
-        },
-        Ok(None) => return,
-        Err(error) => vec![("vpn", Err(format!("planning: {error}")))],
+    let Some(plan) = plan(
+        &settings,
+        &daemon.config.wg_interface,
+        daemon.wg_key.private,
+    ) else {
+        return;
+    };
+    let results = match daemon.network.apply(&plan, verify).await {
+        Ok(results) => results,
+        Err(error) => vec![("vpn", Err(error))],
     };
     runtime.results = results
         .into_iter()

@@ -52,12 +52,6 @@ fn commit_vpn(
     Ok(stored)
 }
 
-fn server_public(daemon: &Daemon) -> Result<[u8; 32], AppError> {
-    vpn::server_key(&daemon.secrets)
-        .map(|private| cell_wg::public_key(&private))
-        .map_err(AppError::Internal)
-}
-
 /// The peer named `name` if the actor may see it: their own, or any for an admin. Others'
 /// devices read as absent, so names do not leak.
 fn visible_peer(settings: &Settings, actor: &Actor, name: &PeerName) -> Result<Peer, AppError> {
@@ -91,7 +85,7 @@ pub async fn vpn_get(
 ) -> Result<Json<VpnView>, AppError> {
     let settings = lock(&daemon.store).current().settings.clone();
     let vpn = vpn_of(&settings)?;
-    let public = WgPublicKey::from_bytes(server_public(&daemon)?);
+    let public = WgPublicKey::from_bytes(daemon.wg_key.public());
     let device = live_device(&daemon).await;
     let results = daemon.vpn_runtime.lock().await.results.clone();
     Ok(Json(vpn::vpn_view(
@@ -425,7 +419,7 @@ async fn config_text(
         vpn,
         &peer,
         endpoint,
-        server_public(daemon)?,
+        daemon.wg_key.public(),
         private_key,
         &lan,
     );
