@@ -82,8 +82,14 @@ impl PrivateNet4 {
     }
 
     pub fn overlaps(&self, other: &Self) -> bool {
-        let shorter = self.prefix.min(other.prefix);
-        u32::from(self.network) & mask(shorter) == u32::from(other.network) & mask(shorter)
+        self.overlaps_network(other.network, other.prefix)
+    }
+
+    /// Whether the network of `address/prefix` (any IPv4 network, e.g. an interface's)
+    /// shares addresses with this one.
+    pub fn overlaps_network(&self, address: Ipv4Addr, prefix: u8) -> bool {
+        let shorter = self.prefix.min(prefix.min(32));
+        u32::from(self.network) & mask(shorter) == u32::from(address) & mask(shorter)
     }
 
     /// The cell's own address in the subnet: the first host.

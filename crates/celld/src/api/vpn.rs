@@ -114,14 +114,7 @@ pub async fn vpn_put(
     let local = lan(&daemon).await?;
     for (link, address, prefix) in &local {
         if let IpAddr::V4(v4) = address {
-            let network = vpn::lan_networks(&[(link.clone(), *address, *prefix)]);
-            let clash = network.iter().any(|(net, len)| match net {
-                IpAddr::V4(net) => cell_model::net::PrivateNet4::parse(&format!("{net}/{len}"))
-                    .map(|lan| lan.overlaps(&edit.subnet4))
-                    .unwrap_or(false),
-                IpAddr::V6(_) => false,
-            }) || edit.subnet4.contains(*v4);
-            if clash {
+            if edit.subnet4.overlaps_network(*v4, *prefix) {
                 return Err(AppError::field(
                     "subnet4",
                     format!("{} overlaps {v4}/{prefix} on {link}", edit.subnet4),
