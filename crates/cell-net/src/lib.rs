@@ -22,6 +22,9 @@ pub enum NetError {
     },
 }
 
+/// The kernel's answer for a link name it does not know.
+const ENODEV: i32 = 19;
+
 /// An address with its prefix length, as it sits on an interface.
 pub type Address = (IpAddr, u8);
 
@@ -75,9 +78,7 @@ impl Net {
                 up: message.header.flags.contains(LinkFlags::Up),
             })),
             Ok(None) => Ok(None),
-            Err(rtnetlink::Error::NetlinkError(error)) if error.raw_code() == -libc_enodev() => {
-                Ok(None)
-            }
+            Err(rtnetlink::Error::NetlinkError(error)) if error.raw_code() == -ENODEV => Ok(None),
             Err(source) => Err(NetError::Netlink {
                 action: "looking up the link",
                 interface: name.to_owned(),
@@ -200,10 +201,6 @@ impl Net {
             })
             .collect())
     }
-}
-
-fn libc_enodev() -> i32 {
-    19
 }
 
 fn address_of(message: &AddressMessage) -> Option<IpAddr> {
