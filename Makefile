@@ -17,16 +17,23 @@ TREE_DIR     := $(BUILD)/image/tree
 DISK_DIR     := $(BUILD)/image/disk
 TREE         := $(TREE_DIR)/cell_$(VERSION)
 DISK         := $(DISK_DIR)/cell_$(VERSION).raw
-BINARIES     := celld cell-web cellctl cell-recovery
+BINARIES     := celld cell-web cellctl cell-recovery cell-update
 IMAGE_INPUTS := mkosi.conf $(shell find image rootfs units -type f 2>/dev/null) \
-                $(addprefix $(STAGING)/usr/bin/,$(BINARIES)) $(STAGING)/.cellctl-docs
-MKOSI        := mkosi --image-version=$(VERSION)
+                $(addprefix $(STAGING)/usr/bin/,$(BINARIES)) $(STAGING)/.cellctl-docs \
+                $(STAGING)/usr/lib/systemd/import-pubring.gpg
+# The image builder's own tool: keys, mkosi builds, publishing updates, flashing.
+CELL_IMAGE   := target/debug/cell-image
+KEYS_DIR     := $(BUILD)/keys
+UPDATE_DIR   := $(BUILD)/update
 
-.PHONY: help keys run image run-vm test test-unit test-netns test-boot test-browser test-vm lint bench deps tree clean
+.PHONY: help keys run image publish flash run-vm test test-unit test-netns test-boot test-browser test-vm lint bench deps tree clean
 
 help:
 	@echo "make run      build what is out of date and boot the cell under systemd-nspawn"
 	@echo "make image    build the flashable UEFI disk image"
+	@echo "make publish  publish the disk image as a signed update in build/update (REPLACE=1: same version again)"
+	@echo "make flash DEVICE=/dev/sdX  write the disk image to a whole disk and verify it (asks first)"
+	@echo "make keys     make the missing signing keys in build/keys (never overwrites)"
 	@echo "make test     the whole test suite (lint, unit tests, namespace and booted-image tests)"
 	@echo "make test-netns  the VPN and firewall in network namespaces (root)"
 	@echo "make run-vm   boot the disk image in qemu (UEFI), web UI on localhost:8080"
@@ -55,32 +62,56 @@ $(STAGING)/.cellctl-docs: $(STAGING)/usr/bin/cellctl
 	$(STAGING)/usr/bin/cellctl man > $(STAGING)/usr/share/man/man1/cellctl.1
 	touch $@
 
-# --- signing keys ------------------------------------------------------------------------
-# The key that signs /usr's verity root hash: made once per build machine, never committed.
-KEYS := $(BUILD)/keys/verity.key
-$(KEYS):
-	install -d -m 0700 $(BUILD)/keys
-	openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=personal-internet-cell-verity \
-		-keyout $(BUILD)/keys/verity.key -out $(BUILD)/keys/verity.crt 2>/dev/null
+# cargo decides whether the tool is out of date; targets use it as an order-only
+# prerequisite, so a change to the tool alone rebuilds no image.
+$(CELL_IMAGE): FORCE
+	cargo build --locked -p cell-image
 
-keys: $(KEYS)
+# --- signing keys ------------------------------------------------------------------------
+# Made once per build machine, never committed, never overwritten: verity.key/.crt sign
+# /usr's verity root hash; gnupg/ holds the key that signs update manifests
+# (SHA256SUMS.gpg), and import-pubring.gpg its public half, which the image carries.
+KEYS := $(KEYS_DIR)/verity.key $(KEYS_DIR)/verity.crt $(KEYS_DIR)/import-pubring.gpg
+$(KEYS) &: | deps-quiet $(CELL_IMAGE)
+	$(CELL_IMAGE) keys --dir $(KEYS_DIR)
+
+keys: | deps-quiet $(CELL_IMAGE)
+	$(CELL_IMAGE) keys --dir $(KEYS_DIR)
+
+# The keyring systemd-pull checks SHA256SUMS.gpg against, in the image.
+$(STAGING)/usr/lib/systemd/import-pubring.gpg: $(KEYS_DIR)/import-pubring.gpg
+	install -D -m 0644 $< $@
 
 # --- image -----------------------------------------------------------------------------
 # The directory tree (booted by systemd-nspawn) and the disk image come from the same
 # definition; mkosi's incremental cache makes the second one cheap.
-$(TREE).stamp: $(IMAGE_INPUTS) | deps-quiet $(KEYS)
-	rm -rf $(TREE_DIR) && mkdir -p $(TREE_DIR) $(BUILD)/mkosi.cache
-	$(MKOSI) --format=directory --output-dir=$(TREE_DIR) build
+# cell-image build empties the output directory and runs mkosi with the version.
+$(TREE).stamp: $(IMAGE_INPUTS) | deps-quiet $(KEYS) $(CELL_IMAGE)
+	$(CELL_IMAGE) build --version $(VERSION) --format directory --output-dir $(TREE_DIR)
 	touch $@
 
-$(DISK): $(IMAGE_INPUTS) | deps-quiet $(KEYS)
-	rm -rf $(DISK_DIR) && mkdir -p $(DISK_DIR) $(BUILD)/mkosi.cache
-	$(MKOSI) --format=disk --output-dir=$(DISK_DIR) build
+$(DISK): $(IMAGE_INPUTS) | deps-quiet $(KEYS) $(CELL_IMAGE)
+	$(CELL_IMAGE) build --version $(VERSION) --format disk --output-dir $(DISK_DIR)
 
 tree: $(TREE).stamp
 
 image: $(DISK)
 	@echo "Image: $(DISK) ($$(du -h --apparent-size $(DISK) | cut -f1) raw, $$(du -h $(DISK) | cut -f1) on disk)"
+
+# --- updates and flashing ----------------------------------------------------------------
+# The disk image's /usr partitions (xz) and UKI, beside the versions published before, all
+# listed in SHA256SUMS and signed in SHA256SUMS.gpg: what systemd-sysupdate fetches.
+publish: $(DISK) | $(KEYS) $(CELL_IMAGE)
+	$(CELL_IMAGE) publish --image $(DISK) --keys $(KEYS_DIR) --out $(UPDATE_DIR) $(if $(REPLACE),--replace)
+
+# Refuses a disk in use; asks for the disk's name before writing; reads it back after.
+ifneq ($(filter flash,$(MAKECMDGOALS)),)
+ifeq ($(DEVICE),)
+$(error make flash needs the whole disk to overwrite: make flash DEVICE=/dev/sdX)
+endif
+endif
+flash: $(DISK) | $(CELL_IMAGE)
+	$(CELL_IMAGE) flash --image $(DISK) --device $(DEVICE)
 
 # --- run -------------------------------------------------------------------------------
 run: $(TREE).stamp
@@ -110,8 +141,24 @@ test-boot: $(TREE).stamp
 test-browser: $(TREE).stamp
 	tests/browser-nspawn.sh $(TREE)
 
-test-vm: $(DISK)
+# The update test's versions: v2 (good), v3 (its cell-web cannot start) and, made by the
+# test from v2's files, a corrupted one between v1 and v2.
+UPDATE_TEST  := $(BUILD)/update-test
+V2           := $(VERSION).2
+V3           := $(VERSION).3
+V_CORRUPT    := $(VERSION).1
+$(UPDATE_TEST)/server/SHA256SUMS: $(DISK) $(shell find tests/update -type f) | $(KEYS) $(CELL_IMAGE)
+	rm -rf $(UPDATE_TEST)
+	$(CELL_IMAGE) build --version $(V2) --format disk --output-dir $(UPDATE_TEST)/v2
+	$(CELL_IMAGE) publish --image $(UPDATE_TEST)/v2/cell_$(V2).raw --keys $(KEYS_DIR) --out $(UPDATE_TEST)/server
+	$(CELL_IMAGE) build --version $(V3) --format disk --output-dir $(UPDATE_TEST)/v3 \
+		--extra-tree tests/update/broken-web:/
+	$(CELL_IMAGE) publish --image $(UPDATE_TEST)/v3/cell_$(V3).raw --keys $(KEYS_DIR) --out $(UPDATE_TEST)/server
+	rm -rf $(UPDATE_TEST)/v2 $(UPDATE_TEST)/v3
+
+test-vm: $(DISK) $(UPDATE_TEST)/server/SHA256SUMS
 	tests/boot-vm.sh $(DISK) $(VERSION)
+	tests/update-vm.sh $(DISK) $(VERSION) $(UPDATE_TEST)/server $(V2) $(V3) $(V_CORRUPT)
 
 bench: $(TREE).stamp $(DISK)
 	scripts/bench $(TREE) $(DISK)

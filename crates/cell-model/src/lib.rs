@@ -8,6 +8,7 @@ mod field_error;
 pub mod names;
 pub mod net;
 pub mod settings;
+pub mod update;
 pub mod users;
 pub mod vpn;
 

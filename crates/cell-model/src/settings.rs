@@ -26,6 +26,11 @@ pub struct Settings {
     pub vpn: Option<crate::vpn::Vpn>,
     #[serde(default, skip_serializing_if = "Recovery::is_default")]
     pub recovery: Recovery,
+    #[serde(
+        default,
+        skip_serializing_if = "crate::update::UpdateSettings::is_default"
+    )]
+    pub update: crate::update::UpdateSettings,
 }
 
 /// The recovery console's settings.
@@ -193,6 +198,7 @@ impl Default for Settings {
             users: Vec::new(),
             vpn: None,
             recovery: Recovery::default(),
+            update: Default::default(),
         }
     }
 }

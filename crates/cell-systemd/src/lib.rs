@@ -84,3 +84,39 @@ pub async fn shutdown_signal() {
         tracing::warn!(%error, "could not tell systemd that we are stopping");
     }
 }
+
+/// The version of the running image (`IMAGE_VERSION` in /usr/lib/os-release): what users
+/// see and what updates compare. Off the device, the software's own version.
+pub fn image_version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        std::fs::read_to_string("/usr/lib/os-release")
+            .ok()
+            .and_then(|text| image_version_in(&text))
+            .unwrap_or_else(|| cell_model::VERSION.to_owned())
+    })
+}
+
+fn image_version_in(os_release: &str) -> Option<String> {
+    os_release.lines().find_map(|line| {
+        line.strip_prefix("IMAGE_VERSION=")
+            .map(|v| v.trim_matches(['"', '\'']).to_owned())
+            .filter(|v| !v.is_empty())
+    })
+}
+
+#[cfg(test)]
+mod image_version_tests {
+    #[test]
+    fn reads_image_version_from_os_release() {
+        let text = "NAME=Debian\nIMAGE_ID=\"cell\"\nIMAGE_VERSION=\"0.1.0-53-ga5b0902f\"\n";
+        assert_eq!(
+            super::image_version_in(text).as_deref(),
+            Some("0.1.0-53-ga5b0902f")
+        );
+        assert_eq!(
+            super::image_version_in("NAME=Debian\nIMAGE_VERSION=\n"),
+            None
+        );
+    }
+}

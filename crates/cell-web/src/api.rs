@@ -120,6 +120,12 @@ fn all_routes() -> Vec<ApiRoute> {
         route!(GET "/api/v1/recovery", Admin, Forward, "Whether the recovery console's root shell has a password"),
         route!(PUT "/api/v1/recovery/shell-password", Admin, Forward, "Set the password of the recovery console's root shell"),
         route!(DELETE "/api/v1/recovery/shell-password", Admin, Forward, "Remove it: the shell then needs presence at the console"),
+        route!(GET "/api/v1/update", Admin, Forward, "Running, available, pending and failed versions; the update job's progress and last result"),
+        route!(PUT "/api/v1/update", Admin, Forward, "Set (or clear) the URL updates are published at"),
+        route!(POST "/api/v1/update/check", Admin, Forward, "Ask the update server for newer versions (runs in the background)"),
+        route!(POST "/api/v1/update/install", Admin, Forward, "Download, verify and install a version (default: the newest) into the inactive slot"),
+        route!(POST "/api/v1/update/reboot", Admin, Forward, "Reboot now, or at a time (RFC 3339), to start the installed version"),
+        route!(DELETE "/api/v1/update/reboot", Admin, Forward, "Cancel a scheduled reboot"),
         route!(GET "/api/v1/audit", Admin, Forward, "The audit log, newest first (filters: actor, action, q, limit)"),
         route!(GET "/api/v1/audit/verify", Admin, Forward, "Check the audit log's hash chain"),
     ]
@@ -526,7 +532,7 @@ pub fn openapi() -> serde_json::Value {
         "openapi": "3.0.3",
         "info": {
             "title": "Personal Internet Cell API",
-            "version": cell_model::VERSION,
+            "version": cell_systemd::image_version(),
             "description": "Every change needs a session cookie (POST /api/v1/session) and, for POST, PUT, PATCH and DELETE, the session's CSRF token in X-CSRF-Token. Before setup every route but the wizard's answers 428. Errors are JSON {\"error\", \"field\"}."
         },
         "paths": paths,

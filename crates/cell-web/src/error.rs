@@ -78,7 +78,7 @@ impl IntoResponse for AppError {
         }
         let (heading, message) = self.explanation();
         let view = ErrorView {
-            version: cell_model::VERSION,
+            version: cell_systemd::image_version(),
             nav: None,
             notice: None,
             heading,

@@ -9,6 +9,7 @@ mod pages;
 mod recovery_page;
 mod security_headers;
 pub mod session;
+mod update_page;
 mod vpn_pages;
 
 use std::sync::atomic::AtomicBool;

@@ -80,6 +80,7 @@ pub fn router(_state: AppState) -> Router<AppState> {
         .route("/audit", get(audit_get))
         .merge(crate::vpn_pages::router())
         .merge(crate::recovery_page::router())
+        .merge(crate::update_page::router())
         .route("/account", get(account_get))
         .route("/account/password", post(account_password_post))
         .route("/account/totp", post(account_totp_post))
@@ -244,7 +245,7 @@ pub async fn health_get(State(state): State<AppState>) -> Response {
     match state.celld.status().await {
         Ok(_) => Json(Health {
             status: "ok",
-            version: cell_model::VERSION,
+            version: cell_systemd::image_version(),
             error: None,
         })
         .into_response(),
@@ -252,7 +253,7 @@ pub async fn health_get(State(state): State<AppState>) -> Response {
             tracing::warn!(%error, "health check: celld unavailable");
             let body = Health {
                 status: "unavailable",
-                version: cell_model::VERSION,
+                version: cell_systemd::image_version(),
                 error: Some("celld is not answering".to_owned()),
             };
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
@@ -313,7 +314,7 @@ async fn setup_view(
 ) -> Result<Html<String>, AppError> {
     let status = state.celld.status().await?;
     render(SetupView {
-        version: cell_model::VERSION,
+        version: cell_systemd::image_version(),
         nav: None,
         notice: None,
         hostname: status.hostname,
@@ -465,7 +466,7 @@ pub async fn login_get(
         .welcome
         .map(|_| "Your cell is set up. Log in with the account you just created.".to_owned());
     Ok(render(LoginView {
-        version: cell_model::VERSION,
+        version: cell_systemd::image_version(),
         nav: None,
         notice,
         cell_name: status.cell_name,
@@ -516,7 +517,7 @@ pub async fn login_post(
                 .map(|s| s.cell_name)
                 .unwrap_or_default();
             let page = render(LoginView {
-                version: cell_model::VERSION,
+                version: cell_systemd::image_version(),
                 nav: None,
                 notice: None,
                 cell_name,
@@ -579,7 +580,7 @@ pub async fn dashboard_get(
         .json(Method::GET, "/v1/status", &user.on_behalf(), None)
         .await?;
     render(DashboardView {
-        version: cell_model::VERSION,
+        version: cell_systemd::image_version(),
         nav: user.nav("dashboard"),
         notice: None,
         uptime: human_duration(status.uptime_seconds),
@@ -661,7 +662,7 @@ fn settings_page(
     notice: Option<String>,
 ) -> Result<Html<String>, AppError> {
     render(SettingsPage {
-        version: cell_model::VERSION,
+        version: cell_systemd::image_version(),
         nav: user.nav("settings"),
         notice,
         csrf: user.session.csrf.clone(),
@@ -784,7 +785,7 @@ async fn users_page(
         .json(Method::GET, "/v1/users", &user.on_behalf(), None)
         .await?;
     render(UsersPage {
-        version: cell_model::VERSION,
+        version: cell_systemd::image_version(),
         nav: user.nav("users"),
         notice,
         admin: user.is_admin(),
@@ -991,7 +992,7 @@ pub async fn audit_get(
         .json(Method::GET, "/v1/audit/verify", &user.on_behalf(), None)
         .await?;
     render(AuditPage {
-        version: cell_model::VERSION,
+        version: cell_systemd::image_version(),
         nav: user.nav("audit"),
         notice: None,
         filter,
@@ -1036,7 +1037,7 @@ async fn account_page(
         .json(Method::GET, &path, &user.on_behalf(), None)
         .await?;
     render(AccountPage {
-        version: cell_model::VERSION,
+        version: cell_systemd::image_version(),
         nav: user.nav("account"),
         notice: extras.notice,
         csrf: user.session.csrf.clone(),

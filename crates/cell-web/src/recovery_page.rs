@@ -48,7 +48,7 @@ async fn page(
         .json(Method::GET, "/v1/recovery", &user.on_behalf(), None)
         .await?;
     render(RecoveryPage {
-        version: cell_model::VERSION,
+        version: cell_systemd::image_version(),
         nav: user.nav("settings"),
         notice,
         csrf: user.session.csrf.clone(),

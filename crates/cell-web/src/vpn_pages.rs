@@ -189,7 +189,7 @@ async fn vpn_page(
     });
     let now = unix_now();
     render(VpnPage {
-        version: cell_model::VERSION,
+        version: cell_systemd::image_version(),
         nav: user.nav("vpn"),
         notice,
         admin: user.is_admin(),
@@ -372,7 +372,7 @@ async fn device_page(
         })?;
     let form = form.unwrap_or_else(|| PeerForm::of(&peer));
     render(DevicePage {
-        version: cell_model::VERSION,
+        version: cell_systemd::image_version(),
         nav: user.nav("vpn"),
         notice,
         admin: user.is_admin(),
@@ -509,7 +509,7 @@ pub async fn firewall_get(
         .json(Method::GET, "/v1/firewall", &user.on_behalf(), None)
         .await?;
     render(FirewallPage {
-        version: cell_model::VERSION,
+        version: cell_systemd::image_version(),
         nav: user.nav("firewall"),
         notice: None,
         firewall,

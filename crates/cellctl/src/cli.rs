@@ -37,6 +37,9 @@ pub enum Command {
     /// Read and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Over-the-air updates: check, install into the inactive slot, reboot.
+    #[command(subcommand)]
+    Update(UpdateCommand),
     /// Print the one-time setup code (until the cell is set up).
     SetupCode,
     /// Check that the cell's services answer: celld's API and cell-web's /health. Exits
@@ -56,6 +59,40 @@ pub enum Command {
     },
     /// Print the man page (roff).
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpdateCommand {
+    /// Running, available, pending and failed versions, the job's progress, the last result.
+    Status,
+    /// Set the URL updates are published at (`--clear` removes it).
+    Url {
+        #[arg(required_unless_present = "clear")]
+        url: Option<String>,
+        #[arg(long, conflicts_with = "url")]
+        clear: bool,
+    },
+    /// Ask the update server for newer versions.
+    Check {
+        /// Wait for the answer.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Download, verify and install a version (default: the newest available).
+    Install {
+        version: Option<String>,
+        /// Wait until it is installed, showing progress.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Reboot into the installed version, now or at a time (RFC 3339).
+    Reboot {
+        #[arg(long)]
+        at: Option<String>,
+        /// Cancel a scheduled reboot instead.
+        #[arg(long, conflicts_with = "at")]
+        cancel: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,10 +5,14 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use cell_model::api::{AuditEntry, AuditVerification, EditableSettings, SettingsView, UserView};
+use cell_model::update::{UpdateOutcome, UpdateView};
 use cell_model::Status;
 use celld_client::{Bytes, CelldClient, ClientError, Method, OnBehalf};
 use clap::{CommandFactory, Parser};
-use cli::{AuditCommand, Cli, Command, PasswordSource, RoleArg, SettingsCommand, UsersCommand};
+use cli::{
+    AuditCommand, Cli, Command, PasswordSource, RoleArg, SettingsCommand, UpdateCommand,
+    UsersCommand,
+};
 use serde_json::{json, Value};
 
 #[tokio::main(flavor = "current_thread")]
@@ -78,18 +82,35 @@ impl Ctl {
     }
 }
 
-/// What is wrong with the cell's core services right now; empty when nothing is.
-async fn health_problems(ctl: &Ctl, web: std::net::SocketAddr) -> Vec<String> {
+/// The units whose health decides whether a version is good.
+const CORE_UNITS: [&str; 2] = ["celld.service", "cell-web.service"];
+
+/// What is wrong with the cell's core services right now (empty when nothing is), and
+/// whether waiting could still help: a core unit systemd gave up on will not come back.
+async fn health_problems(ctl: &Ctl, web: std::net::SocketAddr) -> (Vec<String>, bool) {
     let mut problems = Vec::new();
-    if let Err(error) = ctl.celld.status().await {
-        problems.push(format!("celld: {error}"));
+    let mut hopeless = false;
+    match ctl.celld.status().await {
+        Ok(status) => {
+            for unit in status
+                .units
+                .iter()
+                .filter(|u| CORE_UNITS.contains(&u.unit.as_str()))
+            {
+                if unit.state == "failed" {
+                    problems.push(format!("{} has failed", unit.unit));
+                    hopeless = true;
+                }
+            }
+        }
+        Err(error) => problems.push(format!("celld: {error}")),
     }
     match web_health(web).await {
         Ok(200) => {}
         Ok(status) => problems.push(format!("cell-web: /health answered {status}")),
         Err(error) => problems.push(format!("cell-web: {error}")),
     }
-    problems
+    (problems, hopeless)
 }
 
 /// The status code of `GET /health` on cell-web, over a plain HTTP/1.1 connection.
@@ -122,18 +143,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Health { wait, web } => {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
             loop {
-                let problems = health_problems(&ctl, web).await;
+                let (problems, hopeless) = health_problems(&ctl, web).await;
                 if problems.is_empty() {
                     println!("healthy: celld and cell-web answer");
                     return Ok(ExitCode::SUCCESS);
                 }
-                if std::time::Instant::now() >= deadline {
+                if hopeless || std::time::Instant::now() >= deadline {
                     eprintln!("unhealthy: {}", problems.join("; "));
                     return Ok(ExitCode::FAILURE);
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         }
+        Command::Update(command) => return update(&ctl, command).await,
         Command::Status => {
             let status: Status = ctl.call(Method::GET, "/v1/status", None).await?;
             ctl.print(&status, || {
@@ -413,6 +435,126 @@ fn audit_line(entry: &AuditEntry) -> String {
     }
     line.push('\n');
     line
+}
+
+fn describe_update(view: &UpdateView) -> String {
+    let mut text = format!("running:    {}\n", view.current);
+    text += &format!(
+        "server:     {}\n",
+        view.url.as_deref().unwrap_or("(not set)")
+    );
+    let list = |versions: &[String]| {
+        if versions.is_empty() {
+            "none".to_owned()
+        } else {
+            versions.join(", ")
+        }
+    };
+    text += &format!("available:  {}\n", list(&view.available));
+    if let Some(pending) = &view.pending {
+        text += &format!("installed:  {pending} (starts at the next reboot)\n");
+    }
+    if !view.failed.is_empty() {
+        text += &format!(
+            "failed:     {} (rolled back, not offered again)\n",
+            list(&view.failed)
+        );
+    }
+    if let Some(job) = &view.job {
+        text += &format!(
+            "job:        {:?} {}% {}\n",
+            job.phase, job.percent, job.detail
+        );
+    }
+    if let Some(result) = &view.last_result {
+        text += &format!(
+            "last:       {:?}: {} ({})\n",
+            result.outcome, result.message, result.at
+        );
+    }
+    if let Some(at) = view.reboot_at {
+        text += &format!("reboot at:  {at}\n");
+    }
+    text
+}
+
+/// Polls the update state until no job runs; progress on stderr. Fails when the job did.
+async fn wait_for_job(ctl: &Ctl, started: jiff::Timestamp) -> anyhow::Result<ExitCode> {
+    let mut shown = String::new();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let view: UpdateView = ctl.call(Method::GET, "/v1/update", None).await?;
+        if let Some(job) = &view.job {
+            let line = format!("{:?} {}% {}", job.phase, job.percent, job.detail);
+            if line != shown {
+                eprintln!("{line}");
+                shown = line;
+            }
+            continue;
+        }
+        let Some(result) = view.last_result.as_ref().filter(|r| r.at >= started) else {
+            continue; // not started yet
+        };
+        println!("{}", result.message);
+        return Ok(if result.outcome == UpdateOutcome::Failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+}
+
+async fn update(ctl: &Ctl, command: UpdateCommand) -> anyhow::Result<ExitCode> {
+    let started = jiff::Timestamp::now();
+    match command {
+        UpdateCommand::Status => {
+            let view: UpdateView = ctl.call(Method::GET, "/v1/update", None).await?;
+            ctl.print(&view, || describe_update(&view))?;
+        }
+        UpdateCommand::Url { url, clear: _ } => {
+            ctl.send(
+                Method::PUT,
+                "/v1/update",
+                Some(serde_json::json!({ "url": url })),
+            )
+            .await?;
+        }
+        UpdateCommand::Check { wait } => {
+            ctl.send(
+                Method::POST,
+                "/v1/update/check",
+                Some(serde_json::json!({})),
+            )
+            .await?;
+            if wait {
+                return wait_for_job(ctl, started).await;
+            }
+        }
+        UpdateCommand::Install { version, wait } => {
+            ctl.send(
+                Method::POST,
+                "/v1/update/install",
+                Some(serde_json::json!({ "version": version })),
+            )
+            .await?;
+            if wait {
+                return wait_for_job(ctl, started).await;
+            }
+        }
+        UpdateCommand::Reboot { at, cancel } => {
+            if cancel {
+                ctl.send(Method::DELETE, "/v1/update/reboot", None).await?;
+            } else {
+                ctl.send(
+                    Method::POST,
+                    "/v1/update/reboot",
+                    Some(serde_json::json!({ "at": at })),
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

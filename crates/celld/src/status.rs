@@ -33,7 +33,7 @@ pub const MONITORED_UNITS: &[&str] = &[
 pub fn current(generation: u64, settings: &Settings) -> Result<Status, StatusError> {
     Ok(Status {
         units: Vec::new(),
-        version: cell_model::VERSION.to_owned(),
+        version: cell_systemd::image_version().to_owned(),
         hostname: hostname()?,
         uptime_seconds: uptime_seconds(Path::new(PROC_UPTIME))?,
         setup_complete: settings.setup_complete,

@@ -18,7 +18,19 @@ pub trait System: Send + Sync + std::fmt::Debug {
     fn set_timezone<'a>(&'a self, timezone: &'a str) -> SystemFuture<'a>;
     /// `ActiveState` of each unit (`active`, `failed`, `inactive`…).
     fn unit_health<'a>(&'a self, units: &'a [&'a str]) -> SystemFuture<'a, Vec<UnitHealth>>;
+    /// Starts a unit (a job such as cell-update.service) and returns at once.
+    fn start_unit<'a>(&'a self, unit: &'a str) -> SystemFuture<'a>;
+    /// Reboots at `at` (now when it is in the past), through logind: users of the
+    /// machine get its usual warnings, and it can be cancelled.
+    fn schedule_reboot(&self, at: jiff::Timestamp) -> SystemFuture<'_>;
+    fn cancel_reboot(&self) -> SystemFuture<'_>;
+    /// When a reboot is scheduled, if one is.
+    fn scheduled_reboot(&self) -> SystemFuture<'_, Option<jiff::Timestamp>>;
 }
+
+const LOGIN: &str = "org.freedesktop.login1";
+const LOGIN_PATH: &str = "/org/freedesktop/login1";
+const LOGIN_MANAGER: &str = "org.freedesktop.login1.Manager";
 
 /// The real machine, over the system bus (one connection, opened on first use).
 #[derive(Debug, Default)]
@@ -82,6 +94,17 @@ impl DBusSystem {
             .map_err(|e| format!("{unit}: {e}"))?;
         String::try_from(value).map_err(|e| format!("{unit}: {e}"))
     }
+
+    async fn login_call<B>(&self, method: &str, body: &B) -> Result<zbus::Message, String>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        self.bus()
+            .await?
+            .call_method(Some(LOGIN), LOGIN_PATH, Some(LOGIN_MANAGER), method, body)
+            .await
+            .map_err(|e| format!("logind {method}: {e}"))
+    }
 }
 
 impl System for DBusSystem {
@@ -119,6 +142,70 @@ impl System for DBusSystem {
             Ok(health)
         })
     }
+
+    fn start_unit<'a>(&'a self, unit: &'a str) -> SystemFuture<'a> {
+        Box::pin(async move {
+            self.bus()
+                .await?
+                .call_method(
+                    Some("org.freedesktop.systemd1"),
+                    "/org/freedesktop/systemd1",
+                    Some("org.freedesktop.systemd1.Manager"),
+                    "StartUnit",
+                    &(unit, "replace"),
+                )
+                .await
+                .map_err(|e| format!("starting {unit}: {e}"))?;
+            Ok(())
+        })
+    }
+
+    fn schedule_reboot(&self, at: jiff::Timestamp) -> SystemFuture<'_> {
+        Box::pin(async move {
+            let micros = u64::try_from(at.as_microsecond()).unwrap_or(0);
+            self.login_call("ScheduleShutdown", &("reboot", micros))
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn cancel_reboot(&self) -> SystemFuture<'_> {
+        Box::pin(async move {
+            self.login_call("CancelScheduledShutdown", &()).await?;
+            Ok(())
+        })
+    }
+
+    fn scheduled_reboot(&self) -> SystemFuture<'_, Option<jiff::Timestamp>> {
+        Box::pin(async move {
+            let reply = self
+                .bus()
+                .await?
+                .call_method(
+                    Some(LOGIN),
+                    LOGIN_PATH,
+                    Some("org.freedesktop.DBus.Properties"),
+                    "Get",
+                    &(LOGIN_MANAGER, "ScheduledShutdown"),
+                )
+                .await
+                .map_err(|e| format!("reading logind's scheduled shutdown: {e}"))?;
+            let value: zbus::zvariant::OwnedValue = reply
+                .body()
+                .deserialize()
+                .map_err(|e| format!("logind's scheduled shutdown: {e}"))?;
+            let (kind, micros): (String, u64) = value
+                .try_into()
+                .map_err(|e| format!("logind's scheduled shutdown: {e}"))?;
+            if kind.is_empty() || micros == 0 {
+                return Ok(None);
+            }
+            let micros = i64::try_from(micros).map_err(|e| e.to_string())?;
+            jiff::Timestamp::from_microsecond(micros)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        })
+    }
 }
 
 /// Records what would have been changed, and reports every unit as `unknown`; for tests
@@ -126,6 +213,7 @@ impl System for DBusSystem {
 #[derive(Debug, Default)]
 pub struct RecordedSystem {
     requests: Mutex<Vec<String>>,
+    reboot_at: Mutex<Option<jiff::Timestamp>>,
 }
 
 impl RecordedSystem {
@@ -159,5 +247,28 @@ impl System for RecordedSystem {
             })
             .collect();
         Box::pin(async move { Ok(health) })
+    }
+
+    fn start_unit<'a>(&'a self, unit: &'a str) -> SystemFuture<'a> {
+        self.record(format!("start={unit}"))
+    }
+
+    fn schedule_reboot(&self, at: jiff::Timestamp) -> SystemFuture<'_> {
+        if let Ok(mut reboot_at) = self.reboot_at.lock() {
+            *reboot_at = Some(at);
+        }
+        self.record(format!("reboot={at}"))
+    }
+
+    fn cancel_reboot(&self) -> SystemFuture<'_> {
+        if let Ok(mut reboot_at) = self.reboot_at.lock() {
+            *reboot_at = None;
+        }
+        self.record("reboot=cancel".to_owned())
+    }
+
+    fn scheduled_reboot(&self) -> SystemFuture<'_, Option<jiff::Timestamp>> {
+        let at = self.reboot_at.lock().ok().and_then(|at| *at);
+        Box::pin(async move { Ok(at) })
     }
 }

@@ -1006,3 +1006,153 @@ async fn the_recovery_shell_password_is_set_by_admins_and_checked_only_by_root()
     let (_, view) = cell.web("alice", Method::GET, "/v1/recovery", None).await;
     assert_eq!(view["shell_password_set"], false);
 }
+
+fn write_update_state(cell: &Cell, state: Value) {
+    let dir = cell.dir.path().join("state/update");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("state.json"), state.to_string()).unwrap();
+}
+
+#[tokio::test]
+async fn updates_are_requested_from_the_job_and_failed_versions_refused() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    add_peer_user(&cell, "bob").await;
+    let (status, _) = cell.web("bob", Method::GET, "/v1/update", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "peers do not manage updates");
+
+    let (status, body) = cell
+        .web("alice", Method::POST, "/v1/update/check", None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "no URL yet: {body}");
+    let (status, body) = cell
+        .web(
+            "alice",
+            Method::PUT,
+            "/v1/update",
+            Some(json!({"url": "ftp://updates.example.org/"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("url"))
+    );
+    let generation = cell.generation().await;
+    let (status, _) = cell
+        .web(
+            "alice",
+            Method::PUT,
+            "/v1/update",
+            Some(json!({"url": "http://10.0.2.2:8000/cell/"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(cell.generation().await, generation + 1);
+
+    let (status, _) = cell
+        .web("alice", Method::POST, "/v1/update/check", Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let request: Value = serde_json::from_slice(
+        &std::fs::read(cell.dir.path().join("state/update/request.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        request,
+        json!({"action": "check", "url": "http://10.0.2.2:8000/cell"})
+    );
+    assert!(cell
+        .system
+        .requests()
+        .contains(&"start=cell-update.service".to_owned()));
+
+    // What the job found: 3 failed earlier, 2 is available.
+    write_update_state(
+        &cell,
+        json!({"available": ["9.0.2"], "failed": ["9.0.3"], "checked_at": "2026-11-27T12:00:00Z"}),
+    );
+    let (_, view) = cell.web("alice", Method::GET, "/v1/update", None).await;
+    assert_eq!(view["available"], json!(["9.0.2"]));
+    assert_eq!(view["failed"], json!(["9.0.3"]));
+    assert_eq!(view["url"], "http://10.0.2.2:8000/cell");
+    let (status, body) = cell
+        .web(
+            "alice",
+            Method::POST,
+            "/v1/update/install",
+            Some(json!({"version": "9.0.3"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a rolled-back version: {body}"
+    );
+    let (status, body) = cell
+        .web(
+            "alice",
+            Method::POST,
+            "/v1/update/install",
+            Some(json!({"version": "../../etc"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("version"))
+    );
+    let (status, _) = cell
+        .web("alice", Method::POST, "/v1/update/install", Some(json!({})))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "the newest available by default"
+    );
+    let request: Value = serde_json::from_slice(
+        &std::fs::read(cell.dir.path().join("state/update/request.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(request["action"], "install");
+    assert_eq!(request["version"], "9.0.2");
+
+    let (status, body) = cell
+        .web(
+            "alice",
+            Method::POST,
+            "/v1/update/reboot",
+            Some(json!({"at": "2099-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("at"))
+    );
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(2);
+    let (status, _) = cell
+        .web(
+            "alice",
+            Method::POST,
+            "/v1/update/reboot",
+            Some(json!({"at": at.to_string()})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (_, view) = cell.web("alice", Method::GET, "/v1/update", None).await;
+    assert!(view["reboot_at"].is_string(), "{view}");
+    let (status, _) = cell
+        .web("alice", Method::DELETE, "/v1/update/reboot", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, view) = cell.web("alice", Method::GET, "/v1/update", None).await;
+    assert!(view["reboot_at"].is_null());
+    let actions = cell.audit_actions();
+    for action in [
+        "update.url_set",
+        "update.check",
+        "update.install",
+        "update.reboot",
+        "update.reboot_cancel",
+    ] {
+        assert!(actions.contains(&action.to_owned()), "{action} audited");
+    }
+}

@@ -7,6 +7,7 @@ mod extract;
 mod recovery;
 mod settings;
 mod setup;
+mod update;
 mod users;
 mod vpn;
 
@@ -71,6 +72,16 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route(
             "/v1/recovery/shell-password/check",
             post(recovery::shell_password_check_post),
+        )
+        .route(
+            "/v1/update",
+            get(update::update_get).put(update::update_put),
+        )
+        .route("/v1/update/check", post(update::update_check_post))
+        .route("/v1/update/install", post(update::update_install_post))
+        .route(
+            "/v1/update/reboot",
+            post(update::update_reboot_post).delete(update::update_reboot_delete),
         )
         .route("/v1/audit", get(audit::audit_get))
         .route("/v1/audit/verify", get(audit::audit_verify_get))

@@ -1,0 +1,229 @@
+//! The Updates page: running and available versions, the update job's progress, the
+//! last result, reboot now or later, and the update server's URL.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use cell_model::update::{UpdateOutcome, UpdatePhase, UpdateView};
+use celld_client::{Bytes, Method};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::pages::{render, CsrfForm, Errors, Nav, PageUser};
+use crate::{AppError, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/update", get(update_get))
+        .route("/update/url", post(url_post))
+        .route("/update/check", post(check_post))
+        .route("/update/install", post(install_post))
+        .route("/update/reboot", post(reboot_post))
+        .route("/update/reboot/cancel", post(reboot_cancel_post))
+}
+
+#[derive(Template)]
+#[template(path = "update.html")]
+struct UpdatePage {
+    version: &'static str,
+    nav: Option<Nav>,
+    notice: Option<String>,
+    csrf: String,
+    view: UpdateView,
+    errors: Errors,
+    general_error: Option<String>,
+}
+crate::field_errors!(UpdatePage);
+
+impl UpdatePage {
+    fn phase_name(&self, phase: &UpdatePhase) -> &'static str {
+        match phase {
+            UpdatePhase::Checking => "Checking for updates",
+            UpdatePhase::Downloading => "Downloading and verifying",
+            UpdatePhase::Installing => "Installing",
+        }
+    }
+
+    fn is_bad(&self, outcome: &UpdateOutcome) -> bool {
+        matches!(outcome, UpdateOutcome::Failed | UpdateOutcome::RolledBack)
+    }
+}
+
+async fn page(
+    state: &AppState,
+    user: &PageUser,
+    errors: Errors,
+    notice: Option<String>,
+) -> Result<Html<String>, AppError> {
+    let view: UpdateView = state
+        .celld
+        .json(Method::GET, "/v1/update", &user.on_behalf(), None)
+        .await?;
+    render(UpdatePage {
+        version: cell_systemd::image_version(),
+        nav: user.nav("update"),
+        notice,
+        csrf: user.session.csrf.clone(),
+        view,
+        general_error: errors.general.clone(),
+        errors,
+    })
+}
+
+pub async fn update_get(
+    State(state): State<AppState>,
+    user: PageUser,
+) -> Result<Html<String>, AppError> {
+    user.require_admin()?;
+    page(&state, &user, Errors::default(), None).await
+}
+
+/// Sends one change to celld and shows the page again, with `done` or with the refusal.
+async fn act(
+    state: &AppState,
+    user: &PageUser,
+    method: Method,
+    path: &str,
+    body: serde_json::Value,
+    done: &str,
+) -> Result<Response, AppError> {
+    let result = state
+        .celld
+        .send(
+            method,
+            path,
+            &user.on_behalf(),
+            Some(Bytes::from(body.to_string())),
+        )
+        .await;
+    match result {
+        Ok(()) => Ok(page(state, user, Errors::default(), Some(done.to_owned()))
+            .await?
+            .into_response()),
+        Err(error) => {
+            let errors = Errors::from_refusal(error)?;
+            Ok((
+                StatusCode::BAD_REQUEST,
+                page(state, user, errors, None).await?,
+            )
+                .into_response())
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct UrlForm {
+    csrf: String,
+    url: String,
+}
+
+pub async fn url_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    Form(form): Form<UrlForm>,
+) -> Result<Response, AppError> {
+    user.require_admin()?;
+    user.check_csrf(&form.csrf)?;
+    let url = form.url.trim();
+    let url = (!url.is_empty()).then_some(url);
+    act(
+        &state,
+        &user,
+        Method::PUT,
+        "/v1/update",
+        json!({ "url": url }),
+        "The update server is saved.",
+    )
+    .await
+}
+
+pub async fn check_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    user.require_admin()?;
+    user.check_csrf(&form.csrf)?;
+    act(
+        &state,
+        &user,
+        Method::POST,
+        "/v1/update/check",
+        json!({}),
+        "Checking for updates…",
+    )
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct InstallForm {
+    csrf: String,
+    version: String,
+}
+
+pub async fn install_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    Form(form): Form<InstallForm>,
+) -> Result<Response, AppError> {
+    user.require_admin()?;
+    user.check_csrf(&form.csrf)?;
+    act(
+        &state,
+        &user,
+        Method::POST,
+        "/v1/update/install",
+        json!({ "version": form.version }),
+        "Downloading and installing; the cell keeps running meanwhile.",
+    )
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RebootForm {
+    csrf: String,
+    at: String,
+}
+
+pub async fn reboot_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    Form(form): Form<RebootForm>,
+) -> Result<Response, AppError> {
+    user.require_admin()?;
+    user.check_csrf(&form.csrf)?;
+    let at = form.at.trim();
+    let (body, done) = if at.is_empty() {
+        (json!({}), "The cell is rebooting.")
+    } else {
+        (json!({ "at": at }), "The reboot is scheduled.")
+    };
+    act(&state, &user, Method::POST, "/v1/update/reboot", body, done).await
+}
+
+pub async fn reboot_cancel_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    user.require_admin()?;
+    user.check_csrf(&form.csrf)?;
+    state
+        .celld
+        .send(Method::DELETE, "/v1/update/reboot", &user.on_behalf(), None)
+        .await?;
+    Ok(page(
+        &state,
+        &user,
+        Errors::default(),
+        Some("The scheduled reboot is cancelled.".into()),
+    )
+    .await?
+    .into_response())
+}

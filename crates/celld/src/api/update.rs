@@ -1,0 +1,251 @@
+//! Over-the-air updates. celld never touches the disk itself: it keeps the update URL in
+//! the settings, hands a request to the update job (cell-update.service, root), reads
+//! the job's progress and outcome from its state file, and asks logind to reboot.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use cell_model::update::{
+    validate_version, InstallRequest, RebootRequest, UpdateRequest, UpdateSettingsEdit,
+    UpdateState, UpdateUrl, UpdateView, JOB_UNIT, REQUEST_FILE, STATE_FILE, UPDATE_DIR,
+};
+use cell_model::FieldError;
+
+use super::extract::{Admin, ValidJson};
+use super::{blocking, AppError};
+use crate::audit::Record;
+use crate::daemon::{lock, Daemon};
+
+/// A reboot can be put off by a week at most.
+const REBOOT_HORIZON_HOURS: i64 = 24 * 7;
+
+fn running_version() -> String {
+    cell_systemd::image_version().to_owned()
+}
+
+fn update_dir(daemon: &Daemon) -> PathBuf {
+    daemon.config.state_dir.join(UPDATE_DIR)
+}
+
+fn read_state(daemon: &Daemon) -> Result<UpdateState, AppError> {
+    let path = update_dir(daemon).join(STATE_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| AppError::Internal(format!("reading {}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(UpdateState::default()),
+        Err(e) => Err(AppError::Internal(format!(
+            "reading {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+async fn job_running(daemon: &Daemon) -> bool {
+    let units = [JOB_UNIT];
+    match daemon.system.unit_health(&units).await {
+        Ok(health) => health.iter().any(|u| {
+            matches!(
+                u.state.as_str(),
+                "active" | "activating" | "reloading" | "deactivating"
+            )
+        }),
+        Err(error) => {
+            tracing::warn!(%error, "cannot tell whether an update job runs");
+            false
+        }
+    }
+}
+
+pub async fn update_get(
+    State(daemon): State<Arc<Daemon>>,
+    Admin(_): Admin,
+) -> Result<Json<UpdateView>, AppError> {
+    let state = read_state(&daemon)?;
+    let running = job_running(&daemon).await;
+    let reboot_at = daemon
+        .system
+        .scheduled_reboot()
+        .await
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot read the scheduled reboot");
+            None
+        });
+    let url = lock(&daemon.store)
+        .current()
+        .settings
+        .update
+        .url
+        .as_ref()
+        .map(|u| u.to_string());
+    Ok(Json(UpdateView {
+        current: running_version(),
+        url,
+        checked_at: state.checked_at,
+        available: state.available,
+        failed: state.failed,
+        pending: state.pending,
+        // A job the state names but systemd does not run has died: its last words are in
+        // the journal, and the next job or boot records the outcome.
+        job: state.job.filter(|_| running),
+        last_result: state.last_result,
+        reboot_at,
+    }))
+}
+
+pub async fn update_put(
+    State(daemon): State<Arc<Daemon>>,
+    Admin(actor): Admin,
+    ValidJson(body): ValidJson<UpdateSettingsEdit>,
+) -> Result<StatusCode, AppError> {
+    let url = body.url.map(UpdateUrl::try_from).transpose()?;
+    let record = Record::new(&actor.name, "update.url_set")
+        .source(actor.source.clone())
+        .target(url.as_ref().map(|u| u.to_string()).unwrap_or_default());
+    blocking(move || {
+        let mut store = lock(&daemon.store);
+        let mut next = store.current().settings.clone();
+        next.update.url = url;
+        store.commit(next)?;
+        lock(&daemon.audit).append(record)?;
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Hands `request` to the update job and starts it.
+async fn start_job(daemon: &Arc<Daemon>, request: UpdateRequest) -> Result<(), AppError> {
+    if job_running(daemon).await {
+        return Err(AppError::Conflict(
+            "an update job is already running; wait for it to finish".into(),
+        ));
+    }
+    let dir = update_dir(daemon);
+    let bytes = serde_json::to_vec(&request).map_err(|e| AppError::Internal(e.to_string()))?;
+    blocking(move || {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| AppError::Internal(format!("creating {}: {e}", dir.display())))?;
+        cell_store::atomic::write(&dir.join(REQUEST_FILE), &bytes, 0o600)?;
+        Ok(())
+    })
+    .await?;
+    daemon
+        .system
+        .start_unit(JOB_UNIT)
+        .await
+        .map_err(AppError::Internal)
+}
+
+fn configured_url(daemon: &Daemon) -> Result<UpdateUrl, AppError> {
+    lock(&daemon.store)
+        .current()
+        .settings
+        .update
+        .url
+        .clone()
+        .ok_or_else(|| AppError::Conflict("set the update URL first".into()))
+}
+
+pub async fn update_check_post(
+    State(daemon): State<Arc<Daemon>>,
+    Admin(actor): Admin,
+) -> Result<StatusCode, AppError> {
+    let url = configured_url(&daemon)?;
+    start_job(&daemon, UpdateRequest::Check { url }).await?;
+    lock(&daemon.audit)
+        .append(Record::new(&actor.name, "update.check").source(actor.source.clone()))?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+pub async fn update_install_post(
+    State(daemon): State<Arc<Daemon>>,
+    Admin(actor): Admin,
+    ValidJson(body): ValidJson<InstallRequest>,
+) -> Result<StatusCode, AppError> {
+    let url = configured_url(&daemon)?;
+    let state = read_state(&daemon)?;
+    let version = match body.version {
+        Some(version) => {
+            validate_version(&version)?;
+            version
+        }
+        None => state.available.first().cloned().ok_or_else(|| {
+            AppError::Conflict("no newer version is known; check for updates first".into())
+        })?,
+    };
+    if state.failed.contains(&version) {
+        return Err(AppError::Conflict(format!(
+            "{version} was rolled back after failing its health check; it is not installed again"
+        )));
+    }
+    if version == running_version() {
+        return Err(FieldError::new("version", "is the version running now").into());
+    }
+    if state.pending.as_ref() == Some(&version) {
+        return Err(AppError::Conflict(format!(
+            "{version} is already installed; reboot to start it"
+        )));
+    }
+    start_job(
+        &daemon,
+        UpdateRequest::Install {
+            url,
+            version: version.clone(),
+        },
+    )
+    .await?;
+    lock(&daemon.audit).append(
+        Record::new(&actor.name, "update.install")
+            .source(actor.source.clone())
+            .target(version),
+    )?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+pub async fn update_reboot_post(
+    State(daemon): State<Arc<Daemon>>,
+    Admin(actor): Admin,
+    ValidJson(body): ValidJson<RebootRequest>,
+) -> Result<StatusCode, AppError> {
+    let now = jiff::Timestamp::now();
+    let at = body.at.unwrap_or(now).max(now);
+    let horizon = now
+        .checked_add(jiff::SignedDuration::from_hours(REBOOT_HORIZON_HOURS))
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    if at > horizon {
+        return Err(FieldError::new("at", "must be within the next 7 days").into());
+    }
+    if job_running(&daemon).await {
+        return Err(AppError::Conflict(
+            "an update job is running; reboot when it has finished".into(),
+        ));
+    }
+    lock(&daemon.audit).append(
+        Record::new(&actor.name, "update.reboot")
+            .source(actor.source.clone())
+            .target(at.to_string()),
+    )?;
+    daemon
+        .system
+        .schedule_reboot(at)
+        .await
+        .map_err(AppError::Internal)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+pub async fn update_reboot_delete(
+    State(daemon): State<Arc<Daemon>>,
+    Admin(actor): Admin,
+) -> Result<StatusCode, AppError> {
+    daemon
+        .system
+        .cancel_reboot()
+        .await
+        .map_err(AppError::Internal)?;
+    lock(&daemon.audit)
+        .append(Record::new(&actor.name, "update.reboot_cancel").source(actor.source.clone()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
