@@ -38,7 +38,8 @@ help:
 	@echo "make test-netns  the VPN and firewall in network namespaces (root)"
 	@echo "make run-vm   boot the disk image in qemu (UEFI), web UI on localhost:8080"
 	@echo "make test-vm  boot the disk image in qemu headless and check it"
-	@echo "make bench    image size, boot-to-health time, idle memory; VPN add-peer and throughput"
+	@echo "make bench    image size, boot-to-health time, idle memory; VPN add-peer and throughput;"
+	@echo "              update install time, reboot-to-UI time and download size (qemu)"
 	@echo "make deps     install the build and test dependencies (Debian 12, root)"
 	@echo "make clean    remove build outputs (keeps the package cache)"
 
@@ -160,9 +161,12 @@ test-vm: $(DISK) $(UPDATE_TEST)/server/SHA256SUMS
 	tests/boot-vm.sh $(DISK) $(VERSION)
 	tests/update-vm.sh $(DISK) $(VERSION) $(UPDATE_TEST)/server $(V2) $(V3) $(V_CORRUPT)
 
-bench: $(TREE).stamp $(DISK)
+bench: $(TREE).stamp $(DISK) $(UPDATE_TEST)/server/SHA256SUMS
 	scripts/bench $(TREE) $(DISK)
 	scripts/bench-vpn build/bench/vpn.txt
+	mkdir -p build/bench && rm -f build/bench/update.txt
+	CELL_BENCH_OUT=build/bench/update.txt \
+		tests/update-vm.sh $(DISK) $(VERSION) $(UPDATE_TEST)/server $(V2) $(V3) $(V_CORRUPT)
 
 # Installs dependencies only when something is missing; silent otherwise.
 .PHONY: deps-quiet

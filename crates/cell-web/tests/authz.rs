@@ -589,3 +589,77 @@ async fn the_recovery_shell_password_is_set_on_its_page() {
         "the check is celld's, for the console only"
     );
 }
+
+#[tokio::test]
+async fn updates_are_managed_on_their_page() {
+    let cell = start().await;
+    let code = std::fs::read_to_string(cell.dir.path().join("state/setup-code")).unwrap();
+    let setup = json!({
+        "code": code.trim(), "cell_name": "home", "domain": {"mode": "internal"},
+        "timezone": "UTC", "admin_username": "alice", "admin_password": PASSWORD
+    });
+    http(cell.addr, "POST", "/api/v1/setup", None, None, Some(&setup)).await;
+    let login = http(
+        cell.addr,
+        "POST",
+        "/api/v1/session",
+        None,
+        None,
+        Some(&json!({"username": "alice", "password": PASSWORD})),
+    )
+    .await;
+    let (cookie, csrf) = (
+        login.cookie(),
+        login.json()["csrf_token"].as_str().unwrap().to_owned(),
+    );
+    let page = http(cell.addr, "GET", "/update", Some(&cookie), None, None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Not checked yet"));
+    assert!(
+        !page.body.contains("Check for updates</button>"),
+        "no check without a server"
+    );
+    let bad = http_form(
+        cell.addr,
+        "/update/url",
+        &cookie,
+        &format!("csrf={csrf}&url=ftp%3A%2F%2Fexample.org%2F"),
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("id=\"url-error\""), "{}", bad.body);
+    let saved = http_form(
+        cell.addr,
+        "/update/url",
+        &cookie,
+        &format!("csrf={csrf}&url=http%3A%2F%2F192.0.2.1%2Fcell"),
+    )
+    .await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert!(saved.body.contains("value=\"http://192.0.2.1/cell\""));
+    assert!(saved.body.contains("Check for updates</button>"));
+    let api = http(
+        cell.addr,
+        "GET",
+        "/api/v1/update",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(api.json()["url"], "http://192.0.2.1/cell");
+    let install = http_form(
+        cell.addr,
+        "/update/install",
+        &cookie,
+        &format!("csrf={csrf}&version=9.9"),
+    )
+    .await;
+    assert_eq!(
+        install.status, 400,
+        "celld's refusal is shown: {}",
+        install.body
+    );
+    let no_csrf = http_form(cell.addr, "/update/check", &cookie, "csrf=wrong").await;
+    assert_eq!(no_csrf.status, 403);
+}

@@ -184,6 +184,11 @@ pub async fn update_install_post(
     if version == running_version() {
         return Err(FieldError::new("version", "is the version running now").into());
     }
+    if !state.available.contains(&version) {
+        return Err(AppError::Conflict(format!(
+            "{version} is not among the versions the update server offered; check for updates first"
+        )));
+    }
     if state.pending.as_ref() == Some(&version) {
         return Err(AppError::Conflict(format!(
             "{version} is already installed; reboot to start it"
