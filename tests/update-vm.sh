@@ -5,7 +5,8 @@
 #   2. v2 is installed through the API, the cell reboots into it, data and settings kept;
 #   3. v3 (its cell-web cannot start) is installed; its health check fails on every one of
 #      its tries, systemd-boot goes back to v2 by itself, the UI reports the rollback,
-#      v3 is never offered again and the machine stays up (no reboot loop).
+#      v3 is never offered again and the machine stays up (no reboot loop);
+#   4. the boot menu's recovery entry boots v2 into the recovery console only.
 # The update server is a plain HTTP server on the host, serving what `cell-image publish`
 # made (the guest reaches the host's loopback as 10.0.2.2).
 #   tests/update-vm.sh DISK_V1 V1 UPDATE_DIR V2 V3 BAD_VERSION
@@ -89,7 +90,7 @@ login() {
     [ "$(api POST /v1/session '{"username":"alice","password":"first long password"}')" = 200 ] || return 1
     csrf=$(sed -n 's/.*"csrf_token":"\([0-9a-f]*\)".*/\1/p' "$tmp/answer")
 }
-field() { python3 -c "import json,sys; v=json.load(open('$tmp/answer')); print(eval(sys.argv[1]))" "$1"; }
+field() { python3 -c "import json,sys; v=json.load(open('$tmp/answer')); print(eval(sys.argv[1]))" "$@"; }
 # The time of the last job's result (the guest's clock), to tell the next one from it.
 last_at() { api GET /v1/update >/dev/null; field '(v["last_result"] or {}).get("at","")'; }
 # Waits for the update job to finish (a result newer than $1); prints its outcome.
@@ -210,6 +211,19 @@ uptime_before=$(field 'v["uptime_seconds"]')
 sleep 60
 api GET /v1/status >/dev/null
 check "no reboot loop: v2 stays up" [ "$(field 'v["uptime_seconds"]')" -gt "$uptime_before" ]
+
+# The boot menu's recovery entry: the running version, booted into the recovery console
+# and nothing else.
+check "the boot menu has a recovery entry for v2, chosen for the next boot" shell \
+    "bootctl list --no-pager | grep -q 'recovery console ($v2)' && bootctl set-oneshot cell-recovery.conf && echo ONESHOT=\$((6*7)); systemctl reboot" \
+    'expect:ONESHOT=42'
+check "the recovery entry boots the console only" \
+    tests/lib/serial-expect.py "$console" --timeout 600 \
+    'expect:Command line:[^\r\n]*usrhash=[^\r\n]*systemd\.unit=cell-recovery\.target' 'expect:Choice: '
+check "with celld and cell-web stopped, and back to v2 after a reboot from its shell" shell \
+    "echo STATE=\$(systemctl is-active celld cell-web | tr '\\n' ' '); systemctl reboot" \
+    'expect:STATE=inactive inactive'
+check "v2 answers again" wait_for_version "$v2" 900
 
 image_bytes=$(stat -c %s "$disk")
 image_alloc=$(( $(stat -c %b "$disk") * $(stat -c %B "$disk") ))

@@ -323,7 +323,9 @@ impl Machine for SystemMachine {
     }
 }
 
-/// The boot entry of the version before the running one: (entry id, version).
+/// The boot entry of the version before the running one: (entry id, version). Entries
+/// without a version (the recovery entry) and versions out of tries (rolled back) are not
+/// candidates.
 fn previous_entry(bootctl_json: &str) -> Option<(String, String)> {
     let entries: serde_json::Value = serde_json::from_str(bootctl_json).ok()?;
     let entries = entries.as_array()?;
@@ -331,7 +333,7 @@ fn previous_entry(bootctl_json: &str) -> Option<(String, String)> {
     entries
         .iter()
         .skip(current + 1)
-        .find(|e| e["version"].is_string() && e["id"].is_string())
+        .find(|e| e["version"].is_string() && e["id"].is_string() && e["triesLeft"] != 0)
         .map(|e| {
             (
                 e["id"].as_str().unwrap_or_default().to_owned(),
@@ -359,5 +361,19 @@ mod tests {
         let single =
             r#"[{"id":"cell_1.efi","version":"1","isSelected":true},{"id":"auto-efi-shell"}]"#;
         assert_eq!(previous_entry(single), None);
+    }
+
+    #[test]
+    fn rolled_back_versions_and_the_recovery_entry_are_not_previous_versions() {
+        let json = r#"[
+            {"id":"cell_2.efi","version":"2","isSelected":true},
+            {"id":"cell-recovery.conf","title":"recovery console","isSelected":false},
+            {"id":"cell_3.efi","version":"3","triesLeft":0,"triesDone":3,"isSelected":false},
+            {"id":"cell_1.efi","version":"1","isSelected":false}
+        ]"#;
+        assert_eq!(
+            previous_entry(json),
+            Some(("cell_1.efi".into(), "1".into()))
+        );
     }
 }

@@ -335,9 +335,11 @@ fn empty_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
 }
 
-/// After boot (cell-update-boot.service): settles a pending update, and clears a job that
-/// a reboot interrupted.
-pub fn after_boot(paths: &Paths, uki_dir: &Path, verdict: boot::BootVerdict) -> anyhow::Result<()> {
+/// After boot (cell-update-boot.service): settles a pending update, clears a job that a
+/// reboot interrupted, and points the boot menu's recovery entry at a good version.
+pub fn after_boot(paths: &Paths, esp: &Path, verdict: boot::BootVerdict) -> anyhow::Result<()> {
+    let uki_dir = esp.join("EFI/Linux");
+    let uki_dir = uki_dir.as_path();
     let mut state = load_state(&paths.state_file())?;
     let mut changed = false;
     if let Some(job) = state.job.take() {

@@ -6,3 +6,4 @@ pub mod boot;
 pub mod definitions;
 pub mod job;
 pub mod progress;
+pub mod recovery_entry;

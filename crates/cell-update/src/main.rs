@@ -22,11 +22,12 @@ struct Args {
 enum Action {
     /// Run the job celld asked for (cell-update.service).
     Run,
-    /// Record how a pending update went (cell-update-boot.service, after boot-complete).
+    /// Record how a pending update went and update the boot menu's recovery entry
+    /// (cell-update-boot.service, after boot-complete).
     AfterBoot {
-        /// Where the UKIs are.
-        #[arg(long, default_value = "/boot/EFI/Linux")]
-        uki_dir: PathBuf,
+        /// Where the ESP is mounted.
+        #[arg(long, default_value = "/boot")]
+        esp: PathBuf,
     },
     /// The health check failed: reboot if this version is on trial, so that boot counting
     /// tries again and then falls back (cell-health-failed.service).
@@ -51,7 +52,7 @@ fn main() -> anyhow::Result<()> {
     let paths = Paths::device(&args.state_dir);
     match args.command {
         Action::Run => job::run_request(&paths),
-        Action::AfterBoot { uki_dir } => job::after_boot(&paths, &uki_dir, verdict()),
+        Action::AfterBoot { esp } => job::after_boot(&paths, &esp, verdict()),
         Action::HealthFailed => {
             if verdict() != BootVerdict::Indeterminate {
                 tracing::warn!(
