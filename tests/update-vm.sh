@@ -138,7 +138,7 @@ check "the failure says nothing was installed ($(field 'v["last_result"]["messag
     grep -q 'nothing was installed' "$tmp/answer"
 check "nothing is pending" [ "$(field 'v["pending"]')" = None ]
 check "slot B is still empty, no UKI and no cached file for it" shell \
-    "echo SLOTS=\$(lsblk -rno PARTLABEL | tr '\\n' ' ') UKIS=\$(ls /boot/EFI/Linux | tr '\\n' ' ') CACHE=\$(ls -A /var/lib/cell/update/cache | wc -l)" \
+    "echo SLOTS=\$(lsblk -rno PARTLABEL | tr '\\n' ' ') UKIS=\$(ls /boot/EFI/Linux | tr '\\n' ' ') CACHE=\$(ls -A /var/cache/cell-update 2>/dev/null | wc -l)" \
     'expect:SLOTS=[^\r\n]*_empty _empty _empty' "expect:UKIS=cell_${v1//./\\.}\\.efi +CACHE=0"
 
 # 2. v2, installed through the API; the download is excluded from the install time.

@@ -22,7 +22,7 @@ pub enum VersionError {
         "image version {version:?} contains '+': systemd-boot reads what follows '+' in a UKI's name as its boot counter"
     )]
     Plus { version: String },
-    #[error("image version {version:?} contains {ch:?}: only A-Z, a-z, 0-9, '.', '_' and '-' are allowed")]
+    #[error("image version {version:?} contains {ch:?}: only A-Z, a-z, 0-9, '.' and '-' are allowed ('_' separates the version in file names and partition labels)")]
     BadChar { version: String, ch: char },
     #[error(
         "image version {version:?} is {len} characters long; at most {max} fit in the GPT partition name cell_<version>_hash (36 UTF-16 units)",
@@ -37,7 +37,7 @@ impl ImageVersion {
         let first = version.chars().next().ok_or(VersionError::Empty)?;
         if let Some(ch) = version
             .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-')))
         {
             return Err(if ch == '+' {
                 VersionError::Plus { version: owned() }
@@ -90,7 +90,6 @@ mod tests {
             "0.1.0-53-ga5b0902f.dirty",
             "9.9.9",
             "1",
-            "1_2",
             "2026.11.27",
         ] {
             assert_eq!(
@@ -139,6 +138,7 @@ mod tests {
         ));
         for (v, ch) in [
             ("1.0/..", '/'),
+            ("1_2", '_'),
             ("1 0", ' '),
             ("1.0é", 'é'),
             ("1\n", '\n'),

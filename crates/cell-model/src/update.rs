@@ -92,7 +92,8 @@ impl std::fmt::Display for UpdateUrl {
 }
 
 /// Checks a version the way sysupdate and our partition labels need it: digits first,
-/// then letters, digits, `.`, `_` or `-`, at most [`VERSION_MAX`] characters.
+/// then letters, digits, `.` or `-` (`_` separates the version in file names and labels),
+/// at most [`VERSION_MAX`] characters.
 pub fn validate_version(version: &str) -> Result<(), FieldError> {
     let refuse = |message: &str| Err(FieldError::new("version", message));
     if !version.starts_with(|c: char| c.is_ascii_digit()) {
@@ -103,7 +104,7 @@ pub fn validate_version(version: &str) -> Result<(), FieldError> {
     }
     if let Some(bad) = version
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-')))
     {
         return refuse(&format!("may not contain {bad:?}"));
     }
@@ -272,6 +273,10 @@ mod tests {
         assert!(validate_version("v1").is_err());
         assert!(validate_version("1+3").is_err());
         assert!(validate_version("1/../x").is_err());
+        assert!(
+            validate_version("1_2").is_err(),
+            "'_' would split file names"
+        );
     }
 
     #[test]

@@ -95,7 +95,9 @@ pub fn settle(
             return false; // still on trial: the health check decides
         }
         state.pending = None;
-        state.available.retain(|v| v != &pending);
+        // What was newer than the old version may be older than this one: check again.
+        state.available.clear();
+        state.checked_at = None;
         state.last_result = Some(UpdateResult {
             outcome: UpdateOutcome::Updated,
             version: Some(pending.clone()),

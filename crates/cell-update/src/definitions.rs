@@ -48,9 +48,11 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn device(state_dir: &Path) -> Self {
+    /// The cache is the job's own (`CacheDirectory=cell-update`), out of celld's reach:
+    /// what was verified there is what gets installed.
+    pub fn device() -> Self {
         Self {
-            cache: state_dir.join(cell_model::update::UPDATE_DIR).join("cache"),
+            cache: PathBuf::from("/var/cache/cell-update"),
             disk: "auto".to_owned(),
             uki_dir: "/EFI/Linux".to_owned(),
             uki_relative_to_boot: true,
@@ -58,6 +60,11 @@ impl Layout {
         }
     }
 }
+
+/// The running version (`IMAGE_VERSION`, `%A`) is never the slot made room in: with
+/// two slots, the one to overwrite is the other one, even when it holds a newer version
+/// (after a rollback) or one installed and not yet booted.
+const PROTECT_RUNNING: &str = "ProtectVersion=%A\n";
 
 struct Partition {
     /// In the published file name.
@@ -94,7 +101,7 @@ pub fn render(set: Set, url: &UpdateUrl, layout: &Layout) -> Vec<(String, String
         let published = format!("cell_@v_@u.{}.raw.xz", part.file);
         let cached = format!("cell_@v_@u.{}.raw", part.file);
         let slot = format!(
-            "Type=partition\nPath={}\nMatchPartitionType={}\nMatchPattern=cell_@v{}\nReadOnly=1\nInstancesMax=2\n",
+            "Type=partition\nPath={}\nMatchPartitionType={}\nMatchPattern=cell_@v{}\nReadOnly=1\nInstancesMax=2\n{PROTECT_RUNNING}",
             layout.disk, part.partition_type, part.label_suffix
         );
         let body = match set {
@@ -109,7 +116,7 @@ pub fn render(set: Set, url: &UpdateUrl, layout: &Layout) -> Vec<(String, String
         files.push((format!("{}-{}.transfer", 10 + index, part.file), body));
     }
     let uki_slot = format!(
-        "Type=regular-file\nPath={}\n{}MatchPattern=cell_@v+@l-@d.efi cell_@v+@l.efi cell_@v.efi\nMode=0444\nTriesLeft={}\nTriesDone=0\nInstancesMax=2\n",
+        "Type=regular-file\nPath={}\n{}MatchPattern=cell_@v+@l-@d.efi cell_@v+@l.efi cell_@v.efi\nMode=0444\nTriesLeft={}\nTriesDone=0\nInstancesMax=2\n{PROTECT_RUNNING}",
         layout.uki_dir,
         if layout.uki_relative_to_boot { "PathRelativeTo=boot\n" } else { "" },
         layout.tries
@@ -169,7 +176,7 @@ mod tests {
     }
 
     fn layout() -> Layout {
-        Layout::device(Path::new("/var/lib/cell"))
+        Layout::device()
     }
 
     #[test]
@@ -180,7 +187,7 @@ mod tests {
             assert!(body.contains("Verify=yes"), "{name}");
             assert!(body.contains("Path=http://10.0.2.2:8000/cell\n"), "{name}");
             assert!(
-                body.contains("[Target]\nType=regular-file\nPath=/var/lib/cell/update/cache\n"),
+                body.contains("[Target]\nType=regular-file\nPath=/var/cache/cell-update\n"),
                 "{name}"
             );
             assert!(!body.contains("Type=partition"), "{name}");
@@ -205,10 +212,16 @@ mod tests {
             .1
             .contains("MatchPartitionType=usr-verity\nMatchPattern=cell_@v_hash\n"));
         assert!(files[2].1.contains("MatchPattern=cell_@v_sig\n"));
-        assert!(files[0].1.contains("[Source]\nType=regular-file\nPath=/var/lib/cell/update/cache\nMatchPattern=cell_@v_@u.usr.raw\n"));
+        assert!(files[0].1.contains("[Source]\nType=regular-file\nPath=/var/cache/cell-update\nMatchPattern=cell_@v_@u.usr.raw\n"));
         let uki = &files[3].1;
         assert!(uki.contains("PathRelativeTo=boot\n"));
         assert!(uki.contains("TriesLeft=3\n"));
+        for (name, body) in &files {
+            assert!(
+                body.contains("ProtectVersion=%A\n"),
+                "{name} keeps the running version"
+            );
+        }
         assert!(uki.contains("MatchPattern=cell_@v+@l-@d.efi cell_@v+@l.efi cell_@v.efi\n"));
         assert!(!uki.contains("http"));
     }

@@ -34,7 +34,7 @@ impl Paths {
             definitions: PathBuf::from("/run/cell-update"),
             sysupdate: PathBuf::from("/usr/lib/systemd/systemd-sysupdate"),
             os_release: PathBuf::from("/usr/lib/os-release"),
-            layout: Layout::device(state_dir),
+            layout: Layout::device(),
         }
     }
 
@@ -70,9 +70,24 @@ pub fn save_state(path: &Path, state: &UpdateState) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// Runs the job celld asked for (and removes the request, so that starting the unit by
-/// hand does not repeat it).
-pub fn run_request(paths: &Paths) -> anyhow::Result<()> {
+/// Serialises the writers of the state file (a job, and the bookkeeping after boot).
+fn lock(update_dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    std::fs::create_dir_all(update_dir)
+        .with_context(|| format!("creating {}", update_dir.display()))?;
+    let path = update_dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| anyhow::anyhow!("locking {}: {errno}", path.display()))
+}
+
+/// The request celld wrote, removed once read so that starting the unit by hand does not
+/// repeat it.
+fn take_request(paths: &Paths) -> anyhow::Result<UpdateRequest> {
     let request_path = paths.update_dir.join(REQUEST_FILE);
     let bytes = std::fs::read(&request_path).with_context(|| {
         format!(
@@ -82,12 +97,19 @@ pub fn run_request(paths: &Paths) -> anyhow::Result<()> {
     })?;
     std::fs::remove_file(&request_path)
         .with_context(|| format!("removing {}", request_path.display()))?;
-    let request: UpdateRequest =
-        serde_json::from_slice(&bytes).context("decoding the update request")?;
+    serde_json::from_slice(&bytes).context("decoding the update request")
+}
+
+/// Runs the job celld asked for. Whatever happens, the outcome ends up in the state file,
+/// where the UI looks for it.
+pub fn run_request(paths: &Paths) -> anyhow::Result<()> {
+    let _lock = lock(&paths.update_dir)?;
     let mut job = Job::new(paths)?;
+    let request = take_request(paths);
     let result = match &request {
-        UpdateRequest::Check { url } => job.check(url),
-        UpdateRequest::Install { url, version } => job.install(url, version),
+        Ok(UpdateRequest::Check { url }) => job.check(url),
+        Ok(UpdateRequest::Install { url, version }) => job.install(url, version),
+        Err(error) => Err(anyhow::anyhow!("{error:#}")),
     };
     job.state.job = None;
     job.state.last_result = Some(match result {
@@ -97,8 +119,8 @@ pub fn run_request(paths: &Paths) -> anyhow::Result<()> {
             UpdateResult {
                 outcome: UpdateOutcome::Failed,
                 version: match &request {
-                    UpdateRequest::Install { version, .. } => Some(version.clone()),
-                    UpdateRequest::Check { .. } => None,
+                    Ok(UpdateRequest::Install { version, .. }) => Some(version.clone()),
+                    _ => None,
                 },
                 message: format!("{error:#}"),
                 at: jiff::Timestamp::now(),
@@ -158,6 +180,11 @@ impl<'a> Job<'a> {
             .with_context(|| format!("reading {}", self.paths.os_release.display()))?
             .context("this image carries no IMAGE_VERSION")?;
         // sysupdate lists newest first: what comes before the running version is newer.
+        // Without the running version in the list there is no telling what is newer.
+        anyhow::ensure!(
+            listing.all.contains(&running),
+            "systemd-sysupdate does not list the running version {running} among the installed ones; cannot tell which versions are newer"
+        );
         let newer = listing.all.iter().take_while(|v| **v != running);
         let mut available = Vec::new();
         for version in newer {
@@ -305,7 +332,7 @@ impl<'a> Job<'a> {
         }
         let status = child.wait().context("waiting for systemd-sysupdate")?;
         if !status.success() {
-            bail!("{}", progress.failure());
+            bail!("systemd-sysupdate {status}: {}", progress.failure());
         }
         if let Some(job) = self.state.job.as_mut() {
             job.percent = 100;
@@ -340,6 +367,7 @@ fn empty_dir(dir: &Path) -> anyhow::Result<()> {
 pub fn after_boot(paths: &Paths, esp: &Path, verdict: boot::BootVerdict) -> anyhow::Result<()> {
     let uki_dir = esp.join("EFI/Linux");
     let uki_dir = uki_dir.as_path();
+    let _lock = lock(&paths.update_dir)?;
     let mut state = load_state(&paths.state_file())?;
     let mut changed = false;
     if let Some(job) = state.job.take() {
@@ -369,6 +397,24 @@ pub fn after_boot(paths: &Paths, esp: &Path, verdict: boot::BootVerdict) -> anyh
         verdict,
         jiff::Timestamp::now(),
     );
+    if verdict == boot::BootVerdict::Good && !running.is_empty() {
+        let written = std::fs::read_to_string("/proc/cmdline")
+            .context("reading /proc/cmdline")
+            .and_then(|cmdline| crate::recovery_entry::write(esp, &running, cmdline.trim()));
+        match written {
+            Ok(Some(path)) => {
+                tracing::info!(entry = %path.display(), "recovery boot entry in place")
+            }
+            Ok(None) => tracing::info!(
+                version = running,
+                "this version's UKI is not blessed; the recovery entry stays as it is"
+            ),
+            Err(error) => tracing::warn!(
+                error = format!("{error:#}"),
+                "could not write the recovery boot entry"
+            ),
+        }
+    }
     if changed {
         if let Some(result) = &state.last_result {
             tracing::info!(outcome = ?result.outcome, message = %result.message, "update outcome");

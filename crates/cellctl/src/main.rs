@@ -478,13 +478,19 @@ fn describe_update(view: &UpdateView) -> String {
     text
 }
 
+/// How long a job may take to show up before `--wait` gives up on it.
+const JOB_START_GRACE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Polls the update state until no job runs; progress on stderr. Fails when the job did.
 async fn wait_for_job(ctl: &Ctl, started: jiff::Timestamp) -> anyhow::Result<ExitCode> {
     let mut shown = String::new();
+    let mut seen_job = false;
+    let since = std::time::Instant::now();
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         let view: UpdateView = ctl.call(Method::GET, "/v1/update", None).await?;
         if let Some(job) = &view.job {
+            seen_job = true;
             let line = format!("{:?} {}% {}", job.phase, job.percent, job.detail);
             if line != shown {
                 eprintln!("{line}");
@@ -493,6 +499,9 @@ async fn wait_for_job(ctl: &Ctl, started: jiff::Timestamp) -> anyhow::Result<Exi
             continue;
         }
         let Some(result) = view.last_result.as_ref().filter(|r| r.at >= started) else {
+            if !seen_job && since.elapsed() > JOB_START_GRACE {
+                bail!("the update job did not start; see journalctl -u cell-update.service");
+            }
             continue; // not started yet
         };
         println!("{}", result.message);

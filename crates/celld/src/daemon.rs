@@ -71,6 +71,9 @@ pub struct Daemon {
     /// Unit states, asked of systemd at most every UNIT_HEALTH_TTL: status is polled by
     /// every page view and health check, systemd need not be.
     unit_health: tokio::sync::Mutex<Option<(Instant, Vec<UnitHealth>)>>,
+    /// Held while an update job is handed over, so that two requests cannot both pass
+    /// the "no job is running" check.
+    pub(crate) update_handover: tokio::sync::Mutex<()>,
 }
 
 const UNIT_HEALTH_TTL: Duration = Duration::from_secs(2);
@@ -112,6 +115,7 @@ impl Daemon {
             wg_key,
             vpn_runtime: tokio::sync::Mutex::new(VpnRuntime::default()),
             unit_health: tokio::sync::Mutex::new(None),
+            update_handover: tokio::sync::Mutex::new(()),
         })
     }
 

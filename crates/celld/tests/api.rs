@@ -1065,6 +1065,16 @@ async fn updates_are_requested_from_the_job_and_failed_versions_refused() {
         .system
         .requests()
         .contains(&"start=cell-update.service".to_owned()));
+    let (status, body) = cell
+        .web("alice", Method::POST, "/v1/update/check", None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "the first request is not picked up yet: {body}"
+    );
+    // The job takes its request.
+    std::fs::remove_file(cell.dir.path().join("state/update/request.json")).unwrap();
 
     // What the job found: 3 failed earlier, 2 is available.
     write_update_state(
@@ -1100,13 +1110,13 @@ async fn updates_are_requested_from_the_job_and_failed_versions_refused() {
         (status, body["field"].as_str()),
         (StatusCode::BAD_REQUEST, Some("version"))
     );
-    let (status, _) = cell
+    let (status, body) = cell
         .web("alice", Method::POST, "/v1/update/install", Some(json!({})))
         .await;
     assert_eq!(
         status,
         StatusCode::ACCEPTED,
-        "the newest available by default"
+        "the newest available by default: {body}"
     );
     let request: Value = serde_json::from_slice(
         &std::fs::read(cell.dir.path().join("state/update/request.json")).unwrap(),
@@ -1114,6 +1124,23 @@ async fn updates_are_requested_from_the_job_and_failed_versions_refused() {
     .unwrap();
     assert_eq!(request["action"], "install");
     assert_eq!(request["version"], "9.0.2");
+    std::fs::remove_file(cell.dir.path().join("state/update/request.json")).unwrap();
+
+    // Installed and waiting for the reboot: nothing else is installed meanwhile.
+    write_update_state(
+        &cell,
+        json!({"available": ["9.0.4"], "failed": ["9.0.3"], "pending": "9.0.2"}),
+    );
+    let (status, body) = cell
+        .web(
+            "alice",
+            Method::POST,
+            "/v1/update/install",
+            Some(json!({"version": "9.0.4"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("reboot"), "{body}");
 
     let (status, body) = cell
         .web(

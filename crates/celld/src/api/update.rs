@@ -116,14 +116,29 @@ pub async fn update_put(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A request the job has not picked up yet is this recent: a second one would replace it.
+const REQUEST_PICKUP: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Hands `request` to the update job and starts it.
 async fn start_job(daemon: &Arc<Daemon>, request: UpdateRequest) -> Result<(), AppError> {
+    let _handover = daemon.update_handover.lock().await;
+    let busy =
+        || AppError::Conflict("an update job is already running; wait for it to finish".into());
     if job_running(daemon).await {
-        return Err(AppError::Conflict(
-            "an update job is already running; wait for it to finish".into(),
-        ));
+        return Err(busy());
     }
     let dir = update_dir(daemon);
+    let request_path = dir.join(REQUEST_FILE);
+    // Started but not yet running (queued behind boot bookkeeping, say): its request is
+    // still there. An old one is left over from a job that never ran, and is replaced.
+    let waiting = std::fs::metadata(&request_path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|modified| modified.elapsed().ok())
+        .is_some_and(|age| age < REQUEST_PICKUP);
+    if waiting {
+        return Err(busy());
+    }
     let bytes = serde_json::to_vec(&request).map_err(|e| AppError::Internal(e.to_string()))?;
     blocking(move || {
         std::fs::create_dir_all(&dir)
@@ -184,14 +199,26 @@ pub async fn update_install_post(
     if version == running_version() {
         return Err(FieldError::new("version", "is the version running now").into());
     }
+    if let Some(pending) = &state.pending {
+        return Err(AppError::Conflict(format!(
+            "{pending} is installed and starts at the next reboot; reboot before installing another version"
+        )));
+    }
+    if daemon
+        .system
+        .scheduled_reboot()
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        return Err(AppError::Conflict(
+            "a reboot is scheduled and could cut the installation short; cancel it first".into(),
+        ));
+    }
     if !state.available.contains(&version) {
         return Err(AppError::Conflict(format!(
             "{version} is not among the versions the update server offered; check for updates first"
-        )));
-    }
-    if state.pending.as_ref() == Some(&version) {
-        return Err(AppError::Conflict(format!(
-            "{version} is already installed; reboot to start it"
         )));
     }
     start_job(
