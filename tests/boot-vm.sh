@@ -65,7 +65,7 @@ check "the serial console shows the one-time setup code" \
 # The recovery console over the serial port: an administrator's password reset, then a
 # factory reset that brings back the setup wizard.
 expect() { tests/lib/serial-expect.py "$console" --timeout 120 "$@"; }
-api() { curl -s -o "$tmp/answer" -w '%{http_code}' --max-time 20 -H 'content-type: application/json' "$@"; }
+api() { curl -s -o "$tmp/answer" -w '%{http_code}' --max-time 60 -H 'content-type: application/json' "$@"; }
 code=$(grep -aoE 'Setup code: [A-Z2-9]{4}-[A-Z2-9]{4}' "$serial" | tail -n 1 | cut -d' ' -f3)
 setup="{\"code\":\"$code\",\"cell_name\":\"home\",\"domain\":{\"mode\":\"internal\"},\"timezone\":\"UTC\",\"admin_username\":\"alice\",\"admin_password\":\"first long password\",\"services\":{}}"
 check "the cell is set up over HTTP with the code from the serial port" [ "$(api --data "$setup" "$base/api/v1/setup")" = 200 ]
