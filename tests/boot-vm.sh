@@ -79,11 +79,12 @@ check "and no longer with the old one" \
     [ "$(api --data '{"username":"alice","password":"first long password"}' "$base/api/v1/session")" = 401 ]
 # The disk as the A/B layout made it, looked at from the recovery console's root shell.
 escaped_version=${version//./\\.}
-check "the recovery shell opens with the presence code, and shows the A/B layout" expect \
+check "the recovery shell opens with the presence code, and shows the A/B layout and the factory /etc" expect \
     'send:\r' 'expect:Choice: ' 'send:6\r' 'expect:type this code: ([0-9]{6})' 'send-group:\r' \
     'expect:Root shell; type' \
-    'send:echo USR=$(findmnt -no SOURCE /usr) FS=$(findmnt -no FSTYPE /usr); echo SLOTS=$(lsblk -rno PARTLABEL | tr "\n" " "); echo ROOT=$(findmnt -no FSTYPE /); exit\r' \
-    'expect:USR=/dev/mapper/usr FS=erofs' "expect:SLOTS=[^$]*cell_${escaped_version}[^$]*_empty" 'expect:ROOT=ext4'
+    'send:echo USR=$(findmnt -no SOURCE /usr) FS=$(findmnt -no FSTYPE /usr); echo SLOTS=$(lsblk -rno PARTLABEL | tr "\n" " "); echo ROOT=$(findmnt -no FSTYPE /); echo ETC=$(test -s /etc/ssl/certs/ca-certificates.crt && test -e /etc/nsswitch.conf && echo from-factory); exit\r' \
+    'expect:USR=/dev/mapper/usr FS=erofs' "expect:SLOTS=[^$]*cell_${escaped_version}[^$]*_empty" 'expect:ROOT=ext4' \
+    'expect:ETC=from-factory'
 check "after boot-complete the version is blessed (no tries left in the UKI's name)" expect \
     'send:\r' 'expect:Choice: ' 'send:6\r' 'expect:type this code: ([0-9]{6})' 'send-group:\r' 'expect:Root shell; type' \
     'send:sleep 2; echo UKI=$(ls /efi/EFI/Linux /boot/EFI/Linux 2>/dev/null | grep cell_); exit\r' \

@@ -353,13 +353,23 @@ struct VersionDetails {
     available: bool,
 }
 
+/// Removes what is in `dir` (creating it if need be), not `dir` itself: systemd may have
+/// mounted it (`CacheDirectory=`).
 fn empty_dir(dir: &Path) -> anyhow::Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("emptying {}", dir.display())),
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("listing {}", dir.display()))?
+            .path();
+        let removed = if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("removing {}", path.display()))?;
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+    Ok(())
 }
 
 /// After boot (cell-update-boot.service): settles a pending update, clears a job that a
@@ -422,4 +432,29 @@ pub fn after_boot(paths: &Paths, esp: &Path, verdict: boot::BootVerdict) -> anyh
         save_state(&paths.state_file(), &state)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emptying_keeps_the_directory_and_removes_everything_in_it() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = root.path().join("cache");
+        empty_dir(&cache).unwrap();
+        std::fs::write(cache.join("cell_2.efi"), "uki").unwrap();
+        std::fs::create_dir(cache.join(".#partial")).unwrap();
+        std::fs::write(cache.join(".#partial/x"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc", cache.join("link")).unwrap();
+        let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&cache).unwrap());
+        empty_dir(&cache).unwrap();
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0);
+        let after = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&cache).unwrap());
+        assert_eq!(inode, after, "the directory itself stays");
+        assert!(
+            std::path::Path::new("/etc").exists(),
+            "a symlink is removed, not followed"
+        );
+    }
 }
