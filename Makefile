@@ -37,7 +37,7 @@ help:
 	@echo "make test     the whole test suite (lint, unit tests, namespace and booted-image tests)"
 	@echo "make test-netns  the VPN and firewall in network namespaces (root)"
 	@echo "make run-vm   boot the disk image in qemu (UEFI), web UI on localhost:8080"
-	@echo "make test-vm  boot the disk image in qemu headless and check it"
+	@echo "make test-vm  boot the disk image in qemu headless and check it; then the update test"
 	@echo "make bench    image size, boot-to-health time, idle memory; VPN add-peer and throughput;"
 	@echo "              update install time, reboot-to-UI time and download size (qemu)"
 	@echo "make deps     install the build and test dependencies (Debian 12, root)"

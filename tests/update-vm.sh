@@ -182,7 +182,16 @@ check "once healthy and blessed, the update is reported done" [ "$updated" = yes
 check "v2's UKI is blessed" shell "echo UKIS=\$(ls /boot/EFI/Linux | tr '\\n' ' ')" \
     "expect:UKIS=[^\r\n]*cell_${v2//./\\.}\\.efi"
 
-# 3. v3 fails its health check: boot counting brings back v2.
+# 3. v3 fails its health check: boot counting brings back v2. What was offered to v1 is
+#    checked again on v2.
+api GET /v1/update >/dev/null
+check "after the update nothing is offered until the next check" [ "$(field 'v["available"]')" = "[]" ]
+started=$(last_at)
+check "checking again on v2 is accepted" [ "$(api POST /v1/update/check)" = 202 ]
+check "the check finishes" [ "$(wait_for_job "$started")" = checked ]
+api GET /v1/update >/dev/null
+check "v3 is offered, and only v3 is newer than v2 ($(field 'v["available"]'))" \
+    [ "$(field '" ".join(v["available"])')" = "$v3" ]
 started=$(last_at)
 check "installing v3 is accepted" [ "$(api POST /v1/update/install "{\"version\":\"$v3\"}")" = 202 ]
 check "v3 is installed" [ "$(wait_for_job "$started")" = installed ]

@@ -35,7 +35,7 @@ enum Cmd {
     },
     /// Build the image with mkosi into an emptied output directory
     Build {
-        /// The image version: [A-Za-z0-9._-], starting with a digit, at most 26 characters
+        /// The image version: [A-Za-z0-9.-], starting with a digit, at most 26 characters
         #[arg(long)]
         version: ImageVersion,
         #[arg(long, value_enum)]
