@@ -116,6 +116,18 @@ try {
   check('the firewall page shows the live table', (await page.textContent('pre.ruleset'))?.includes('table inet cell') ?? false);
   await shot('firewall');
 
+  await page.click('nav a[href="/update"]');
+  check('the Updates page shows the running version',
+    ((await page.textContent('#current-version')) ?? '').trim().length > 0);
+  await page.fill('#url', 'ftp://updates.example.org/');
+  await page.click('form[action="/update/url"] button[type=submit]');
+  check('a non-HTTP update server is refused at its field', await page.isVisible('#url-error'));
+  await page.fill('#url', 'https://updates.example.org/cell');
+  await page.click('form[action="/update/url"] button[type=submit]');
+  check('the update server is saved', (await page.textContent('.notice'))?.includes('saved') ?? false);
+  check('and checking for updates is offered', await page.isVisible('form[action="/update/check"] button'));
+  await shot('update');
+
   await page.goto(`${base}/account`);
   await shot('account');
 } catch (error) {

@@ -616,6 +616,10 @@ async fn updates_are_managed_on_their_page() {
     assert_eq!(page.status, 200);
     assert!(page.body.contains("Not checked yet"));
     assert!(
+        !page.body.contains("action=\"/update/reboot\""),
+        "no reboot button without an installed update"
+    );
+    assert!(
         !page.body.contains("Check for updates</button>"),
         "no check without a server"
     );
@@ -662,4 +666,18 @@ async fn updates_are_managed_on_their_page() {
     );
     let no_csrf = http_form(cell.addr, "/update/check", &cookie, "csrf=wrong").await;
     assert_eq!(no_csrf.status, 403);
+
+    // What the update job reports: an installed version waiting for its reboot.
+    let update_dir = cell.dir.path().join("state/update");
+    std::fs::create_dir_all(&update_dir).unwrap();
+    std::fs::write(
+        update_dir.join("state.json"),
+        json!({"pending": "9.9", "failed": ["9.8"]}).to_string(),
+    )
+    .unwrap();
+    let page = http(cell.addr, "GET", "/update", Some(&cookie), None, None).await;
+    assert!(page.body.contains("<strong>9.9</strong> is installed"));
+    assert!(page.body.contains("action=\"/update/reboot\""));
+    assert!(page.body.contains("while it restarts into 9.9"));
+    assert!(page.body.contains("never installed again: 9.8"));
 }
