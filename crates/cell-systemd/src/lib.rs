@@ -97,7 +97,8 @@ pub fn image_version() -> &'static str {
     })
 }
 
-fn image_version_in(os_release: &str) -> Option<String> {
+/// `IMAGE_VERSION=` in the text of an os-release file.
+pub fn image_version_in(os_release: &str) -> Option<String> {
     os_release.lines().find_map(|line| {
         line.strip_prefix("IMAGE_VERSION=")
             .map(|v| v.trim_matches(['"', '\'']).to_owned())

@@ -8,12 +8,9 @@ use cell_model::update::{UpdateOutcome, UpdateResult, UpdateState};
 
 /// `IMAGE_VERSION=` of the running image.
 pub fn running_version(os_release: &Path) -> std::io::Result<Option<String>> {
-    let text = std::fs::read_to_string(os_release)?;
-    Ok(text.lines().find_map(|line| {
-        line.strip_prefix("IMAGE_VERSION=")
-            .map(|v| v.trim_matches(['"', '\'']).to_owned())
-            .filter(|v| !v.is_empty())
-    }))
+    Ok(cell_systemd::image_version_in(&std::fs::read_to_string(
+        os_release,
+    )?))
 }
 
 /// One UKI of ours on the ESP: `cell_<version>[+<left>[-<done>]].efi`.

@@ -412,15 +412,15 @@ async fn http_form(addr: SocketAddr, path: &str, cookie: &str, body: &str) -> Re
     }
 }
 
-#[tokio::test]
-async fn vpn_pages_and_downloads_work_through_a_session() {
-    let cell = start().await;
+/// Claims the cell with alice as its administrator and logs her in: (cookie, CSRF token).
+async fn set_up_as_alice(cell: &Cell) -> (String, String) {
     let code = std::fs::read_to_string(cell.dir.path().join("state/setup-code")).unwrap();
     let setup = json!({
         "code": code.trim(), "cell_name": "home", "domain": {"mode": "internal"},
         "timezone": "UTC", "admin_username": "alice", "admin_password": PASSWORD
     });
-    http(cell.addr, "POST", "/api/v1/setup", None, None, Some(&setup)).await;
+    let done = http(cell.addr, "POST", "/api/v1/setup", None, None, Some(&setup)).await;
+    assert_eq!(done.status, 200, "{}", done.body);
     let login = http(
         cell.addr,
         "POST",
@@ -430,10 +430,17 @@ async fn vpn_pages_and_downloads_work_through_a_session() {
         Some(&json!({"username": "alice", "password": PASSWORD})),
     )
     .await;
-    let (cookie, csrf) = (
+    assert_eq!(login.status, 200, "{}", login.body);
+    (
         login.cookie(),
         login.json()["csrf_token"].as_str().unwrap().to_owned(),
-    );
+    )
+}
+
+#[tokio::test]
+async fn vpn_pages_and_downloads_work_through_a_session() {
+    let cell = start().await;
+    let (cookie, csrf) = set_up_as_alice(&cell).await;
     let vpn =
         json!({"subnet4": "10.87.0.0/20", "listen_port": 51820, "endpoint": "vpn.example.org"});
     let put = http(
@@ -535,25 +542,7 @@ async fn vpn_pages_and_downloads_work_through_a_session() {
 #[tokio::test]
 async fn the_recovery_shell_password_is_set_on_its_page() {
     let cell = start().await;
-    let code = std::fs::read_to_string(cell.dir.path().join("state/setup-code")).unwrap();
-    let setup = json!({
-        "code": code.trim(), "cell_name": "home", "domain": {"mode": "internal"},
-        "timezone": "UTC", "admin_username": "alice", "admin_password": PASSWORD
-    });
-    http(cell.addr, "POST", "/api/v1/setup", None, None, Some(&setup)).await;
-    let login = http(
-        cell.addr,
-        "POST",
-        "/api/v1/session",
-        None,
-        None,
-        Some(&json!({"username": "alice", "password": PASSWORD})),
-    )
-    .await;
-    let (cookie, csrf) = (
-        login.cookie(),
-        login.json()["csrf_token"].as_str().unwrap().to_owned(),
-    );
+    let (cookie, csrf) = set_up_as_alice(&cell).await;
     let page = http(cell.addr, "GET", "/recovery", Some(&cookie), None, None).await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("open to whoever is at the machine"));
@@ -593,25 +582,7 @@ async fn the_recovery_shell_password_is_set_on_its_page() {
 #[tokio::test]
 async fn updates_are_managed_on_their_page() {
     let cell = start().await;
-    let code = std::fs::read_to_string(cell.dir.path().join("state/setup-code")).unwrap();
-    let setup = json!({
-        "code": code.trim(), "cell_name": "home", "domain": {"mode": "internal"},
-        "timezone": "UTC", "admin_username": "alice", "admin_password": PASSWORD
-    });
-    http(cell.addr, "POST", "/api/v1/setup", None, None, Some(&setup)).await;
-    let login = http(
-        cell.addr,
-        "POST",
-        "/api/v1/session",
-        None,
-        None,
-        Some(&json!({"username": "alice", "password": PASSWORD})),
-    )
-    .await;
-    let (cookie, csrf) = (
-        login.cookie(),
-        login.json()["csrf_token"].as_str().unwrap().to_owned(),
-    );
+    let (cookie, csrf) = set_up_as_alice(&cell).await;
     let page = http(cell.addr, "GET", "/update", Some(&cookie), None, None).await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("Not checked yet"));
