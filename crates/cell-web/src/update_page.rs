@@ -87,17 +87,13 @@ async fn act(
     user: &PageUser,
     method: Method,
     path: &str,
-    body: serde_json::Value,
+    body: Option<serde_json::Value>,
     done: &str,
 ) -> Result<Response, AppError> {
+    let body = body.map(|b| Bytes::from(b.to_string()));
     let result = state
         .celld
-        .send(
-            method,
-            path,
-            &user.on_behalf(),
-            Some(Bytes::from(body.to_string())),
-        )
+        .send(method, path, &user.on_behalf(), body)
         .await;
     match result {
         Ok(()) => Ok(page(state, user, Errors::default(), Some(done.to_owned()))
@@ -135,7 +131,7 @@ pub async fn url_post(
         &user,
         Method::PUT,
         "/v1/update",
-        json!({ "url": url }),
+        Some(json!({ "url": url })),
         "The update server is saved.",
     )
     .await
@@ -153,7 +149,7 @@ pub async fn check_post(
         &user,
         Method::POST,
         "/v1/update/check",
-        json!({}),
+        Some(json!({})),
         "Checking for updates…",
     )
     .await
@@ -178,7 +174,7 @@ pub async fn install_post(
         &user,
         Method::POST,
         "/v1/update/install",
-        json!({ "version": form.version }),
+        Some(json!({ "version": form.version })),
         "Downloading and installing; the cell keeps running meanwhile.",
     )
     .await
@@ -204,7 +200,15 @@ pub async fn reboot_post(
     } else {
         (json!({ "at": at }), "The reboot is scheduled.")
     };
-    act(&state, &user, Method::POST, "/v1/update/reboot", body, done).await
+    act(
+        &state,
+        &user,
+        Method::POST,
+        "/v1/update/reboot",
+        Some(body),
+        done,
+    )
+    .await
 }
 
 pub async fn reboot_cancel_post(
@@ -214,16 +218,13 @@ pub async fn reboot_cancel_post(
 ) -> Result<Response, AppError> {
     user.require_admin()?;
     user.check_csrf(&form.csrf)?;
-    state
-        .celld
-        .send(Method::DELETE, "/v1/update/reboot", &user.on_behalf(), None)
-        .await?;
-    Ok(page(
+    act(
         &state,
         &user,
-        Errors::default(),
-        Some("The scheduled reboot is cancelled.".into()),
+        Method::DELETE,
+        "/v1/update/reboot",
+        None,
+        "The scheduled reboot is cancelled.",
     )
-    .await?
-    .into_response())
+    .await
 }

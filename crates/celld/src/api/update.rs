@@ -22,10 +22,6 @@ use crate::daemon::{lock, Daemon};
 /// A reboot can be put off by a week at most.
 const REBOOT_HORIZON_HOURS: i64 = 24 * 7;
 
-fn running_version() -> String {
-    cell_systemd::image_version().to_owned()
-}
-
 fn update_dir(daemon: &Daemon) -> PathBuf {
     daemon.config.state_dir.join(UPDATE_DIR)
 }
@@ -81,7 +77,7 @@ pub async fn update_get(
         .as_ref()
         .map(|u| u.to_string());
     Ok(Json(UpdateView {
-        current: running_version(),
+        current: cell_systemd::image_version().to_owned(),
         url,
         checked_at: state.checked_at,
         available: state.available,
@@ -196,7 +192,7 @@ pub async fn update_install_post(
             "{version} was rolled back after failing its health check; it is not installed again"
         )));
     }
-    if version == running_version() {
+    if version == cell_systemd::image_version() {
         return Err(FieldError::new("version", "is the version running now").into());
     }
     if let Some(pending) = &state.pending {
