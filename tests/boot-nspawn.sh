@@ -12,25 +12,19 @@ net=${CELL_T2_NET:-1}
 nspawn=scripts/cell-nspawn
 address=10.77.$net.2
 base=http://$address
-failures=0
-tmp=$(mktemp -d)
+CELL_BASE=$base
+# shellcheck source=tests/lib/check.sh
+. tests/lib/check.sh
 
-cleanup() {
-    local rc=$?
-    if [ $rc -ne 0 ] || [ $failures -ne 0 ]; then
-        echo "--- container journal (last 60 lines) ---"
-        $nspawn exec $name journalctl --no-pager -n 60 2>/dev/null || true
-        echo "--- console ---"
-        tail -n 30 /run/cell-nspawn/$name/console.log 2>/dev/null || true
-    fi
-    $nspawn stop $name || true
-    rm -rf "$tmp"
+show_logs() {
+    echo "--- container journal (last 60 lines) ---"
+    $nspawn exec $name journalctl --no-pager -n 60 2>/dev/null || true
+    echo "--- console ---"
+    tail -n 30 /run/cell-nspawn/$name/console.log 2>/dev/null || true
 }
-trap cleanup EXIT
-
-pass() { echo "ok - $*"; }
-fail() { echo "not ok - $*"; failures=$((failures + 1)); }
-check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
+stop_container() { $nspawn stop $name || true; }
+on_exit stop_container
+on_failure show_logs
 
 # Units the service manager reports as failed, one per line; empty when none.
 failed_units() { $nspawn exec $name systemctl list-units --failed --plain --no-legend --no-pager | awk '{print $1}'; }
@@ -39,21 +33,16 @@ image_version=$(sed -n 's/^IMAGE_VERSION="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$tree
 [ -n "$image_version" ] || { echo "no IMAGE_VERSION in $tree/usr/lib/os-release" >&2; exit 1; }
 echo "# booting image $image_version"
 
-[ "$(id -u)" = 0 ] || { echo "1..0 # SKIP booting the image needs root (systemd-nspawn, veth)"; exit 0; }
+require_root "booting the image needs root (systemd-nspawn, veth)"
 
 $nspawn stop $name 2>/dev/null || true
 $nspawn start "$tree" $name "$net"
 
 # --- from outside, over the veth -------------------------------------------------------
-health_code=000
-for _ in $(seq 240); do
-    health_code=$(curl -s -o "$tmp/health" -w '%{http_code}' --max-time 2 "$base/health" || true)
-    [ "$health_code" = 200 ] && break
-    sleep 0.5
-done
+health_code=$(wait_for_url "$base/health" 120) || true
 check "/health answers 200 (got $health_code)" [ "$health_code" = 200 ]
 check "/health reports ok and the image's version" \
-    grep -q "\"status\":\"ok\".*\"version\":\"$image_version\"" "$tmp/health"
+    grep -q "\"status\":\"ok\".*\"version\":\"$image_version\"" "$answer"
 
 root_headers=$(curl -s -o /dev/null -D - --max-time 5 "$base/")
 check "/ redirects" grep -qE '^HTTP/1.1 30[1237]' <<<"$root_headers"
@@ -127,16 +116,12 @@ check "after setup it answers home.local by mDNS" [ "$(mdns home.local)" = "$add
 check "and no longer cell.local" mdns_silent cell.local
 check "the setup code is spent" bash -c "! $nspawn exec $name cellctl setup-code >/dev/null 2>&1"
 
-jar=$tmp/cookies
-login_code=$(curl -s -c "$jar" -o "$tmp/session.json" -w '%{http_code}' -H 'content-type: application/json' \
-    -d '{"username":"alice","password":"correct horse battery"}' "$base/api/v1/session")
+api_login alice "correct horse battery" || true
 check "alice logs in (got $login_code)" [ "$login_code" = 200 ]
-csrf=$(sed -n 's/.*"csrf_token":"\([0-9a-f]*\)".*/\1/p' "$tmp/session.json")
 settings='{"identity":{"cell_name":"home","domain":{"mode":"internal"},"timezone":"America/New_York"},"services":{"calendar":true}}'
-no_csrf=$(curl -s -b "$jar" -o /dev/null -w '%{http_code}' -X PUT -H 'content-type: application/json' -d "$settings" "$base/api/v1/settings")
+no_csrf=$(csrf='' api PUT /api/v1/settings "$settings")
 check "a change without the CSRF token is refused (got $no_csrf)" [ "$no_csrf" = 403 ]
-put_code=$(curl -s -b "$jar" -o /dev/null -w '%{http_code}' -X PUT -H 'content-type: application/json' \
-    -H "x-csrf-token: $csrf" -d "$settings" "$base/api/v1/settings")
+put_code=$(api PUT /api/v1/settings "$settings")
 check "a settings change with the session and token succeeds (got $put_code)" [ "$put_code" = 200 ]
 check "the new time zone is applied" bash -c "$nspawn exec $name readlink /etc/localtime | grep -q 'America/New_York$'"
 check "the change is in the audit log" \
@@ -161,8 +146,4 @@ check "the cell reached cell-health.target (celld and cell-web answer)" \
 failed=$(failed_units)
 check "still no failed unit after setup (failed: ${failed:-none})" [ -z "$failed" ]
 
-if [ $failures -ne 0 ]; then
-    echo "# $failures check(s) failed"
-    exit 1
-fi
-echo "# all booted-image checks passed"
+finish "# all booted-image checks passed"

@@ -10,43 +10,33 @@ disk=${1:?usage: $0 DISK.raw VERSION}
 version=${2:?usage: $0 DISK.raw VERSION}
 port=${CELL_T3_PORT:-18080}
 base=http://127.0.0.1:$port
-tmp=$(mktemp -d)
+CELL_BASE=$base
+# shellcheck source=tests/lib/check.sh
+. tests/lib/check.sh
 serial=$tmp/serial.log
 console=$tmp/serial.sock
-failures=0
 vm_pid=
 
-cleanup() {
-    local rc=$?
-    if [ -n "$vm_pid" ]; then kill "$vm_pid" 2>/dev/null || true; wait "$vm_pid" 2>/dev/null || true; fi
-    if [ $rc -ne 0 ] || [ $failures -ne 0 ]; then
-        echo "--- serial console (last 40 lines) ---"
-        tail -n 40 "$serial" 2>/dev/null | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' || true
-    fi
-    rm -rf "$tmp"
+show_serial() {
+    echo "--- serial console (last 40 lines) ---"
+    tail -n 40 "$serial" 2>/dev/null | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' || true
 }
-trap cleanup EXIT
-
-pass() { echo "ok - $*"; }
-fail() { echo "not ok - $*"; failures=$((failures + 1)); }
-check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
+stop_vm() {
+    if [ -n "$vm_pid" ]; then kill "$vm_pid" 2>/dev/null || true; wait "$vm_pid" 2>/dev/null || true; fi
+}
+on_failure show_serial
+on_exit stop_vm
 
 echo "# booting $disk in qemu (TCG, OVMF); this takes a few minutes"
 started=$(date +%s)
 CELL_VM_LOG=$serial CELL_VM_SERIAL=$console CELL_VM_PORT=$port scripts/run-vm "$disk" --headless &
 vm_pid=$!
 
-code=000
 # Software emulation is slow and CI machines vary: allow 15 minutes before calling it dead.
-for _ in $(seq 900); do
-    code=$(curl -s -o "$tmp/health" -w '%{http_code}' --max-time 2 "$base/health" || true)
-    [ "$code" = 200 ] && break
-    kill -0 "$vm_pid" 2>/dev/null || break
-    sleep 1
-done
+code=$(wait_for_url "$base/health" 900 "$vm_pid") || true
 echo "# web UI answered after $(( $(date +%s) - started )) s"
 check "/health answers 200 through the forwarded port (got $code)" [ "$code" = 200 ]
-check "/health reports the image's version" grep -qF "\"version\":\"$version\"" "$tmp/health"
+check "/health reports the image's version" grep -qF "\"version\":\"$version\"" "$answer"
 location=$(curl -s -o /dev/null -w '%{redirect_url}' --max-time 5 "$base/")
 check "/ redirects to /setup (got '$location')" [ "$location" = "$base/setup" ]
 check "/setup shows the image's version" \
@@ -65,18 +55,17 @@ check "the serial console shows the one-time setup code" \
 # The recovery console over the serial port: an administrator's password reset, then a
 # factory reset that brings back the setup wizard.
 expect() { tests/lib/serial-expect.py "$console" --timeout 120 "$@"; }
-api() { curl -s -o "$tmp/answer" -w '%{http_code}' --max-time 60 -H 'content-type: application/json' "$@"; }
 code=$(grep -aoE 'Setup code: [A-Z2-9]{4}-[A-Z2-9]{4}' "$serial" | tail -n 1 | cut -d' ' -f3)
 setup="{\"code\":\"$code\",\"cell_name\":\"home\",\"domain\":{\"mode\":\"internal\"},\"timezone\":\"UTC\",\"admin_username\":\"alice\",\"admin_password\":\"first long password\",\"services\":{}}"
-check "the cell is set up over HTTP with the code from the serial port" [ "$(api --data "$setup" "$base/api/v1/setup")" = 200 ]
+check "the cell is set up over HTTP with the code from the serial port" [ "$(api POST /api/v1/setup "$setup")" = 200 ]
 check "the recovery console resets alice's password" expect \
     'send:\r' 'expect:Choice: ' 'send:2\r' 'expect:Whose password\? ' 'send:alice\r' \
     'expect:New password: ' 'send:second long password\r' 'expect:The same again: ' \
     'send:second long password\r' "expect:Type 'yes'" 'send:yes\r' 'expect:Done: set through celld'
 check "alice logs in with the new password" \
-    [ "$(api --data '{"username":"alice","password":"second long password"}' "$base/api/v1/session")" = 200 ]
+    [ "$(api POST /api/v1/session '{"username":"alice","password":"second long password"}')" = 200 ]
 check "and no longer with the old one" \
-    [ "$(api --data '{"username":"alice","password":"first long password"}' "$base/api/v1/session")" = 401 ]
+    [ "$(api POST /api/v1/session '{"username":"alice","password":"first long password"}')" = 401 ]
 # The disk as the A/B layout made it, looked at from the recovery console's root shell.
 escaped_version=${version//./\\.}
 check "the recovery shell opens with the presence code, and shows the A/B layout and the factory /etc" expect \
@@ -91,20 +80,9 @@ check "after boot-complete the version is blessed (no tries left in the UKI's na
     "expect:UKI=cell_${escaped_version}\\.efi"
 check "the recovery console starts a factory reset" expect \
     'send:\r' 'expect:Choice: ' 'send:5\r' "expect:Type 'erase'" 'send:erase\r' 'expect:Done: restarting to erase'
-wizard=no
-for _ in $(seq 600); do
-    if [ "$(api "$base/api/v1/setup")" = 200 ] && grep -q '"setup_complete":false' "$tmp/answer"; then
-        wizard=yes
-        break
-    fi
-    sleep 1
-done
-check "after the factory reset the cell is back at the setup wizard" [ "$wizard" = yes ]
+at_wizard() { [ "$(api GET /api/v1/setup)" = 200 ] && grep -q '"setup_complete":false' "$answer"; }
+check "after the factory reset the cell is back at the setup wizard" wait_until 600 at_wizard
 check "and the serial port shows a new setup code" \
     [ "$(grep -aoE 'Setup code: [A-Z2-9]{4}-[A-Z2-9]{4}' "$serial" | tail -n 1 | cut -d' ' -f3)" != "$code" ]
 
-if [ $failures -ne 0 ]; then
-    echo "# $failures check(s) failed"
-    exit 1
-fi
-echo "# all VM checks passed"
+finish "# all VM checks passed"

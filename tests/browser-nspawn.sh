@@ -11,19 +11,19 @@ name=cell-web-t2
 net=${CELL_BROWSER_NET:-3}
 nspawn=scripts/cell-nspawn
 shots=build/test-output/screenshots
+# shellcheck source=tests/lib/check.sh
+. tests/lib/check.sh
 
-[ "$(id -u)" = 0 ] || { echo "1..0 # SKIP booting the image needs root"; exit 0; }
+require_root "booting the image needs root"
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
     (cd tests/browser && npm install --no-audit --no-fund --silent)
 fi
 
-trap '$nspawn stop $name >/dev/null 2>&1 || true' EXIT
+stop_container() { $nspawn stop $name >/dev/null 2>&1 || true; }
+on_exit stop_container
 $nspawn stop $name 2>/dev/null || true
 $nspawn start "$tree" $name "$net"
-for _ in $(seq 240); do
-    curl -fs -o /dev/null --max-time 2 "http://10.77.$net.2/health" && break
-    sleep 0.5
-done
+wait_for_url "http://10.77.$net.2/health" 120 >/dev/null || true
 code=$($nspawn exec $name cellctl setup-code | sed -n 's/^Setup code: //p')
 rm -rf "$shots"
 node tests/browser/wizard.mjs "http://10.77.$net.2" "$code" "$shots"

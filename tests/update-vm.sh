@@ -19,30 +19,23 @@ v1=${2:?} updates=${3:?} v2=${4:?} v3=${5:?} bad=${6:?}
 port=${CELL_T3_PORT:-18081}
 http_port=${CELL_T3_HTTP_PORT:-18990}
 base=http://127.0.0.1:$port
-tmp=$(mktemp -d)
+CELL_BASE=$base
+# shellcheck source=tests/lib/check.sh
+. tests/lib/check.sh
 serial=$tmp/serial.log
 console=$tmp/serial.sock
-jar=$tmp/cookies
-failures=0
 vm_pid=
 http_pid=
 
-cleanup() {
-    local rc=$?
-    [ -z "$vm_pid" ] || { kill "$vm_pid" 2>/dev/null || true; wait "$vm_pid" 2>/dev/null || true; }
-    [ -z "$http_pid" ] || kill "$http_pid" 2>/dev/null || true
-    if [ $rc -ne 0 ] || [ $failures -ne 0 ]; then
-        echo "--- serial console (last 60 lines) ---"
-        tail -n 60 "$serial" 2>/dev/null | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' || true
-    fi
-    rm -rf "$tmp"
+show_serial() {
+    echo "--- serial console (last 60 lines) ---"
+    tail -n 60 "$serial" 2>/dev/null | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' || true
 }
-trap cleanup EXIT
-
-pass() { echo "ok - $*"; }
-fail() { echo "not ok - $*"; failures=$((failures + 1)); }
-check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
-die() { fail "$*"; exit 1; }
+stop_vm() { [ -z "$vm_pid" ] || { kill "$vm_pid" 2>/dev/null || true; wait "$vm_pid" 2>/dev/null || true; }; }
+stop_http() { [ -z "$http_pid" ] || kill "$http_pid" 2>/dev/null || true; }
+on_failure show_serial
+on_exit stop_http
+on_exit stop_vm
 
 # The published directory, with a copy of v2 under the name $bad whose usr file has one
 # byte flipped after SHA256SUMS was signed.
@@ -79,24 +72,13 @@ wait_for_version() {
 wait_for_version "$v1" 900 || die "v1 never answered on /health"
 pass "v1 ($v1) is up"
 
-api() { # METHOD PATH [JSON] → status code; body in $tmp/answer
-    local args=(-s -b "$jar" -c "$jar" -o "$tmp/answer" -w '%{http_code}' --max-time 30 -X "$1")
-    [ -z "${csrf:-}" ] || args+=(-H "x-csrf-token: $csrf")
-    [ $# -lt 3 ] || args+=(-H 'content-type: application/json' --data "$3")
-    curl "${args[@]}" "$base/api$2"
-}
-login() {
-    csrf=
-    [ "$(api POST /v1/session '{"username":"alice","password":"first long password"}')" = 200 ] || return 1
-    csrf=$(sed -n 's/.*"csrf_token":"\([0-9a-f]*\)".*/\1/p' "$tmp/answer")
-}
-field() { python3 -c "import json,sys; v=json.load(open('$tmp/answer')); print(eval(sys.argv[1]))" "$@"; }
+login() { api_login alice "first long password"; }
 # The time of the last job's result (the guest's clock), to tell the next one from it.
-last_at() { api GET /v1/update >/dev/null; field '(v["last_result"] or {}).get("at","")'; }
+last_at() { api GET /api/v1/update >/dev/null; field '(v["last_result"] or {}).get("at","")'; }
 # Waits for the update job to finish (a result newer than $1); prints its outcome.
 wait_for_job() {
     for _ in $(seq 600); do
-        api GET /v1/update >/dev/null
+        api GET /api/v1/update >/dev/null
         if [ "$(field 'v["job"] is None')" = True ] && [ "$(field '(v["last_result"] or {}).get("at","") != sys.argv[2]' "$1")" = True ]; then
             field 'v["last_result"]["outcome"]'
             return 0
@@ -113,29 +95,29 @@ shell() { # runs one command line in the recovery console's root shell, then exp
 
 code=$(grep -aoE 'Setup code: [A-Z2-9]{4}-[A-Z2-9]{4}' "$serial" | tail -n 1 | cut -d' ' -f3)
 setup="{\"code\":\"$code\",\"cell_name\":\"home\",\"domain\":{\"mode\":\"internal\"},\"timezone\":\"UTC\",\"admin_username\":\"alice\",\"admin_password\":\"first long password\",\"services\":{}}"
-check "v1 is set up with the code from the serial port" [ "$(api POST /v1/setup "$setup")" = 200 ]
+check "v1 is set up with the code from the serial port" [ "$(api POST /api/v1/setup "$setup")" = 200 ]
 login || die "alice cannot log in"
 check "a VPN device is added (data that must survive updates)" \
-    [ "$(api POST /v1/vpn/peers '{"name":"laptop"}')" = 201 ]
-check "the update server is set" [ "$(api PUT /v1/update "{\"url\":\"http://10.0.2.2:$http_port/\"}")" = 204 ]
-check "a URL that is not HTTP is refused naming the field" \
-    bash -c "[ \"\$(curl -s -b '$jar' -o '$tmp/bad' -w '%{http_code}' -X PUT -H 'x-csrf-token: $csrf' -H 'content-type: application/json' --data '{\"url\":\"ftp://x/\"}' '$base/api/v1/update')\" = 400 ] && grep -q '\"field\":\"url\"' '$tmp/bad'"
+    [ "$(api POST /api/v1/vpn/peers '{"name":"laptop"}')" = 201 ]
+check "the update server is set" [ "$(api PUT /api/v1/update "{\"url\":\"http://10.0.2.2:$http_port/\"}")" = 204 ]
+ftp_refused() { [ "$(api PUT /api/v1/update '{"url":"ftp://x/"}')" = 400 ] && grep -q '"field":"url"' "$answer"; }
+check "a URL that is not HTTP is refused naming the field" ftp_refused
 
 started=$(last_at)
-check "checking for updates is accepted" [ "$(api POST /v1/update/check)" = 202 ]
+check "checking for updates is accepted" [ "$(api POST /api/v1/update/check)" = 202 ]
 check "the check finds the published versions" [ "$(wait_for_job "$started")" = checked ]
-api GET /v1/update >/dev/null
+api GET /api/v1/update >/dev/null
 check "v3, v2 and the corrupted one are offered ($(field 'v["available"]'))" \
     [ "$(field '" ".join(v["available"])')" = "$v3 $v2 $bad" ]
 
 # 1. One flipped byte: refused, nothing written (slot B still empty, no UKI, no cache).
 started=$(last_at)
 check "installing the corrupted version is accepted as a job" \
-    [ "$(api POST /v1/update/install "{\"version\":\"$bad\"}")" = 202 ]
+    [ "$(api POST /api/v1/update/install "{\"version\":\"$bad\"}")" = 202 ]
 check "and it fails" [ "$(wait_for_job "$started")" = failed ]
-api GET /v1/update >/dev/null
+api GET /api/v1/update >/dev/null
 check "the failure says nothing was installed ($(field 'v["last_result"]["message"]'))" \
-    grep -q 'nothing was installed' "$tmp/answer"
+    grep -q 'nothing was installed' "$answer"
 check "nothing is pending" [ "$(field 'v["pending"]')" = None ]
 check "slot B is still empty, no UKI and no cached file for it" shell \
     "echo SLOTS=\$(lsblk -rno PARTLABEL | tr '\\n' ' ') UKIS=\$(ls /boot/EFI/Linux | tr '\\n' ' ') CACHE=\$(ls -A /var/cache/cell-update 2>/dev/null | wc -l)" \
@@ -143,10 +125,10 @@ check "slot B is still empty, no UKI and no cached file for it" shell \
 
 # 2. v2, installed through the API; the download is excluded from the install time.
 started=$(last_at)
-check "installing v2 is accepted" [ "$(api POST /v1/update/install "{\"version\":\"$v2\"}")" = 202 ]
+check "installing v2 is accepted" [ "$(api POST /api/v1/update/install "{\"version\":\"$v2\"}")" = 202 ]
 saw_progress=no
 for _ in $(seq 60); do
-    api GET /v1/update >/dev/null
+    api GET /api/v1/update >/dev/null
     if [ "$(field 'v["job"] is not None and v["job"]["phase"] in ("downloading","installing")')" = True ]; then
         saw_progress=yes; break
     fi
@@ -154,7 +136,7 @@ for _ in $(seq 60); do
 done
 check "the job reports its phase and progress while it runs" [ "$saw_progress" = yes ]
 check "v2 is installed" [ "$(wait_for_job "$started")" = installed ]
-api GET /v1/update >/dev/null
+api GET /api/v1/update >/dev/null
 check "v2 is pending until the reboot" [ "$(field 'v["pending"]')" = "$v2" ]
 install_seconds=$(field 'round(v["last_result"]["install_seconds"], 1)')
 download_seconds=$(field 'round(v["last_result"]["download_seconds"], 1)')
@@ -163,39 +145,38 @@ check "v2 went into slot B, and its UKI is on trial" shell \
     "expect:SLOTS=[^\r\n]*cell_${v2//./\\.} cell_${v2//./\\.}_hash cell_${v2//./\\.}_sig" \
     "expect:UKIS=[^\r\n]*cell_${v2//./\\.}\\+3-0\\.efi"
 
-check "a reboot is asked for" [ "$(api POST /v1/update/reboot '{}')" = 202 ]
+check "a reboot is asked for" [ "$(api POST /api/v1/update/reboot '{}')" = 202 ]
 reboot_started=$(date +%s)
 for _ in $(seq 120); do curl -fs -o /dev/null --max-time 2 "$base/health" || break; sleep 1; done
 check "v2 answers after the reboot" wait_for_version "$v2" 900
 reboot_seconds=$(( $(date +%s) - reboot_started ))
 echo "# reboot to the web UI of v2: ${reboot_seconds} s"
 login || die "alice cannot log in on v2"
-check "alice's password and the VPN device survived the update" \
-    bash -c "[ \"\$(curl -s -b '$jar' -o '$tmp/peers' -w '%{http_code}' '$base/api/v1/vpn/peers')\" = 200 ] && grep -q '\"laptop\"' '$tmp/peers'"
-updated=no
-for _ in $(seq 300); do
-    api GET /v1/update >/dev/null
-    if [ "$(field '(v["last_result"] or {}).get("outcome")')" = updated ]; then updated=yes; break; fi
-    sleep 1
-done
-check "once healthy and blessed, the update is reported done" [ "$updated" = yes ]
+laptop_kept() { [ "$(api GET /api/v1/vpn/peers)" = 200 ] && grep -q '"laptop"' "$answer"; }
+check "alice's password and the VPN device survived the update" laptop_kept
+# The last update job's outcome is $1 (leaves GET /api/v1/update in $answer).
+outcome_is() {
+    api GET /api/v1/update >/dev/null
+    [ "$(field '(v["last_result"] or {}).get("outcome")')" = "$1" ]
+}
+check "once healthy and blessed, the update is reported done" wait_until 300 outcome_is updated
 check "v2's UKI is blessed" shell "echo UKIS=\$(ls /boot/EFI/Linux | tr '\\n' ' ')" \
     "expect:UKIS=[^\r\n]*cell_${v2//./\\.}\\.efi"
 
 # 3. v3 fails its health check: boot counting brings back v2. What was offered to v1 is
 #    checked again on v2.
-api GET /v1/update >/dev/null
+api GET /api/v1/update >/dev/null
 check "after the update nothing is offered until the next check" [ "$(field 'v["available"]')" = "[]" ]
 started=$(last_at)
-check "checking again on v2 is accepted" [ "$(api POST /v1/update/check)" = 202 ]
+check "checking again on v2 is accepted" [ "$(api POST /api/v1/update/check)" = 202 ]
 check "the check finishes" [ "$(wait_for_job "$started")" = checked ]
-api GET /v1/update >/dev/null
+api GET /api/v1/update >/dev/null
 check "v3 is offered, and only v3 is newer than v2 ($(field 'v["available"]'))" \
     [ "$(field '" ".join(v["available"])')" = "$v3" ]
 started=$(last_at)
-check "installing v3 is accepted" [ "$(api POST /v1/update/install "{\"version\":\"$v3\"}")" = 202 ]
+check "installing v3 is accepted" [ "$(api POST /api/v1/update/install "{\"version\":\"$v3\"}")" = 202 ]
 check "v3 is installed" [ "$(wait_for_job "$started")" = installed ]
-check "a reboot into v3 is asked for" [ "$(api POST /v1/update/reboot '{}')" = 202 ]
+check "a reboot into v3 is asked for" [ "$(api POST /api/v1/update/reboot '{}')" = 202 ]
 for _ in $(seq 120); do curl -fs -o /dev/null --max-time 2 "$base/health" || break; sleep 1; done
 echo "# v3 is on trial: three failed boots, then v2 again (this takes several minutes)"
 check "after v3's tries, v2 answers again by itself" wait_for_version "$v2" 2400
@@ -203,22 +184,16 @@ check "v3 used up its three tries, and v2 is the blessed default" shell \
     "echo UKIS=\$(ls /boot/EFI/Linux | tr '\\n' ' ')" \
     "expect:UKIS=[^\r\n]*cell_${v2//./\\.}\\.efi cell_${v3//./\\.}\\+0-3\\.efi"
 login || die "alice cannot log in after the rollback"
-rolled_back=no
-for _ in $(seq 300); do
-    api GET /v1/update >/dev/null
-    if [ "$(field '(v["last_result"] or {}).get("outcome")')" = rolled_back ]; then rolled_back=yes; break; fi
-    sleep 1
-done
-check "the UI reports the rolled-back update" [ "$rolled_back" = yes ]
+check "the UI reports the rolled-back update" wait_until 300 outcome_is rolled_back
 check "v3 is listed as failed and no longer offered" \
     [ "$(field 'sys.argv[2] in v["failed"] and sys.argv[2] not in v["available"]' "$v3")" = True ]
-check "installing v3 again is refused" [ "$(api POST /v1/update/install "{\"version\":\"$v3\"}")" = 409 ]
+check "installing v3 again is refused" [ "$(api POST /api/v1/update/install "{\"version\":\"$v3\"}")" = 409 ]
 curl -s -b "$jar" -o "$tmp/update.html" "$base/update"
 check "the Updates page shows the rollback" grep -q "did not pass its health check" "$tmp/update.html"
-api GET /v1/status >/dev/null
+api GET /api/v1/status >/dev/null
 uptime_before=$(field 'v["uptime_seconds"]')
 sleep 60
-api GET /v1/status >/dev/null
+api GET /api/v1/status >/dev/null
 check "no reboot loop: v2 stays up" [ "$(field 'v["uptime_seconds"]')" -gt "$uptime_before" ]
 
 # The boot menu's recovery entry: the running version, booted into the recovery console
@@ -241,8 +216,4 @@ summary="update: install ${install_seconds} s (download ${download_seconds} s, e
 echo "# $summary"
 [ -z "${CELL_BENCH_OUT:-}" ] || echo "$summary" >> "$CELL_BENCH_OUT"
 
-if [ $failures -ne 0 ]; then
-    echo "# $failures check(s) failed"
-    exit 1
-fi
-echo "# all update checks passed"
+finish "# all update checks passed"

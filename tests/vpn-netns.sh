@@ -6,13 +6,12 @@
 # trace, restarts that keep tunnels and change nothing, foreign objects left alone.
 #   tests/vpn-netns.sh [path/to/celld]      (root; skips with a message otherwise)
 set -euo pipefail
+# shellcheck source=tests/lib/check.sh
+. "$(dirname "$0")/lib/check.sh"
 
-if [ "$(id -u)" != 0 ]; then
-    echo "vpn-netns: skipped: needs root for network namespaces"
-    exit 0
-fi
+require_root "vpn-netns: needs root for network namespaces"
 for tool in wireguard-go wg wg-quick nft ip curl python3; do
-    command -v "$tool" >/dev/null || { echo "vpn-netns: missing $tool (make deps)" >&2; exit 1; }
+    require_tool "$tool" "vpn-netns: missing $tool (make deps)"
 done
 
 celld=${1:-target/debug/celld}
@@ -23,47 +22,42 @@ id=$$
 cell=cellns$id c1=c1ns$id c2=c2ns$id wan=wanns$id
 # wireguard-go's UAPI sockets are shared by all namespaces: names must be unique.
 wg_cell=cwg$id wg_c1=c1wg$id wg_c2=c2wg$id
-work=$(mktemp -d)
+work=$tmp
 socket=$work/celld.sock
+# celld's own API, on its socket (no session, no CSRF token): api GET /v1/status
+CELL_BASE=http://cell
+CELL_SOCKET=$socket
 endpoint=10.200.0.1
 celld_pid=
 
 log() { echo "vpn-netns: $*"; }
-fail() {
+# Stops the test at the first failure; the tail of celld's log follows (on_failure below).
+fatal() {
     echo "vpn-netns: FAIL: $*" >&2
-    [ -f "$work/celld.log" ] && grep -v "^ *[0-9]*: \|^ *at " "$work/celld.log" | tail -30 >&2
     exit 1
 }
 
 cleanup() {
-    set +e
     [ -n "$celld_pid" ] && kill "$celld_pid" 2>/dev/null && wait "$celld_pid" 2>/dev/null
     for dev in $wg_cell $wg_c1 $wg_c2; do
         rm -f "/var/run/wireguard/$dev.sock"
         pkill -f "wireguard-go $dev" 2>/dev/null
     done
     for ns in $cell $c1 $c2 $wan; do ip netns del "$ns" 2>/dev/null; done
-    rm -rf "$work"
 }
-trap cleanup EXIT
+celld_log() {
+    [ -f "$work/celld.log" ] && grep -v "^ *[0-9]*: \|^ *at " "$work/celld.log" | tail -30 >&2
+}
+on_exit cleanup
+on_failure celld_log
 
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-
-api() { # METHOD PATH [JSON]
-    local args=(-sS --unix-socket "$socket" -X "$1" -o "$work/body" -w '%{http_code}')
-    [ $# -ge 3 ] && args+=(-H 'content-type: application/json' --data "$3")
-    curl "${args[@]}" "http://cell$2"
-}
-
-json() { # FILE EXPRESSION (python, on variable d)
-    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"
-}
 
 expect() { # STATUS METHOD PATH [JSON]
     local want=$1; shift
     local got
     got=$(api "$@")
-    [ "$got" = "$want" ] || fail "$1 $2 answered $got, expected $want: $(cat "$work/body")"
+    [ "$got" = "$want" ] || fatal "$1 $2 answered $got, expected $want: $(cat "$answer")"
 }
 
 # --- topology: clients reach the cell's endpoint address over their own veth ---
@@ -102,7 +96,7 @@ start_celld() {
         [ -S "$socket" ] && api GET /v1/status >/dev/null 2>&1 && return 0
         sleep 0.1
     done
-    fail "celld did not start"
+    fatal "celld did not start"
 }
 
 stop_celld() {
@@ -114,12 +108,12 @@ stop_celld() {
 
 start_celld
 expect 200 GET /v1/setup-code
-code=$(json "$work/body" 'd["code"]')
+code=$(field 'v["code"]')
 expect 200 POST /v1/setup "{\"code\":\"$code\",\"cell_name\":\"home\",\"domain\":{\"mode\":\"internal\"},\"timezone\":\"UTC\",\"admin_username\":\"alice\",\"admin_password\":\"correct horse battery\",\"services\":{}}"
 expect 200 PUT /v1/vpn "{\"subnet4\":\"10.87.0.0/20\",\"listen_port\":51820,\"endpoint\":\"$endpoint\"}"
-backend=$(json "$work/body" 'd["backend"]')
+backend=$(field 'v["backend"]')
 log "cell device $wg_cell runs on: $backend"
-[ "$backend" = userspace ] || [ "$backend" = kernel ] || fail "no WireGuard device: $(cat "$work/body")"
+[ "$backend" = userspace ] || [ "$backend" = kernel ] || fatal "no WireGuard device: $(cat "$answer")"
 
 expect 201 POST /v1/vpn/peers '{"name":"withfiles","owner":"alice","access":{"files":true},"internet_exit":true,"keepalive":5}'
 expect 201 POST /v1/vpn/peers '{"name":"nofiles","owner":"alice","keepalive":5}'
@@ -128,7 +122,7 @@ expect 201 POST /v1/vpn/peers '{"name":"nofiles","owner":"alice","keepalive":5}'
 bring_up() { # NAMESPACE INTERFACE PEER
     local ns=$1 dev=$2 peer=$3
     expect 200 GET "/v1/vpn/peers/$peer/config"
-    cp "$work/body" "$work/$dev.conf"
+    cp "$answer" "$work/$dev.conf"
     wg-quick strip "$work/$dev.conf" >"$work/$dev.stripped"
     in_ns "$ns" wireguard-go "$dev" >/dev/null 2>&1
     in_ns "$ns" wg setconf "$dev" "$work/$dev.stripped"
@@ -151,14 +145,14 @@ bring_up "$c1" "$wg_c1" withfiles
 bring_up "$c2" "$wg_c2" nofiles
 
 gateway=10.87.0.1
-files=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["services"]["files"])' <(api GET /v1/vpn >/dev/null; cat "$work/body"))
+files=$(api GET /v1/vpn >/dev/null; field 'v["services"]["files"]')
 log "files service stands in at $files:443"
-in_ns "$c1" ping -c 1 -W 5 $gateway >/dev/null || fail "client 1 cannot reach the cell through the tunnel"
-in_ns "$c2" ping -c 1 -W 5 $gateway >/dev/null || fail "client 2 cannot reach the cell through the tunnel"
+in_ns "$c1" ping -c 1 -W 5 $gateway >/dev/null || fatal "client 1 cannot reach the cell through the tunnel"
+in_ns "$c2" ping -c 1 -W 5 $gateway >/dev/null || fatal "client 2 cannot reach the cell through the tunnel"
 
 expect 200 GET /v1/vpn/peers
-handshakes=$(json "$work/body" 'sum(1 for p in d if p["live"] and p["live"]["last_handshake"])')
-[ "$handshakes" = 2 ] || fail "expected 2 handshakes, saw $handshakes: $(cat "$work/body")"
+handshakes=$(field 'sum(1 for p in v if p["live"] and p["live"]["last_handshake"])')
+[ "$handshakes" = 2 ] || fatal "expected 2 handshakes, saw $handshakes: $(cat "$answer")"
 log "handshakes complete for both clients"
 
 # A TCP listener standing in for the files service, on every address of the cell.
@@ -166,35 +160,36 @@ ip netns exec "$cell" python3 -m http.server 443 --bind 0.0.0.0 >/dev/null 2>&1 
 server_pid=$!
 ip netns exec "$wan" python3 -m http.server 80 --bind 198.51.100.2 >/dev/null 2>&1 &
 wan_pid=$!
-trap 'kill $server_pid $wan_pid 2>/dev/null; cleanup' EXIT
+stop_servers() { kill "$server_pid" "$wan_pid" 2>/dev/null; }
+on_exit stop_servers
 sleep 0.5
 
 reach() { in_ns "$1" curl -s -o /dev/null --max-time "${3:-2}" "$2"; }
-reach "$c1" "http://$files:443/" || fail "client with files access cannot reach the files service"
-if reach "$c2" "http://$files:443/"; then fail "client without files access reached the files service"; fi
-reach "$c2" "http://$gateway:443/" || fail "client 2 cannot reach the web UI on the gateway"
+reach "$c1" "http://$files:443/" || fatal "client with files access cannot reach the files service"
+if reach "$c2" "http://$files:443/"; then fatal "client without files access reached the files service"; fi
+reach "$c2" "http://$gateway:443/" || fatal "client 2 cannot reach the web UI on the gateway"
 log "files access: granted peer reaches it, the other is dropped"
 
-reach "$c1" "http://198.51.100.2/" || fail "internet-exit client cannot reach the internet host"
+reach "$c1" "http://198.51.100.2/" || fatal "internet-exit client cannot reach the internet host"
 log "internet exit: client 1 reaches 198.51.100.2 through the cell (masqueraded)"
 
 # --- restart: tunnels stay up, nothing is rewritten ---
 before_table=$(in_ns "$cell" nft -a list table inet cell)
 before_peers=$(in_ns "$cell" wg show "$wg_cell" peers | sort)
 stop_celld
-in_ns "$c2" ping -c 1 -W 3 $gateway >/dev/null || fail "the tunnel dropped while celld was stopped"
+in_ns "$c2" ping -c 1 -W 3 $gateway >/dev/null || fatal "the tunnel dropped while celld was stopped"
 start_celld
 sleep 1
 after_table=$(in_ns "$cell" nft -a list table inet cell)
-[ "$before_table" = "$after_table" ] || fail "restarting celld rewrote the firewall table"
-[ "$before_peers" = "$(in_ns "$cell" wg show "$wg_cell" peers | sort)" ] || fail "restarting celld changed the peers"
-in_ns "$c2" ping -c 1 -W 3 $gateway >/dev/null || fail "the tunnel dropped across a celld restart"
+[ "$before_table" = "$after_table" ] || fatal "restarting celld rewrote the firewall table"
+[ "$before_peers" = "$(in_ns "$cell" wg show "$wg_cell" peers | sort)" ] || fatal "restarting celld changed the peers"
+in_ns "$c2" ping -c 1 -W 3 $gateway >/dev/null || fatal "the tunnel dropped across a celld restart"
 log "restart: tunnels kept, table and peers unchanged (rule handles identical)"
 
 # --- disabling stops traffic within 1 s ---
 expect 200 PATCH /v1/vpn/peers/withfiles '{"enabled":false}'
-if in_ns "$c1" ping -c 1 -W 1 $gateway >/dev/null; then fail "disabled peer still passes traffic"; fi
-if reach "$c1" "http://$files:443/" 1; then fail "disabled peer still reaches the files service"; fi
+if in_ns "$c1" ping -c 1 -W 1 $gateway >/dev/null; then fatal "disabled peer still passes traffic"; fi
+if reach "$c1" "http://$files:443/" 1; then fatal "disabled peer still reaches the files service"; fi
 log "disable: traffic stopped within 1 s"
 expect 200 PATCH /v1/vpn/peers/withfiles '{"enabled":true}'
 # The cell forgot the old session: the client's WireGuard starts a new handshake once its
@@ -203,32 +198,32 @@ back=
 for _ in $(seq 30); do
     if in_ns "$c1" ping -c 1 -W 1 $gateway >/dev/null; then back=yes; break; fi
 done
-[ -n "$back" ] || fail "re-enabled peer cannot reach the cell"
+[ -n "$back" ] || fatal "re-enabled peer cannot reach the cell"
 
 # --- removal leaves no trace ---
 expect 200 GET /v1/vpn/peers/withfiles
-key=$(json "$work/body" 'd["public_key"]')
+key=$(field 'v["public_key"]')
 expect 204 DELETE /v1/vpn/peers/withfiles
-in_ns "$cell" wg show "$wg_cell" peers | grep -qF "$key" && fail "removed peer is still on the device"
-in_ns "$cell" nft list table inet cell | grep -qE '10\.87\.0\.16([^0-9]|$)' && fail "removed peer is still in a set"
-in_ns "$cell" nft list table inet cell | grep -qE '::10([^0-9a-f:]|$)' && fail "removed peer's IPv6 address is still in a set"
-ls "$work/state/secrets" | grep -q "^peer-$(python3 -c 'import base64,sys; print(base64.b64decode(sys.argv[1]).hex())' "$key")" && fail "removed peer's key is still stored"
+in_ns "$cell" wg show "$wg_cell" peers | grep -qF "$key" && fatal "removed peer is still on the device"
+in_ns "$cell" nft list table inet cell | grep -qE '10\.87\.0\.16([^0-9]|$)' && fatal "removed peer is still in a set"
+in_ns "$cell" nft list table inet cell | grep -qE '::10([^0-9a-f:]|$)' && fatal "removed peer's IPv6 address is still in a set"
+ls "$work/state/secrets" | grep -q "^peer-$(python3 -c 'import base64,sys; print(base64.b64decode(sys.argv[1]).hex())' "$key")" && fatal "removed peer's key is still stored"
 expect 201 POST /v1/vpn/peers '{"name":"newcomer","owner":"alice"}'
-[ "$(json "$work/body" 'd["address4"]')" = 10.87.0.16 ] || fail "the removed peer's address was not freed"
+[ "$(field 'v["address4"]')" = 10.87.0.16 ] || fatal "the removed peer's address was not freed"
 log "remove: no peer, set element, key or address allocation left"
 
 # --- foreign objects are untouched ---
-in_ns "$cell" ip -o addr show dev "v1-$id" | grep -q 10.250.0.1/24 || fail "celld removed an address it did not create"
-in_ns "$cell" nft list table inet foreign >/dev/null || fail "celld removed a table it does not own"
+in_ns "$cell" ip -o addr show dev "v1-$id" | grep -q 10.250.0.1/24 || fatal "celld removed an address it did not create"
+in_ns "$cell" nft list table inet foreign >/dev/null || fatal "celld removed a table it does not own"
 log "foreign address and nftables table left alone"
 
 # --- bad input changes nothing ---
-generation=$(api GET /v1/status >/dev/null; json "$work/body" 'd["generation"]')
+generation=$(api GET /v1/status >/dev/null; field 'v["generation"]')
 expect 400 POST /v1/vpn/peers '{"name":"x","public_key":"AAAA"}'
-[ "$(json "$work/body" 'd["field"]')" = public_key ] || fail "malformed key not named"
+[ "$(field 'v["field"]')" = public_key ] || fatal "malformed key not named"
 expect 400 PUT /v1/vpn '{"subnet4":"10.201.0.0/16","listen_port":51820}'
-[ "$(json "$work/body" 'd["field"]')" = subnet4 ] || fail "overlapping subnet not named"
-[ "$(api GET /v1/status >/dev/null; json "$work/body" 'd["generation"]')" = "$generation" ] || fail "a refused request changed the settings"
+[ "$(field 'v["field"]')" = subnet4 ] || fatal "overlapping subnet not named"
+[ "$(api GET /v1/status >/dev/null; field 'v["generation"]')" = "$generation" ] || fatal "a refused request changed the settings"
 log "bad input: 400 naming the field, nothing stored"
 
-log "PASS"
+finish "vpn-netns: PASS"
