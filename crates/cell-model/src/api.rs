@@ -33,6 +33,63 @@ pub struct Status {
     /// State of each of the cell's units.
     #[serde(default)]
     pub units: Vec<UnitHealth>,
+    /// What the reconciler made of the settings, per applier, in the order it applies them.
+    #[serde(default)]
+    pub appliers: Vec<ApplierState>,
+    /// A risky change applied but not yet confirmed: it is undone at its deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_change: Option<PendingChange>,
+}
+
+impl Status {
+    /// Whether every applier has applied the generation in force.
+    pub fn settled(&self) -> bool {
+        !self.appliers.is_empty()
+            && self
+                .appliers
+                .iter()
+                .all(|a| a.ok && a.generation == self.generation)
+    }
+}
+
+/// The reconciler's state of one applier (system identity, firewall, WireGuard, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplierState {
+    pub applier: String,
+    /// The last generation this applier brought the machine to; 0 before its first success.
+    pub generation: u64,
+    /// Whether its last pass succeeded (for the generation the pass was for).
+    pub ok: bool,
+    /// Why its last pass failed, or what it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What its last successful pass did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change: Option<String>,
+    /// Since when it has been ok, or failing (RFC 3339).
+    pub since: jiff::Timestamp,
+}
+
+/// A change that can cut an administrator off (the VPN subnet or port), applied at once and
+/// undone unless confirmed before `deadline` over the new settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingChange {
+    /// The generation that made the change.
+    pub generation: u64,
+    /// The generation it goes back to (its risky fields) when not confirmed.
+    pub revert_to: u64,
+    /// The risky fields that changed, as dotted paths (`vpn.subnet4`).
+    pub fields: Vec<String>,
+    pub deadline: jiff::Timestamp,
+    /// Seconds until the deadline when this answer was made.
+    pub seconds_left: u64,
+}
+
+/// `POST /v1/changes/confirm`: keep the pending change of this generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeConfirm {
+    pub generation: u64,
 }
 
 /// One systemd unit and its `ActiveState` (`active`, `failed`, `activating`…).
@@ -89,12 +146,11 @@ pub struct SetupRequest {
     pub services: Services,
 }
 
-/// Answer to a completed setup: what was stored, and what could not be applied yet.
+/// Answer to a completed setup: the generation stored. Applying it (hostname, time zone,
+/// VPN, firewall) is the reconciler's work, reported in `GET /v1/status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetupDone {
     pub generation: u64,
-    #[serde(default)]
-    pub warnings: Vec<String>,
 }
 
 /// `POST /v1/auth/login` (celld) — cell-web passes the person's source address.
@@ -361,16 +417,6 @@ pub struct PeerView {
     pub live: Option<PeerLive>,
 }
 
-/// The outcome of the last reconcile pass of one subsystem.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SubsystemState {
-    pub subsystem: String,
-    pub generation: u64,
-    pub ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
 /// `GET /v1/vpn`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VpnView {
@@ -388,7 +434,10 @@ pub struct VpnView {
     pub services: BTreeMap<String, String>,
     pub peers: usize,
     pub peers_connected: usize,
-    pub reconcile: Vec<SubsystemState>,
+    /// The reconciler's state of the VPN's appliers (firewall, WireGuard, addresses).
+    pub reconcile: Vec<ApplierState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_change: Option<PendingChange>,
 }
 
 /// `GET /v1/firewall`.

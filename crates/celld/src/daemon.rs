@@ -1,22 +1,26 @@
-//! celld's state: the store, the audit log, the setup code, the login throttle, and the
-//! operating-system hooks, shared by every request.
+//! celld's state: the settings store, the audit log, the setup code, the login throttle,
+//! the reconciler's board and the operating-system seams, shared by every request.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use cell_model::api::UnitHealth;
-
-use cell_store::Store;
-
 use cell_secrets::SecretStore;
 
-use crate::audit::{AuditError, AuditLog};
+use crate::audit::{AuditError, AuditLog, Record};
 use crate::network::Network;
+use crate::reconcile::identity::Identity;
+use crate::reconcile::vpn::{AddressesApplier, FirewallApplier, WireGuardApplier};
+use crate::reconcile::{Board, DynApplier, Reconciler, Timing};
+use crate::settings_store::SettingsStore;
 use crate::setup_code::{SetupCode, SetupCodeError};
+use crate::sync::lock;
 use crate::system::System;
 use crate::throttle::Throttle;
-use crate::vpn::VpnRuntime;
+use crate::vpn::ServerKey;
+
+pub use crate::settings_store::DEFAULT_CONFIRM_WINDOW;
 
 /// The audit log, in the state directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
@@ -32,11 +36,11 @@ pub enum OpenError {
     SetupCode(#[from] SetupCodeError),
     #[error(transparent)]
     Secrets(#[from] cell_secrets::SecretError),
-    #[error("preparing the VPN: {0}")]
-    Vpn(String),
+    #[error("preparing the VPN's server key: {0}")]
+    ServerKey(#[from] crate::vpn::ServerKeyError),
 }
 
-/// Where celld keeps things and who may talk to it.
+/// Where celld keeps things, who may talk to it, and how it paces its work.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Persistent state: settings, history, audit log, setup code (`/var/lib/cell`).
@@ -47,6 +51,23 @@ pub struct Config {
     pub allowed_uids: Vec<u32>,
     /// The WireGuard interface celld owns.
     pub wg_interface: String,
+    /// How long a risky change waits for its confirmation before it is undone.
+    pub confirm_window: Duration,
+    pub timing: Timing,
+}
+
+impl Config {
+    /// The defaults of the device for everything but the paths and admitted users.
+    pub fn new(state_dir: PathBuf, run_dir: PathBuf, allowed_uids: Vec<u32>) -> Self {
+        Self {
+            state_dir,
+            run_dir,
+            allowed_uids,
+            wg_interface: DEFAULT_WG_INTERFACE.to_owned(),
+            confirm_window: DEFAULT_CONFIRM_WINDOW,
+            timing: Timing::default(),
+        }
+    }
 }
 
 /// The WireGuard interface's name on the device.
@@ -55,7 +76,7 @@ pub const DEFAULT_WG_INTERFACE: &str = "cellwg0";
 #[derive(Debug)]
 pub struct Daemon {
     pub(crate) config: Config,
-    pub(crate) store: Mutex<Store>,
+    pub(crate) store: Mutex<SettingsStore>,
     pub(crate) audit: Mutex<AuditLog>,
     pub(crate) setup_code: Mutex<SetupCode>,
     pub(crate) throttle: Mutex<Throttle>,
@@ -65,9 +86,9 @@ pub struct Daemon {
     pub(crate) network: Arc<dyn Network>,
     pub(crate) secrets: SecretStore,
     /// The WireGuard server key, decrypted once at start rather than on every request.
-    pub(crate) wg_key: crate::vpn::ServerKey,
-    /// Held for a whole reconcile pass, so passes never interleave.
-    pub(crate) vpn_runtime: tokio::sync::Mutex<VpnRuntime>,
+    pub(crate) wg_key: ServerKey,
+    /// What the reconciler made of the settings, per applier.
+    pub(crate) board: Arc<Board>,
     /// Unit states, asked of systemd at most every UNIT_HEALTH_TTL: status is polled by
     /// every page view and health check, systemd need not be.
     unit_health: tokio::sync::Mutex<Option<(Instant, Vec<UnitHealth>)>>,
@@ -77,14 +98,18 @@ pub struct Daemon {
 }
 
 const UNIT_HEALTH_TTL: Duration = Duration::from_secs(2);
+/// How often the confirmation window's deadline is checked.
+const CONFIRM_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 impl Daemon {
-    pub fn open(
+    /// Opens the state and starts the reconciler and the confirmation-window watch on the
+    /// current tokio runtime.
+    pub fn start(
         config: Config,
         system: Arc<dyn System>,
         network: Arc<dyn Network>,
-    ) -> Result<Self, OpenError> {
-        let mut store = Store::open(&config.state_dir)?;
+    ) -> Result<Arc<Self>, OpenError> {
+        let mut store = SettingsStore::open(&config.state_dir, config.confirm_window)?;
         let secrets = SecretStore::open(&config.state_dir.join(SECRETS_DIR))?;
         // Cells set up before the VPN existed get their VPN section now; new ones get it
         // from the setup wizard.
@@ -94,15 +119,28 @@ impl Daemon {
             store.commit(settings)?;
             tracing::info!("created the VPN settings");
         }
-        let wg_key =
-            crate::vpn::ServerKey::new(crate::vpn::server_key(&secrets).map_err(OpenError::Vpn)?);
+        let wg_key = crate::vpn::server_key(&secrets)?;
         let audit = AuditLog::open(&config.state_dir.join(AUDIT_FILE))?;
         let setup_code = SetupCode::prepare(
             &config.state_dir,
             &config.run_dir,
             store.current().settings.setup_complete,
         )?;
-        Ok(Self {
+        let interface = config.wg_interface.as_str();
+        let appliers: Vec<Box<dyn DynApplier>> = vec![
+            Box::new(Identity::new(system.clone())),
+            Box::new(FirewallApplier::new(network.clone(), interface)),
+            Box::new(WireGuardApplier::new(
+                network.clone(),
+                interface,
+                wg_key.clone(),
+            )),
+            Box::new(AddressesApplier::new(network.clone(), interface)),
+        ];
+        let reconciler = Reconciler::new(appliers, store.subscribe(), config.timing);
+        let board = reconciler.board();
+        tokio::spawn(reconciler.run());
+        let daemon = Arc::new(Self {
             config,
             store: Mutex::new(store),
             audit: Mutex::new(audit),
@@ -113,10 +151,12 @@ impl Daemon {
             network,
             secrets,
             wg_key,
-            vpn_runtime: tokio::sync::Mutex::new(VpnRuntime::default()),
+            board,
             unit_health: tokio::sync::Mutex::new(None),
             update_handover: tokio::sync::Mutex::new(()),
-        })
+        });
+        tokio::spawn(watch_confirmations(Arc::downgrade(&daemon)));
+        Ok(daemon)
     }
 
     /// The state of the monitored units, at most UNIT_HEALTH_TTL old.
@@ -142,6 +182,41 @@ impl Daemon {
         health
     }
 
+    /// The reconciler's board: every applier's state.
+    pub fn board(&self) -> &Board {
+        &self.board
+    }
+
+    /// Waits until the reconciler has made a pass over the generation now in force.
+    pub async fn settled(&self) {
+        let generation = lock(&self.store).current().generation;
+        self.board.wait_for_pass(generation).await;
+    }
+
+    /// Undoes a risky change whose confirmation window has closed, and audits it.
+    pub fn revert_expired(&self, now: jiff::Timestamp) -> Result<bool, OpenError> {
+        let reverted = lock(&self.store).revert_expired(now)?;
+        let Some(reverted) = reverted else {
+            return Ok(false);
+        };
+        tracing::warn!(
+            generation = reverted.pending.generation,
+            restored = reverted.generation,
+            "a risky change was not confirmed in time; reverted"
+        );
+        let mut record = Record::new("cell", "change.revert")
+            .target(format!("generation {}", reverted.pending.generation))
+            .change(
+                "reason",
+                "not confirmed before its deadline; the previous values are back",
+            );
+        for field in &reverted.fields {
+            record = record.change(field, format!("back as in generation {}", reverted.pending.revert_to));
+        }
+        lock(&self.audit).append(record)?;
+        Ok(true)
+    }
+
     pub fn audit_path(&self) -> PathBuf {
         self.config.state_dir.join(AUDIT_FILE)
     }
@@ -151,12 +226,18 @@ impl Daemon {
     }
 }
 
-/// Locks a mutex, carrying on with the data if a panicking thread poisoned it: every
-/// critical section here leaves the data consistent or returns before touching it.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Reverts risky changes whose window closed, while the daemon lives.
+async fn watch_confirmations(daemon: Weak<Daemon>) {
+    let mut ticker = tokio::time::interval(CONFIRM_CHECK_EVERY);
+    loop {
+        ticker.tick().await;
+        let Some(daemon) = daemon.upgrade() else {
+            return;
+        };
+        if let Err(error) = daemon.revert_expired(jiff::Timestamp::now()) {
+            tracing::error!(%error, "cannot revert an unconfirmed change");
+        }
+    }
 }
 
 /// A daemon on a temporary state directory that records system changes and accepts the
@@ -169,15 +250,15 @@ pub mod testing {
     use crate::system::RecordedSystem;
 
     pub fn daemon(dir: &std::path::Path) -> Arc<Daemon> {
-        let config = Config {
-            state_dir: dir.join("state"),
-            run_dir: dir.to_owned(),
-            allowed_uids: vec![nix::unistd::getuid().as_raw()],
-            wg_interface: "cellwg-test".into(),
-        };
+        let mut config = Config::new(
+            dir.join("state"),
+            dir.to_owned(),
+            vec![nix::unistd::getuid().as_raw()],
+        );
+        config.wg_interface = "cellwg-test".into();
         let system = Arc::new(RecordedSystem::default());
-        match Daemon::open(config, system, Arc::new(RecordedNetwork::default())) {
-            Ok(daemon) => Arc::new(daemon),
+        match Daemon::start(config, system, Arc::new(RecordedNetwork::default())) {
+            Ok(daemon) => daemon,
             Err(error) => panic!("opening a test daemon in {}: {error}", dir.display()),
         }
     }

@@ -33,6 +33,11 @@ struct Args {
     /// Only record WireGuard, address and firewall changes instead of making them.
     #[arg(long)]
     no_network: bool,
+    /// Seconds an administrator has to confirm a risky change (VPN subnet or port) before
+    /// it is undone.
+    #[arg(long, env = "CELLD_CONFIRM_WINDOW", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(10..=3600))]
+    confirm_window: u64,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -67,20 +72,14 @@ async fn main() -> anyhow::Result<()> {
     } else {
         Arc::new(KernelNetwork::default())
     };
-    let config = Config {
-        state_dir: args.state_dir.clone(),
-        run_dir,
-        allowed_uids,
-        wg_interface: args.wg_interface,
-    };
-    let daemon = Arc::new(
-        Daemon::open(config, system, network)
-            .with_context(|| format!("opening the state in {}", args.state_dir.display()))?,
-    );
+    let mut config = Config::new(args.state_dir.clone(), run_dir, allowed_uids);
+    config.wg_interface = args.wg_interface;
+    config.confirm_window = std::time::Duration::from_secs(args.confirm_window);
+    let daemon = Daemon::start(config, system, network)
+        .with_context(|| format!("opening the state in {}", args.state_dir.display()))?;
     let listener = celld::socket::bind(&args.socket)?;
     tracing::info!(socket = %args.socket.display(), version = cell_model::VERSION, "celld listening");
     cell_systemd::notify_ready()?;
-    tokio::spawn(celld::vpn::reconcile_loop(daemon.clone()));
     celld::serve(listener, daemon, cell_systemd::shutdown_signal())
         .await
         .context("serving the local API")?;

@@ -1,6 +1,8 @@
 //! What celld asks of the kernel for the VPN: the WireGuard device and its peers, the
 //! addresses on it, and the `inet cell` nftables table. Behind a trait so that tests and
-//! development runs record the plans instead of changing the machine they run on.
+//! development runs record the requests instead of changing the machine they run on.
+//! Each operation observes the live state and makes the smallest change; the reconciler's
+//! appliers decide what to ask and in which order.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -12,30 +14,43 @@ use cell_firewall::{Firewall, Live};
 use cell_wg::{DesiredDevice, LiveDevice};
 use tokio::sync::OnceCell;
 
-use crate::daemon::lock;
+use crate::sync::lock;
 
-pub type NetFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+pub type NetFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, NetworkError>> + Send + 'a>>;
 
-/// Everything the VPN needs from the kernel, computed before anything is touched.
-#[derive(Debug, Clone)]
-pub struct VpnPlan {
-    pub device: DesiredDevice,
-    pub addresses: BTreeSet<(IpAddr, u8)>,
-    pub firewall: cell_firewall::Plan,
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error(transparent)]
+    WireGuard(#[from] cell_wg::WgError),
+    #[error(transparent)]
+    Links(#[from] cell_net::NetError),
+    #[error(transparent)]
+    Firewall(#[from] cell_firewall::FirewallError),
+    #[error("there is no link {interface}")]
+    NoLink { interface: String },
+    #[error("a worker thread failed: {0}")]
+    Worker(#[from] tokio::task::JoinError),
+    /// A failure a test asked for.
+    #[error("{0} (simulated)")]
+    Simulated(&'static str),
 }
 
-/// The outcome of one subsystem's apply: what changed, or why it failed.
-pub type SubsystemResult = (&'static str, Result<String, String>);
-
-pub const WIREGUARD: &str = "wireguard";
-pub const ADDRESSES: &str = "addresses";
-pub const FIREWALL: &str = "firewall";
-
 pub trait Network: Send + Sync + std::fmt::Debug {
-    /// Applies `plan`, each subsystem on its own: a failure in one does not stop the
-    /// others. With `verify`, the live firewall is compared with the plan instead of
-    /// trusting the last write.
-    fn apply<'a>(&'a self, plan: &'a VpnPlan, verify: bool) -> NetFuture<'a, Vec<SubsystemResult>>;
+    /// Brings the WireGuard device to `device` (created if absent; peers diffed by key).
+    fn apply_device<'a>(&'a self, device: &'a DesiredDevice) -> NetFuture<'a, cell_wg::Report>;
+    /// Makes `addresses` the exact address list of `interface`, and brings it up.
+    fn apply_addresses<'a>(
+        &'a self,
+        interface: &'a str,
+        addresses: &'a BTreeSet<(IpAddr, u8)>,
+    ) -> NetFuture<'a, cell_net::Changes>;
+    /// Brings table `inet cell` to `plan`. With `verify`, the live table is compared with
+    /// the plan instead of trusting the last write.
+    fn apply_firewall<'a>(
+        &'a self,
+        plan: &'a cell_firewall::Plan,
+        verify: bool,
+    ) -> NetFuture<'a, cell_firewall::Applied>;
     fn device<'a>(&'a self, interface: &'a str) -> NetFuture<'a, Option<LiveDevice>>;
     /// The live table as text, and parsed.
     fn firewall(&self) -> NetFuture<'_, (String, Live)>;
@@ -44,11 +59,9 @@ pub trait Network: Send + Sync + std::fmt::Debug {
 }
 
 async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| format!("a worker failed: {e}"))?
+    work: impl FnOnce() -> Result<T, NetworkError> + Send + 'static,
+) -> Result<T, NetworkError> {
+    tokio::task::spawn_blocking(work).await?
 }
 
 /// The real kernel: wireguard-control, rtnetlink and nftables.
@@ -59,113 +72,70 @@ pub struct KernelNetwork {
 }
 
 impl KernelNetwork {
-    async fn net(&self) -> Result<&cell_net::Net, String> {
-        self.net
+    async fn net(&self) -> Result<&cell_net::Net, NetworkError> {
+        Ok(self
+            .net
             .get_or_try_init(|| async { cell_net::Net::connect() })
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    async fn apply_device(&self, plan: &VpnPlan) -> Result<String, String> {
-        let device = plan.device.clone();
-        let report =
-            blocking(move || cell_wg::reconcile(&device).map_err(|e| e.to_string())).await?;
-        Ok(if report.changed() {
-            format!(
-                "{} backend; created {}, {} peers added, {} updated, {} removed",
-                report.backend.as_str(),
-                report.created,
-                report.diff.add.len(),
-                report.diff.update.len(),
-                report.diff.remove.len()
-            )
-        } else {
-            format!("{} backend; unchanged", report.backend.as_str())
-        })
-    }
-
-    async fn apply_addresses(&self, plan: &VpnPlan) -> Result<String, String> {
-        let net = self.net().await?;
-        let name = &plan.device.name;
-        let link = net
-            .link(name)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("there is no link {name}"))?;
-        let changes = net
-            .sync_link(name, &link, &plan.addresses)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(if changes.is_empty() {
-            "unchanged".to_owned()
-        } else {
-            format!(
-                "{} added, {} removed{}",
-                changes.added.len(),
-                changes.removed.len(),
-                if changes.brought_up { ", link up" } else { "" }
-            )
-        })
-    }
-
-    async fn apply_firewall(&self, plan: &VpnPlan, verify: bool) -> Result<String, String> {
-        let firewall = self.firewall.clone();
-        let plan = plan.firewall.clone();
-        let applied = blocking(move || {
-            let mut firewall = lock(&firewall);
-            let result = if verify {
-                firewall.verify(plan)
-            } else {
-                firewall.apply(plan)
-            };
-            result.map_err(|e| e.to_string())
-        })
-        .await?;
-        Ok(format!("{applied:?}").to_lowercase())
+            .await?)
     }
 }
 
 impl Network for KernelNetwork {
-    fn apply<'a>(&'a self, plan: &'a VpnPlan, verify: bool) -> NetFuture<'a, Vec<SubsystemResult>> {
+    fn apply_device<'a>(&'a self, device: &'a DesiredDevice) -> NetFuture<'a, cell_wg::Report> {
+        let device = device.clone();
+        Box::pin(blocking(move || Ok(cell_wg::reconcile(&device)?)))
+    }
+
+    fn apply_addresses<'a>(
+        &'a self,
+        interface: &'a str,
+        addresses: &'a BTreeSet<(IpAddr, u8)>,
+    ) -> NetFuture<'a, cell_net::Changes> {
         Box::pin(async move {
-            let device = self.apply_device(plan).await;
-            let addresses = if device.is_ok() {
-                self.apply_addresses(plan).await
-            } else {
-                Err("the WireGuard device is not there".to_owned())
-            };
-            let firewall = self.apply_firewall(plan, verify).await;
-            Ok(vec![
-                (WIREGUARD, device),
-                (ADDRESSES, addresses),
-                (FIREWALL, firewall),
-            ])
+            let net = self.net().await?;
+            let link = net
+                .link(interface)
+                .await?
+                .ok_or_else(|| NetworkError::NoLink {
+                    interface: interface.to_owned(),
+                })?;
+            Ok(net.sync_link(interface, &link, addresses).await?)
         })
+    }
+
+    fn apply_firewall<'a>(
+        &'a self,
+        plan: &'a cell_firewall::Plan,
+        verify: bool,
+    ) -> NetFuture<'a, cell_firewall::Applied> {
+        let firewall = self.firewall.clone();
+        let plan = plan.clone();
+        Box::pin(blocking(move || {
+            let mut firewall = lock(&firewall);
+            Ok(if verify {
+                firewall.verify(plan)?
+            } else {
+                firewall.apply(plan)?
+            })
+        }))
     }
 
     fn device<'a>(&'a self, interface: &'a str) -> NetFuture<'a, Option<LiveDevice>> {
         let interface = interface.to_owned();
-        Box::pin(blocking(move || {
-            cell_wg::status(&interface).map_err(|e| e.to_string())
-        }))
+        Box::pin(blocking(move || Ok(cell_wg::status(&interface)?)))
     }
 
     fn firewall(&self) -> NetFuture<'_, (String, Live)> {
         Box::pin(blocking(|| {
-            let text = cell_firewall::ruleset_text().map_err(|e| e.to_string())?;
-            let live = cell_firewall::read_live().map_err(|e| e.to_string())?;
+            let text = cell_firewall::ruleset_text()?;
+            let live = cell_firewall::read_live()?;
             Ok((text, live))
         }))
     }
 
     fn local_networks<'a>(&'a self, except: &'a str) -> NetFuture<'a, Vec<(String, IpAddr, u8)>> {
         Box::pin(async move {
-            let all = self
-                .net()
-                .await?
-                .all_addresses()
-                .await
-                .map_err(|e| e.to_string())?;
+            let all = self.net().await?.all_addresses().await?;
             Ok(all
                 .into_iter()
                 .filter(|(link, address, _)| {
@@ -176,17 +146,28 @@ impl Network for KernelNetwork {
     }
 }
 
-/// Records plans instead of applying them; reports a fixed LAN.
+/// Keeps what it is asked for instead of changing the machine, and reports a fixed LAN.
+/// Tests read back the live state it holds, and can make the firewall refuse writes.
 #[derive(Debug)]
 pub struct RecordedNetwork {
-    plans: Mutex<Vec<VpnPlan>>,
+    state: Mutex<RecordedState>,
     pub lan: Mutex<Vec<(String, IpAddr, u8)>>,
+}
+
+#[derive(Debug, Default)]
+struct RecordedState {
+    device: Option<DesiredDevice>,
+    addresses: BTreeSet<(IpAddr, u8)>,
+    firewall: Option<cell_firewall::Plan>,
+    firewall_refuses: bool,
+    /// Every request, in order: `device`, `addresses`, `firewall`.
+    requests: Vec<&'static str>,
 }
 
 impl Default for RecordedNetwork {
     fn default() -> Self {
         Self {
-            plans: Mutex::new(Vec::new()),
+            state: Mutex::default(),
             lan: Mutex::new(vec![(
                 "eth0".to_owned(),
                 IpAddr::from([192, 168, 1, 10]),
@@ -197,25 +178,94 @@ impl Default for RecordedNetwork {
 }
 
 impl RecordedNetwork {
-    pub fn plans(&self) -> Vec<VpnPlan> {
-        lock(&self.plans).clone()
+    /// The WireGuard device as last configured.
+    pub fn live_device(&self) -> Option<DesiredDevice> {
+        lock(&self.state).device.clone()
+    }
+
+    /// The firewall table as last written.
+    pub fn live_firewall(&self) -> Option<cell_firewall::Plan> {
+        lock(&self.state).firewall.clone()
+    }
+
+    pub fn live_addresses(&self) -> BTreeSet<(IpAddr, u8)> {
+        lock(&self.state).addresses.clone()
+    }
+
+    /// How many requests of each kind were made.
+    pub fn requests(&self, kind: &str) -> usize {
+        lock(&self.state)
+            .requests
+            .iter()
+            .filter(|r| **r == kind)
+            .count()
+    }
+
+    /// Makes firewall writes fail (as a locked table or a missing nft would) or work again.
+    pub fn refuse_firewall(&self, refuse: bool) {
+        lock(&self.state).firewall_refuses = refuse;
     }
 }
 
 impl Network for RecordedNetwork {
-    fn apply<'a>(
+    fn apply_device<'a>(&'a self, device: &'a DesiredDevice) -> NetFuture<'a, cell_wg::Report> {
+        let mut state = lock(&self.state);
+        state.requests.push("device");
+        let live = state
+            .device
+            .as_ref()
+            .map(|d| d.peers.clone())
+            .unwrap_or_default();
+        let report = cell_wg::Report {
+            backend: cell_wg::WgBackend::Userspace,
+            created: state.device.is_none(),
+            device_changed: state.device.as_ref().map(|d| (d.private_key, d.listen_port))
+                != Some((device.private_key, device.listen_port)),
+            diff: peer_diff(&live, &device.peers),
+        };
+        state.device = Some(device.clone());
+        Box::pin(async move { Ok(report) })
+    }
+
+    fn apply_addresses<'a>(
         &'a self,
-        plan: &'a VpnPlan,
+        interface: &'a str,
+        addresses: &'a BTreeSet<(IpAddr, u8)>,
+    ) -> NetFuture<'a, cell_net::Changes> {
+        let mut state = lock(&self.state);
+        state.requests.push("addresses");
+        let result = if state.device.as_ref().map(|d| d.name.as_str()) != Some(interface) {
+            Err(NetworkError::NoLink {
+                interface: interface.to_owned(),
+            })
+        } else {
+            let changes = cell_net::Changes {
+                added: addresses.difference(&state.addresses).copied().collect(),
+                removed: state.addresses.difference(addresses).copied().collect(),
+                brought_up: false,
+            };
+            state.addresses = addresses.clone();
+            Ok(changes)
+        };
+        Box::pin(async move { result })
+    }
+
+    fn apply_firewall<'a>(
+        &'a self,
+        plan: &'a cell_firewall::Plan,
         _verify: bool,
-    ) -> NetFuture<'a, Vec<SubsystemResult>> {
-        lock(&self.plans).push(plan.clone());
-        Box::pin(async {
-            Ok(vec![
-                (WIREGUARD, Ok("recorded".to_owned())),
-                (ADDRESSES, Ok("recorded".to_owned())),
-                (FIREWALL, Ok("recorded".to_owned())),
-            ])
-        })
+    ) -> NetFuture<'a, cell_firewall::Applied> {
+        let mut state = lock(&self.state);
+        state.requests.push("firewall");
+        let result = if state.firewall_refuses {
+            Err(NetworkError::Simulated("the firewall table cannot be written"))
+        } else if state.firewall.as_ref() == Some(plan) {
+            Ok(cell_firewall::Applied::Nothing)
+        } else {
+            state.firewall = Some(plan.clone());
+            Ok(cell_firewall::Applied::Table)
+        };
+        Box::pin(async move { result })
     }
 
     fn device<'a>(&'a self, _interface: &'a str) -> NetFuture<'a, Option<LiveDevice>> {
@@ -223,10 +273,10 @@ impl Network for RecordedNetwork {
     }
 
     fn firewall(&self) -> NetFuture<'_, (String, Live)> {
-        let live = lock(&self.plans).last().map(|plan| Live {
+        let live = lock(&self.state).firewall.as_ref().map(|plan| Live {
             exists: true,
-            rules: plan.firewall.rules().len(),
-            sets: plan.firewall.sets.clone(),
+            rules: plan.rules().len(),
+            sets: plan.sets.clone(),
         });
         Box::pin(async move { Ok((String::new(), live.unwrap_or_default())) })
     }
@@ -235,4 +285,22 @@ impl Network for RecordedNetwork {
         let lan = lock(&self.lan).clone();
         Box::pin(async move { Ok(lan) })
     }
+}
+
+/// The peers a recorded device would add, update and remove, by public key.
+fn peer_diff(live: &[cell_wg::DesiredPeer], desired: &[cell_wg::DesiredPeer]) -> cell_wg::PeerDiff {
+    let mut diff = cell_wg::PeerDiff::default();
+    for peer in desired {
+        match live.iter().find(|p| p.public_key == peer.public_key) {
+            None => diff.add.push(peer.clone()),
+            Some(current) if current != peer => diff.update.push(peer.clone()),
+            Some(_) => {}
+        }
+    }
+    diff.remove = live
+        .iter()
+        .filter(|p| !desired.iter().any(|d| d.public_key == p.public_key))
+        .map(|p| p.public_key)
+        .collect();
+    diff
 }

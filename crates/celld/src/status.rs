@@ -33,6 +33,8 @@ pub const MONITORED_UNITS: &[&str] = &[
 pub fn current(generation: u64, settings: &Settings) -> Result<Status, StatusError> {
     Ok(Status {
         units: Vec::new(),
+        appliers: Vec::new(),
+        pending_change: None,
         version: cell_systemd::image_version().to_owned(),
         hostname: hostname()?,
         uptime_seconds: uptime_seconds(Path::new(PROC_UPTIME))?,

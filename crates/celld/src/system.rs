@@ -11,10 +11,44 @@ use std::sync::Mutex;
 use cell_model::api::UnitHealth;
 use tokio::sync::OnceCell;
 
-pub type SystemFuture<'a, T = ()> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+use crate::sync::lock;
+
+pub type SystemFuture<'a, T = ()> =
+    Pin<Box<dyn Future<Output = Result<T, SystemError>> + Send + 'a>>;
+
+/// A request to one of systemd's services that failed, named by what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum SystemError {
+    #[error("connecting to the system bus: {0}")]
+    Bus(#[source] zbus::Error),
+    #[error("{call}: {source}")]
+    Call {
+        call: String,
+        #[source]
+        source: zbus::Error,
+    },
+    #[error("{call}: unexpected answer: {message}")]
+    Answer { call: String, message: String },
+}
+
+impl SystemError {
+    fn call(call: impl Into<String>) -> impl FnOnce(zbus::Error) -> Self {
+        let call = call.into();
+        move |source| Self::Call { call, source }
+    }
+
+    fn answer(call: impl Into<String>) -> impl FnOnce(String) -> Self {
+        let call = call.into();
+        move |message| Self::Answer { call, message }
+    }
+}
 
 pub trait System: Send + Sync + std::fmt::Debug {
+    /// The static hostname hostnamed holds.
+    fn hostname(&self) -> SystemFuture<'_, String>;
     fn set_hostname<'a>(&'a self, hostname: &'a str) -> SystemFuture<'a>;
+    /// The time zone timedated holds.
+    fn timezone(&self) -> SystemFuture<'_, String>;
     fn set_timezone<'a>(&'a self, timezone: &'a str) -> SystemFuture<'a>;
     /// `ActiveState` of each unit (`active`, `failed`, `inactive`…).
     fn unit_health<'a>(&'a self, units: &'a [&'a str]) -> SystemFuture<'a, Vec<UnitHealth>>;
@@ -39,11 +73,11 @@ pub struct DBusSystem {
 }
 
 impl DBusSystem {
-    async fn bus(&self) -> Result<&zbus::Connection, String> {
+    async fn bus(&self) -> Result<&zbus::Connection, SystemError> {
         self.bus
             .get_or_try_init(zbus::Connection::system)
             .await
-            .map_err(|e| format!("connecting to the system bus: {e}"))
+            .map_err(SystemError::Bus)
     }
 
     async fn set(
@@ -52,16 +86,43 @@ impl DBusSystem {
         path: &str,
         method: &str,
         value: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), SystemError> {
         self.bus()
             .await?
             .call_method(Some(service), path, Some(service), method, &(value, false))
             .await
-            .map_err(|e| format!("{service}.{method}: {e}"))?;
+            .map_err(SystemError::call(format!("{service}.{method}")))?;
         Ok(())
     }
 
-    async fn active_state(&self, unit: &str) -> Result<String, String> {
+    /// A string property of one of systemd's services.
+    async fn property(
+        &self,
+        service: &str,
+        path: &str,
+        name: &str,
+    ) -> Result<String, SystemError> {
+        let call = format!("{service}.{name}");
+        let reply = self
+            .bus()
+            .await?
+            .call_method(
+                Some(service),
+                path,
+                Some("org.freedesktop.DBus.Properties"),
+                "Get",
+                &(service, name),
+            )
+            .await
+            .map_err(SystemError::call(call.clone()))?;
+        let value: zbus::zvariant::OwnedValue = reply
+            .body()
+            .deserialize()
+            .map_err(|e| SystemError::answer(call.clone())(e.to_string()))?;
+        String::try_from(value).map_err(|e| SystemError::answer(call)(e.to_string()))
+    }
+
+    async fn active_state(&self, unit: &str) -> Result<String, SystemError> {
         const SYSTEMD: &str = "org.freedesktop.systemd1";
         let bus = self.bus().await?;
         let reply = bus
@@ -73,11 +134,11 @@ impl DBusSystem {
                 &(unit,),
             )
             .await
-            .map_err(|e| format!("loading {unit}: {e}"))?;
+            .map_err(SystemError::call(format!("loading {unit}")))?;
         let path: zbus::zvariant::OwnedObjectPath = reply
             .body()
             .deserialize()
-            .map_err(|e| format!("{unit}: {e}"))?;
+            .map_err(|e| SystemError::answer(format!("loading {unit}"))(e.to_string()))?;
         let reply = bus
             .call_method(
                 Some(SYSTEMD),
@@ -87,15 +148,16 @@ impl DBusSystem {
                 &("org.freedesktop.systemd1.Unit", "ActiveState"),
             )
             .await
-            .map_err(|e| format!("reading the state of {unit}: {e}"))?;
+            .map_err(SystemError::call(format!("reading the state of {unit}")))?;
+        let call = format!("the state of {unit}");
         let value: zbus::zvariant::OwnedValue = reply
             .body()
             .deserialize()
-            .map_err(|e| format!("{unit}: {e}"))?;
-        String::try_from(value).map_err(|e| format!("{unit}: {e}"))
+            .map_err(|e| SystemError::answer(call.clone())(e.to_string()))?;
+        String::try_from(value).map_err(|e| SystemError::answer(call)(e.to_string()))
     }
 
-    async fn login_call<B>(&self, method: &str, body: &B) -> Result<zbus::Message, String>
+    async fn login_call<B>(&self, method: &str, body: &B) -> Result<zbus::Message, SystemError>
     where
         B: serde::Serialize + zbus::zvariant::DynamicType,
     {
@@ -103,14 +165,25 @@ impl DBusSystem {
             .await?
             .call_method(Some(LOGIN), LOGIN_PATH, Some(LOGIN_MANAGER), method, body)
             .await
-            .map_err(|e| format!("logind {method}: {e}"))
+            .map_err(SystemError::call(format!("logind {method}")))
     }
 }
 
+const HOSTNAME1: &str = "org.freedesktop.hostname1";
+const TIMEDATE1: &str = "org.freedesktop.timedate1";
+
 impl System for DBusSystem {
+    fn hostname(&self) -> SystemFuture<'_, String> {
+        Box::pin(self.property(HOSTNAME1, "/org/freedesktop/hostname1", "StaticHostname"))
+    }
+
+    fn timezone(&self) -> SystemFuture<'_, String> {
+        Box::pin(self.property(TIMEDATE1, "/org/freedesktop/timedate1", "Timezone"))
+    }
+
     fn set_hostname<'a>(&'a self, hostname: &'a str) -> SystemFuture<'a> {
         Box::pin(self.set(
-            "org.freedesktop.hostname1",
+            HOSTNAME1,
             "/org/freedesktop/hostname1",
             "SetStaticHostname",
             hostname,
@@ -119,7 +192,7 @@ impl System for DBusSystem {
 
     fn set_timezone<'a>(&'a self, timezone: &'a str) -> SystemFuture<'a> {
         Box::pin(self.set(
-            "org.freedesktop.timedate1",
+            TIMEDATE1,
             "/org/freedesktop/timedate1",
             "SetTimezone",
             timezone,
@@ -155,7 +228,7 @@ impl System for DBusSystem {
                     &(unit, "replace"),
                 )
                 .await
-                .map_err(|e| format!("starting {unit}: {e}"))?;
+                .map_err(SystemError::call(format!("starting {unit}")))?;
             Ok(())
         })
     }
@@ -189,53 +262,107 @@ impl System for DBusSystem {
                     &(LOGIN_MANAGER, "ScheduledShutdown"),
                 )
                 .await
-                .map_err(|e| format!("reading logind's scheduled shutdown: {e}"))?;
-            let value: zbus::zvariant::OwnedValue = reply
-                .body()
-                .deserialize()
-                .map_err(|e| format!("logind's scheduled shutdown: {e}"))?;
-            let (kind, micros): (String, u64) = value
-                .try_into()
-                .map_err(|e| format!("logind's scheduled shutdown: {e}"))?;
+                .map_err(SystemError::call("reading logind's scheduled shutdown"))?;
+            let bad = SystemError::answer("logind's scheduled shutdown");
+            let value: zbus::zvariant::OwnedValue = match reply.body().deserialize() {
+                Ok(value) => value,
+                Err(e) => return Err(bad(e.to_string())),
+            };
+            let (kind, micros): (String, u64) = match value.try_into() {
+                Ok(pair) => pair,
+                Err(e) => return Err(bad(format!("{e}"))),
+            };
             if kind.is_empty() || micros == 0 {
                 return Ok(None);
             }
-            let micros = i64::try_from(micros).map_err(|e| e.to_string())?;
-            jiff::Timestamp::from_microsecond(micros)
-                .map(Some)
+            i64::try_from(micros)
                 .map_err(|e| e.to_string())
+                .and_then(|m| jiff::Timestamp::from_microsecond(m).map_err(|e| e.to_string()))
+                .map(Some)
+                .map_err(bad)
         })
     }
 }
 
 /// Records what would have been changed, and reports every unit as `unknown`; for tests
-/// and for running celld off the device (`celld --no-system`).
-#[derive(Debug, Default)]
+/// and for running celld off the device (`celld --no-system`). Its hostname and time zone
+/// start as a fresh image's (`cell`, `UTC`) and follow what was set.
+#[derive(Debug)]
 pub struct RecordedSystem {
     requests: Mutex<Vec<String>>,
     reboot_at: Mutex<Option<jiff::Timestamp>>,
+    identity: Mutex<(String, String)>,
+    /// Set-requests fail while this many remain (tests of the reconciler's retries).
+    failures_left: Mutex<u32>,
+}
+
+impl Default for RecordedSystem {
+    fn default() -> Self {
+        Self {
+            requests: Mutex::default(),
+            reboot_at: Mutex::default(),
+            identity: Mutex::new(("cell".to_owned(), "UTC".to_owned())),
+            failures_left: Mutex::new(0),
+        }
+    }
 }
 
 impl RecordedSystem {
     pub fn requests(&self) -> Vec<String> {
-        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+        lock(&self.requests).clone()
+    }
+
+    /// Makes the next `count` hostname or time-zone requests fail, as a busy or absent
+    /// hostnamed/timedated would.
+    pub fn fail_next(&self, count: u32) {
+        *lock(&self.failures_left) = count;
     }
 
     fn record(&self, request: String) -> SystemFuture<'_> {
-        if let Ok(mut requests) = self.requests.lock() {
-            requests.push(request);
-        }
+        lock(&self.requests).push(request);
         Box::pin(async { Ok(()) })
+    }
+
+    fn set_identity(&self, call: &str, set: impl FnOnce(&mut (String, String))) -> SystemFuture<'_> {
+        {
+            let mut failures = lock(&self.failures_left);
+            if *failures > 0 {
+                *failures -= 1;
+                let call = call.to_owned();
+                return Box::pin(async move {
+                    Err(SystemError::Answer {
+                        call,
+                        message: "the service is not running (simulated)".to_owned(),
+                    })
+                });
+            }
+        }
+        set(&mut lock(&self.identity));
+        self.record(call.to_owned())
     }
 }
 
 impl System for RecordedSystem {
+    fn hostname(&self) -> SystemFuture<'_, String> {
+        let name = lock(&self.identity).0.clone();
+        Box::pin(async move { Ok(name) })
+    }
+
     fn set_hostname<'a>(&'a self, hostname: &'a str) -> SystemFuture<'a> {
-        self.record(format!("hostname={hostname}"))
+        self.set_identity(&format!("hostname={hostname}"), |identity| {
+            identity.0 = hostname.to_owned()
+        })
+    }
+
+    fn timezone(&self) -> SystemFuture<'_, String> {
+        let zone = lock(&self.identity).1.clone();
+        Box::pin(async move { Ok(zone) })
     }
 
     fn set_timezone<'a>(&'a self, timezone: &'a str) -> SystemFuture<'a> {
-        self.record(format!("timezone={timezone}"))
+        self.set_identity(&format!("timezone={timezone}"), |identity| {
+            identity.1 = timezone.to_owned()
+        })
     }
 
     fn unit_health<'a>(&'a self, units: &'a [&'a str]) -> SystemFuture<'a, Vec<UnitHealth>> {
@@ -254,21 +381,17 @@ impl System for RecordedSystem {
     }
 
     fn schedule_reboot(&self, at: jiff::Timestamp) -> SystemFuture<'_> {
-        if let Ok(mut reboot_at) = self.reboot_at.lock() {
-            *reboot_at = Some(at);
-        }
+        *lock(&self.reboot_at) = Some(at);
         self.record(format!("reboot={at}"))
     }
 
     fn cancel_reboot(&self) -> SystemFuture<'_> {
-        if let Ok(mut reboot_at) = self.reboot_at.lock() {
-            *reboot_at = None;
-        }
+        *lock(&self.reboot_at) = None;
         self.record("reboot=cancel".to_owned())
     }
 
     fn scheduled_reboot(&self) -> SystemFuture<'_, Option<jiff::Timestamp>> {
-        let at = self.reboot_at.lock().ok().and_then(|at| *at);
+        let at = *lock(&self.reboot_at);
         Box::pin(async move { Ok(at) })
     }
 }

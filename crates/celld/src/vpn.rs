@@ -1,11 +1,11 @@
-//! The VPN's reconcile: settings + server key → one plan (device, addresses, firewall),
-//! computed completely before anything is touched, then applied subsystem by subsystem.
-//! Also the views the API shows and the client configurations it hands out.
+//! The VPN from the settings: what the kernel should hold (device, addresses, firewall;
+//! pure functions the reconciler's appliers plan with), the views the API shows and the
+//! client configurations it hands out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use cell_model::api::{PeerLive, PeerView, SubsystemState, VpnView};
+use cell_model::api::{ApplierState, PeerLive, PeerView, VpnView};
 use cell_model::net::{UlaPrefix, WgPublicKey};
 use cell_model::settings::DomainMode;
 use cell_model::vpn::{EndpointHost, Peer, Service, Vpn};
@@ -13,21 +13,12 @@ use cell_model::Settings;
 use cell_secrets::SecretStore;
 use cell_wg::{DesiredDevice, DesiredPeer, LiveDevice};
 
-use crate::daemon::{lock, Daemon};
-use crate::network::VpnPlan;
-
 /// The server's private key in the secret store.
 pub const SERVER_KEY: &str = "wg-server";
 
 /// The secret-store name of a peer's private key (kept when the cell generated it).
 pub fn peer_key_name(public_key: &WgPublicKey) -> String {
     format!("peer-{}", hex::encode(public_key.as_bytes()))
-}
-
-/// The last reconcile's outcome, per subsystem.
-#[derive(Debug, Default)]
-pub struct VpnRuntime {
-    pub results: Vec<SubsystemState>,
 }
 
 /// A fresh VPN section with a random RFC 4193 prefix.
@@ -62,20 +53,27 @@ impl std::fmt::Debug for ServerKey {
     }
 }
 
-/// The server's private key, generated and stored on first use.
-pub fn server_key(secrets: &SecretStore) -> Result<[u8; 32], String> {
-    if let Some(bytes) = secrets.get(SERVER_KEY).map_err(|e| e.to_string())? {
-        return bytes
+#[derive(Debug, thiserror::Error)]
+pub enum ServerKeyError {
+    #[error(transparent)]
+    Secrets(#[from] cell_secrets::SecretError),
+    #[error("secret {SERVER_KEY} is not a 32-byte key")]
+    Malformed,
+}
+
+/// The server's key pair, generated and stored on first use.
+pub fn server_key(secrets: &SecretStore) -> Result<ServerKey, ServerKeyError> {
+    if let Some(bytes) = secrets.get(SERVER_KEY)? {
+        let private: [u8; 32] = bytes
             .expose()
             .try_into()
-            .map_err(|_| format!("secret {SERVER_KEY} is not a 32-byte key"));
+            .map_err(|_| ServerKeyError::Malformed)?;
+        return Ok(ServerKey::new(private));
     }
     let (private, _) = cell_wg::generate_keypair();
-    secrets
-        .put(SERVER_KEY, &private)
-        .map_err(|e| e.to_string())?;
+    secrets.put(SERVER_KEY, &private)?;
     tracing::info!("generated the WireGuard server key");
-    Ok(private)
+    Ok(ServerKey::new(private))
 }
 
 /// Whether a peer's traffic is let in: the peer and its owner are enabled.
@@ -93,17 +91,15 @@ fn effective(settings: &Settings, vpn: &Vpn) -> Vpn {
     vpn
 }
 
-pub fn plan(settings: &Settings, interface: &str, private_key: [u8; 32]) -> Option<VpnPlan> {
+/// The `inet cell` table for the settings' VPN on `interface`; none without a VPN.
+pub fn firewall_plan(settings: &Settings, interface: &str) -> Option<cell_firewall::Plan> {
     let vpn = effective(settings, settings.vpn.as_ref()?);
-    let mut addresses: BTreeSet<(IpAddr, u8)> = BTreeSet::new();
-    addresses.insert((IpAddr::V4(vpn.gateway4()), vpn.subnet4.prefix()));
-    addresses.insert((IpAddr::V6(vpn.gateway6()), 64));
-    for service in Service::ALL {
-        if let Some(address) = vpn.service4(service) {
-            addresses.insert((IpAddr::V4(address), 32));
-        }
-        addresses.insert((IpAddr::V6(vpn.service6(service)), 128));
-    }
+    Some(cell_firewall::Plan::new(&vpn, interface))
+}
+
+/// The WireGuard device: the server key, the port, and a peer for every active device.
+pub fn device_plan(settings: &Settings, interface: &str, key: &ServerKey) -> Option<DesiredDevice> {
+    let vpn = effective(settings, settings.vpn.as_ref()?);
     let peers = vpn
         .peers
         .iter()
@@ -121,70 +117,27 @@ pub fn plan(settings: &Settings, interface: &str, private_key: [u8; 32]) -> Opti
             }
         })
         .collect();
-    Some(VpnPlan {
-        device: DesiredDevice {
-            name: interface.to_owned(),
-            private_key,
-            listen_port: vpn.listen_port,
-            peers,
-        },
-        addresses,
-        firewall: cell_firewall::Plan::new(&vpn, interface),
+    Some(DesiredDevice {
+        name: interface.to_owned(),
+        private_key: key.private,
+        listen_port: vpn.listen_port,
+        peers,
     })
 }
 
-/// One reconcile pass over the VPN. With `verify`, live state is compared rather than
-/// trusted (the periodic pass). Outcomes are kept for the status API and logged.
-pub async fn reconcile(daemon: &Daemon, verify: bool) {
-    let mut runtime = daemon.vpn_runtime.lock().await;
-    let (generation, settings) = {
-        let store = lock(&daemon.store);
-        let current = store.current();
-        (current.generation, current.settings.clone())
-    };
-    let state = |subsystem: &str, result: Result<String, String>| SubsystemState {
-        subsystem: subsystem.to_owned(),
-        generation,
-        ok: result.is_ok(),
-        error: result.err(),
-    };
-    let Some(plan) = plan(
-        &settings,
-        &daemon.config.wg_interface,
-        daemon.wg_key.private,
-    ) else {
-        return;
-    };
-    let results = match daemon.network.apply(&plan, verify).await {
-        Ok(results) => results,
-        Err(error) => vec![("vpn", Err(error))],
-    };
-    runtime.results = results
-        .into_iter()
-        .map(|(subsystem, result)| {
-            match &result {
-                Ok(what) if what.contains("unchanged") || what == "nothing" => {
-                    tracing::debug!(subsystem, generation, what = %what, "reconciled")
-                }
-                Ok(what) => tracing::info!(subsystem, generation, what = %what, "reconciled"),
-                Err(error) => tracing::error!(subsystem, generation, %error, "reconcile failed"),
-            }
-            state(subsystem, result)
-        })
-        .collect();
-}
-
-/// How often live state is checked against the settings, to undo changes made behind
-/// celld's back and to retry what failed.
-const VERIFY_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Reconciles at start (verifying live state) and then periodically.
-pub async fn reconcile_loop(daemon: std::sync::Arc<Daemon>) {
-    let mut ticker = tokio::time::interval(VERIFY_EVERY);
-    loop {
-        ticker.tick().await;
-        reconcile(&daemon, true).await;
+/// The device's addresses: the gateway in both families and every service's address.
+pub fn address_plan(settings: &Settings) -> Option<BTreeSet<(IpAddr, u8)>> {
+    let vpn = settings.vpn.as_ref()?;
+    let mut addresses: BTreeSet<(IpAddr, u8)> = BTreeSet::new();
+    addresses.insert((IpAddr::V4(vpn.gateway4()), vpn.subnet4.prefix()));
+    addresses.insert((IpAddr::V6(vpn.gateway6()), 64));
+    for service in Service::ALL {
+        if let Some(address) = vpn.service4(service) {
+            addresses.insert((IpAddr::V4(address), 32));
+        }
+        addresses.insert((IpAddr::V6(vpn.service6(service)), 128));
     }
+    Some(addresses)
 }
 
 fn live_view(peer: &Peer, device: Option<&LiveDevice>) -> Option<PeerLive> {
@@ -228,7 +181,8 @@ pub fn vpn_view(
     interface: &str,
     server_public: Option<WgPublicKey>,
     device: Option<&LiveDevice>,
-    results: Vec<SubsystemState>,
+    reconcile: Vec<ApplierState>,
+    pending_change: Option<cell_model::api::PendingChange>,
     now: u64,
 ) -> VpnView {
     let services: BTreeMap<String, String> = Service::ALL
@@ -261,7 +215,8 @@ pub fn vpn_view(
         services,
         peers: vpn.peers.len(),
         peers_connected: connected,
-        reconcile: results,
+        reconcile,
+        pending_change,
     }
 }
 

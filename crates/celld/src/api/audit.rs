@@ -7,7 +7,8 @@ use cell_model::api::{AuditEntry, AuditVerification};
 use super::extract::Admin;
 use super::{blocking, AppError};
 use crate::audit::Filter;
-use crate::daemon::{lock, Daemon};
+use crate::daemon::Daemon;
+use crate::sync::lock;
 
 pub async fn audit_get(
     State(daemon): State<Arc<Daemon>>,

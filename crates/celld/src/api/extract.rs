@@ -10,7 +10,8 @@ use cell_model::{FieldError, Role, Username};
 use serde::de::DeserializeOwned;
 
 use super::AppError;
-use crate::daemon::{lock, Daemon};
+use crate::daemon::Daemon;
+use crate::sync::lock;
 use crate::peer::Peer;
 
 /// Header cell-web sets to the logged-in user a request acts for.

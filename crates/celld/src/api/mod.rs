@@ -2,6 +2,7 @@
 
 mod audit;
 mod auth;
+mod changes;
 mod error;
 mod extract;
 mod recovery;
@@ -83,6 +84,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
             "/v1/update/reboot",
             post(update::update_reboot_post).delete(update::update_reboot_delete),
         )
+        .route("/v1/changes/confirm", post(changes::confirm_post))
         .route("/v1/audit", get(audit::audit_get))
         .route("/v1/audit/verify", get(audit::audit_verify_get))
         .fallback(not_found)

@@ -12,7 +12,8 @@ use cell_model::api::{RecoveryView, ShellPassword, ShellPasswordCheck};
 use super::extract::{Admin, ValidJson};
 use super::{blocking, AppError};
 use crate::audit::Record;
-use crate::daemon::{lock, Daemon};
+use crate::daemon::Daemon;
+use crate::sync::lock;
 use crate::passwords;
 use crate::peer::Peer;
 

@@ -9,7 +9,8 @@ use cell_model::{Settings, Status};
 use super::extract::{Admin, ValidJson};
 use super::{blocking, AppError};
 use crate::audit::Record;
-use crate::daemon::{lock, Daemon};
+use crate::daemon::Daemon;
+use crate::sync::lock;
 use crate::{status, zones};
 
 pub async fn status_get(State(daemon): State<Arc<Daemon>>) -> Result<Json<Status>, AppError> {
@@ -21,6 +22,8 @@ pub async fn status_get(State(daemon): State<Arc<Daemon>>) -> Result<Json<Status
     let mut status =
         status::current(generation, &settings).map_err(|e| AppError::Internal(e.to_string()))?;
     status.units = daemon.unit_health().await;
+    status.appliers = daemon.board().states();
+    status.pending_change = lock(&daemon.store).pending_view();
     Ok(Json(status))
 }
 
@@ -40,8 +43,8 @@ pub async fn settings_get(State(daemon): State<Arc<Daemon>>) -> Json<SettingsVie
     Json(view(current.generation, &current.settings))
 }
 
-/// Replaces the editable settings; stores a new generation only if something changed,
-/// records each changed field in the audit log, then applies hostname and time zone.
+/// Replaces the editable settings; stores a new generation only if something changed and
+/// records each changed field in the audit log. The reconciler applies it.
 pub async fn settings_put(
     State(daemon): State<Arc<Daemon>>,
     Admin(actor): Admin,
@@ -49,7 +52,7 @@ pub async fn settings_put(
 ) -> Result<Json<SettingsView>, AppError> {
     zones::check(&edited.identity.timezone).map_err(|m| AppError::field("identity.timezone", m))?;
     let worker = daemon.clone();
-    let (before, after) = blocking(move || {
+    let after = blocking(move || {
         let mut store = lock(&worker.store);
         let before = store.current().settings.clone();
         let mut next = before.clone();
@@ -57,44 +60,16 @@ pub async fn settings_put(
         next.services = edited.services;
         let changes = changes(&view(0, &before).settings, &view(0, &next).settings);
         if changes.is_empty() {
-            return Ok((before, store.current().clone()));
+            return Ok(store.current().clone());
         }
         let stored = store.commit(next)?.clone();
         let mut record = Record::new(&actor.name, "settings.update").source(actor.source.clone());
         record.changes = changes;
         lock(&worker.audit).append(record)?;
-        Ok((before, stored))
+        Ok(stored)
     })
     .await?;
-    apply_system(&daemon, &before, &after.settings).await;
     Ok(Json(view(after.generation, &after.settings)))
-}
-
-/// Brings hostname and time zone in line with `after`; failures are logged and left for
-/// the next reconcile, the stored settings stand.
-pub async fn apply_system(daemon: &Daemon, before: &Settings, after: &Settings) -> Vec<String> {
-    let mut warnings = Vec::new();
-    if before.identity.cell_name != after.identity.cell_name || !before.setup_complete {
-        if let Err(error) = daemon
-            .system
-            .set_hostname(after.identity.cell_name.as_str())
-            .await
-        {
-            tracing::warn!(%error, "could not set the hostname");
-            warnings.push(format!("the hostname could not be set yet: {error}"));
-        }
-    }
-    if before.identity.timezone != after.identity.timezone || !before.setup_complete {
-        if let Err(error) = daemon
-            .system
-            .set_timezone(after.identity.timezone.as_str())
-            .await
-        {
-            tracing::warn!(%error, "could not set the time zone");
-            warnings.push(format!("the time zone could not be set yet: {error}"));
-        }
-    }
-    warnings
 }
 
 /// Field-by-field differences, `path → "old → new"`, of two values of the same type.

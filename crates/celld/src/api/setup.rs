@@ -10,14 +10,16 @@ use serde::Serialize;
 use super::extract::{Source, ValidJson};
 use super::{blocking, settings, AppError};
 use crate::audit::Record;
-use crate::daemon::{lock, Daemon};
+use crate::daemon::Daemon;
+use crate::sync::lock;
 use crate::passwords;
 use crate::peer::Peer;
 use crate::throttle::Outcome;
 use crate::zones;
 
 /// Claims the cell: checks the one-time code, stores identity, services and the first
-/// admin as one generation, spends the code, then applies hostname and time zone.
+/// admin as one generation and spends the code. Applying it (hostname, time zone, VPN) is
+/// the reconciler's work, which the status shows.
 pub async fn setup_post(
     State(daemon): State<Arc<Daemon>>,
     Source(source): Source,
@@ -46,7 +48,7 @@ pub async fn setup_post(
         ));
     }
     let worker = daemon.clone();
-    let (before, stored) = blocking(move || {
+    let stored = blocking(move || {
         let password_hash = passwords::hash(request.admin_password.expose())
             .map_err(|e| AppError::Internal(e.to_string()))?;
         let mut store = lock(&worker.store);
@@ -81,15 +83,12 @@ pub async fn setup_post(
             .changes
             .extend(settings::changes(&before_view, &after_view));
         lock(&worker.audit).append(record)?;
-        Ok((before, stored))
+        Ok(stored)
     })
     .await?;
     lock(&daemon.throttle).success(&throttle_key);
-    let warnings = settings::apply_system(&daemon, &before, &stored.settings).await;
-    crate::vpn::reconcile(&daemon, false).await;
     Ok(Json(SetupDone {
         generation: stored.generation,
-        warnings,
     }))
 }
 

@@ -17,7 +17,8 @@ use cell_model::FieldError;
 use super::extract::{Admin, ValidJson};
 use super::{blocking, AppError};
 use crate::audit::Record;
-use crate::daemon::{lock, Daemon};
+use crate::daemon::Daemon;
+use crate::sync::lock;
 
 /// A reboot can be put off by a week at most.
 const REBOOT_HORIZON_HOURS: i64 = 24 * 7;
@@ -147,7 +148,7 @@ async fn start_job(daemon: &Arc<Daemon>, request: UpdateRequest) -> Result<(), A
         .system
         .start_unit(JOB_UNIT)
         .await
-        .map_err(AppError::Internal)
+        .map_err(|e| AppError::Internal(e.to_string()))
 }
 
 fn configured_url(daemon: &Daemon) -> Result<UpdateUrl, AppError> {
@@ -260,7 +261,7 @@ pub async fn update_reboot_post(
         .system
         .schedule_reboot(at)
         .await
-        .map_err(AppError::Internal)?;
+        .map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -272,7 +273,7 @@ pub async fn update_reboot_delete(
         .system
         .cancel_reboot()
         .await
-        .map_err(AppError::Internal)?;
+        .map_err(|e| AppError::Internal(e.to_string()))?;
     lock(&daemon.audit)
         .append(Record::new(&actor.name, "update.reboot_cancel").source(actor.source.clone()))?;
     Ok(StatusCode::NO_CONTENT)

@@ -12,7 +12,8 @@ use cell_model::{Role, Settings, User, Username};
 use super::extract::{Actor, Admin, ValidJson};
 use super::{blocking, AppError};
 use crate::audit::Record;
-use crate::daemon::{lock, Daemon};
+use crate::daemon::Daemon;
+use crate::sync::lock;
 use crate::{passwords, totp};
 
 fn view(user: &User) -> UserView {
@@ -220,7 +221,6 @@ pub async fn user_delete(
         Ok(())
     })
     .await?;
-    crate::vpn::reconcile(&daemon, false).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -16,7 +16,8 @@ use cell_model::Settings;
 use super::extract::{Actor, Admin, ValidJson};
 use super::{blocking, AppError};
 use crate::audit::Record;
-use crate::daemon::{lock, Daemon};
+use crate::daemon::Daemon;
+use crate::sync::lock;
 use crate::vpn::{self, peer_key_name};
 
 fn parse_name(name: &str) -> Result<PeerName, AppError> {
@@ -87,30 +88,47 @@ pub async fn vpn_get(
     let vpn = vpn_of(&settings)?;
     let public = WgPublicKey::from_bytes(daemon.wg_key.public());
     let device = live_device(&daemon).await;
-    let results = daemon.vpn_runtime.lock().await.results.clone();
+    let appliers = daemon
+        .board()
+        .states()
+        .into_iter()
+        .filter(|s| VPN_APPLIERS.contains(&s.applier.as_str()))
+        .collect();
+    let pending = lock(&daemon.store).pending_view();
     Ok(Json(vpn::vpn_view(
         vpn,
         &daemon.config.wg_interface,
         Some(public),
         device.as_ref(),
-        results,
+        appliers,
+        pending,
         unix_now(),
     )))
 }
+
+/// The appliers whose state the VPN page shows.
+const VPN_APPLIERS: [&str; 3] = [
+    crate::reconcile::vpn::FIREWALL,
+    crate::reconcile::vpn::WIREGUARD,
+    crate::reconcile::vpn::ADDRESSES,
+];
 
 async fn lan(daemon: &Daemon) -> Result<Vec<(String, IpAddr, u8)>, AppError> {
     daemon
         .network
         .local_networks(&daemon.config.wg_interface)
         .await
-        .map_err(AppError::Internal)
+        .map_err(|e| AppError::Internal(e.to_string()))
 }
 
+/// Changes the VPN server settings. A new subnet or port can cut off whoever reaches the
+/// cell through the VPN: it is applied at once but answered 202, and undone unless
+/// confirmed (`POST /v1/changes/confirm`) before the deadline in `pending_change`.
 pub async fn vpn_put(
     State(daemon): State<Arc<Daemon>>,
     Admin(actor): Admin,
     ValidJson(edit): ValidJson<VpnSettingsEdit>,
-) -> Result<Json<VpnView>, AppError> {
+) -> Result<(StatusCode, Json<VpnView>), AppError> {
     let local = lan(&daemon).await?;
     for (link, address, prefix) in &local {
         if let IpAddr::V4(v4) = address {
@@ -127,7 +145,7 @@ pub async fn vpn_put(
         .change("subnet4", edit.subnet4.to_string())
         .change("listen_port", edit.listen_port.to_string());
     let worker = daemon.clone();
-    blocking(move || {
+    let generation = blocking(move || {
         commit_vpn(
             &worker,
             move |_, vpn| {
@@ -137,11 +155,16 @@ pub async fn vpn_put(
                 Ok(())
             },
             record,
-        )
+        )?;
+        Ok(lock(&worker.store).current().generation)
     })
     .await?;
-    vpn::reconcile(&daemon, false).await;
-    vpn_get(State(daemon), Admin(actor)).await
+    let Json(view) = vpn_get(State(daemon), Admin(actor)).await?;
+    let status = match &view.pending_change {
+        Some(pending) if pending.generation == generation => StatusCode::ACCEPTED,
+        _ => StatusCode::OK,
+    };
+    Ok((status, Json(view)))
 }
 
 pub async fn peers_get(
@@ -263,7 +286,6 @@ pub async fn peers_post(
         result
     })
     .await?;
-    vpn::reconcile(&daemon, false).await;
     let vpn = vpn_of(&settings)?;
     let peer = vpn
         .peers
@@ -327,7 +349,6 @@ pub async fn peer_patch(
         )
     })
     .await?;
-    vpn::reconcile(&daemon, false).await;
     let vpn = vpn_of(&settings)?;
     let peer = vpn.peer(&current).ok_or_else(|| no_such_peer(&current))?;
     let device = live_device(&daemon).await;
@@ -368,7 +389,6 @@ pub async fn peer_delete(
         Ok(())
     })
     .await?;
-    vpn::reconcile(&daemon, false).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -484,7 +504,7 @@ pub async fn firewall_get(
         .network
         .firewall()
         .await
-        .map_err(AppError::Internal)?;
+        .map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(Json(FirewallView {
         ruleset,
         rules: live.rules,
