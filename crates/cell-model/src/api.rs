@@ -301,6 +301,8 @@ mod tests {
                 unit: "celld.service".into(),
                 state: "active".into(),
             }],
+            appliers: Vec::new(),
+            pending_change: None,
         };
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(
@@ -313,6 +315,7 @@ mod tests {
                 "generation": 0,
                 "cell_name": "cell",
                 "units": [{"unit": "celld.service", "state": "active"}],
+                "appliers": [],
             })
         );
         assert_eq!(serde_json::from_value::<Status>(json).unwrap(), status);

@@ -9,14 +9,14 @@ use cell_model::api::UnitHealth;
 use cell_secrets::SecretStore;
 
 use crate::audit::{AuditError, AuditLog, Record};
-use crate::network::Network;
+use crate::network::{LiveNetwork, Network};
 use crate::reconcile::identity::Identity;
 use crate::reconcile::vpn::{AddressesApplier, FirewallApplier, WireGuardApplier};
 use crate::reconcile::{Board, DynApplier, Reconciler, Timing};
 use crate::settings_store::SettingsStore;
 use crate::setup_code::{SetupCode, SetupCodeError};
 use crate::sync::lock;
-use crate::system::System;
+use crate::system::{Machine, System};
 use crate::throttle::Throttle;
 use crate::vpn::ServerKey;
 
@@ -82,8 +82,10 @@ pub struct Daemon {
     pub(crate) throttle: Mutex<Throttle>,
     /// TOTP seeds handed out for enrolment, not yet confirmed with a code.
     pub(crate) pending_totp: Mutex<std::collections::HashMap<String, String>>,
+    /// Units, jobs and reboots; the hostname and time zone are the reconciler's alone.
     pub(crate) system: Arc<dyn System>,
-    pub(crate) network: Arc<dyn Network>,
+    /// Live state to show; changes to it are the reconciler's alone.
+    pub(crate) network: Arc<dyn LiveNetwork>,
     pub(crate) secrets: SecretStore,
     /// The WireGuard server key, decrypted once at start rather than on every request.
     pub(crate) wg_key: ServerKey,
@@ -106,7 +108,7 @@ impl Daemon {
     /// current tokio runtime.
     pub fn start(
         config: Config,
-        system: Arc<dyn System>,
+        machine: Arc<dyn Machine>,
         network: Arc<dyn Network>,
     ) -> Result<Arc<Self>, OpenError> {
         let mut store = SettingsStore::open(&config.state_dir, config.confirm_window)?;
@@ -128,7 +130,7 @@ impl Daemon {
         )?;
         let interface = config.wg_interface.as_str();
         let appliers: Vec<Box<dyn DynApplier>> = vec![
-            Box::new(Identity::new(system.clone())),
+            Box::new(Identity::new(machine.clone())),
             Box::new(FirewallApplier::new(network.clone(), interface)),
             Box::new(WireGuardApplier::new(
                 network.clone(),
@@ -147,7 +149,7 @@ impl Daemon {
             setup_code: Mutex::new(setup_code),
             throttle: Mutex::new(Throttle::default()),
             pending_totp: Mutex::new(Default::default()),
-            system,
+            system: machine,
             network,
             secrets,
             wg_key,
@@ -211,7 +213,10 @@ impl Daemon {
                 "not confirmed before its deadline; the previous values are back",
             );
         for field in &reverted.fields {
-            record = record.change(field, format!("back as in generation {}", reverted.pending.revert_to));
+            record = record.change(
+                field,
+                format!("back as in generation {}", reverted.pending.revert_to),
+            );
         }
         lock(&self.audit).append(record)?;
         Ok(true)

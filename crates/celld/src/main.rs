@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use celld::network::{KernelNetwork, Network, RecordedNetwork};
-use celld::system::{DBusSystem, RecordedSystem, System};
+use celld::system::{DBusSystem, Machine, RecordedSystem};
 use celld::{Config, Daemon};
 use clap::Parser;
 
@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
             .map(PathBuf::from)
             .context("the socket path has no directory")?,
     };
-    let system: Arc<dyn System> = if args.no_system {
+    let system: Arc<dyn Machine> = if args.no_system {
         Arc::new(RecordedSystem::default())
     } else {
         Arc::new(DBusSystem::default())

@@ -35,7 +35,17 @@ pub enum NetworkError {
     Simulated(&'static str),
 }
 
-pub trait Network: Send + Sync + std::fmt::Debug {
+/// What API requests may read of the kernel's state.
+pub trait LiveNetwork: Send + Sync + std::fmt::Debug {
+    fn device<'a>(&'a self, interface: &'a str) -> NetFuture<'a, Option<LiveDevice>>;
+    /// The live table as text, and parsed.
+    fn firewall(&self) -> NetFuture<'_, (String, Live)>;
+    /// Addresses on every link but `except`: (link, address, prefix).
+    fn local_networks<'a>(&'a self, except: &'a str) -> NetFuture<'a, Vec<(String, IpAddr, u8)>>;
+}
+
+/// The changes only the reconciler's appliers make.
+pub trait Network: LiveNetwork {
     /// Brings the WireGuard device to `device` (created if absent; peers diffed by key).
     fn apply_device<'a>(&'a self, device: &'a DesiredDevice) -> NetFuture<'a, cell_wg::Report>;
     /// Makes `addresses` the exact address list of `interface`, and brings it up.
@@ -51,11 +61,6 @@ pub trait Network: Send + Sync + std::fmt::Debug {
         plan: &'a cell_firewall::Plan,
         verify: bool,
     ) -> NetFuture<'a, cell_firewall::Applied>;
-    fn device<'a>(&'a self, interface: &'a str) -> NetFuture<'a, Option<LiveDevice>>;
-    /// The live table as text, and parsed.
-    fn firewall(&self) -> NetFuture<'_, (String, Live)>;
-    /// Addresses on every link but `except`: (link, address, prefix).
-    fn local_networks<'a>(&'a self, except: &'a str) -> NetFuture<'a, Vec<(String, IpAddr, u8)>>;
 }
 
 async fn blocking<T: Send + 'static>(
@@ -119,7 +124,9 @@ impl Network for KernelNetwork {
             })
         }))
     }
+}
 
+impl LiveNetwork for KernelNetwork {
     fn device<'a>(&'a self, interface: &'a str) -> NetFuture<'a, Option<LiveDevice>> {
         let interface = interface.to_owned();
         Box::pin(blocking(move || Ok(cell_wg::status(&interface)?)))
@@ -152,6 +159,8 @@ impl Network for KernelNetwork {
 pub struct RecordedNetwork {
     state: Mutex<RecordedState>,
     pub lan: Mutex<Vec<(String, IpAddr, u8)>>,
+    /// While true, changes wait (a slow kernel, for tests of who waits for whom).
+    held: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -168,6 +177,7 @@ impl Default for RecordedNetwork {
     fn default() -> Self {
         Self {
             state: Mutex::default(),
+            held: tokio::sync::watch::Sender::new(false),
             lan: Mutex::new(vec![(
                 "eth0".to_owned(),
                 IpAddr::from([192, 168, 1, 10]),
@@ -201,14 +211,27 @@ impl RecordedNetwork {
             .count()
     }
 
+    /// Holds every change back until released: the reconciler's pass waits, and nothing
+    /// else should.
+    pub fn hold(&self, held: bool) {
+        self.held.send_replace(held);
+    }
+
     /// Makes firewall writes fail (as a locked table or a missing nft would) or work again.
     pub fn refuse_firewall(&self, refuse: bool) {
         lock(&self.state).firewall_refuses = refuse;
     }
 }
 
-impl Network for RecordedNetwork {
-    fn apply_device<'a>(&'a self, device: &'a DesiredDevice) -> NetFuture<'a, cell_wg::Report> {
+impl RecordedNetwork {
+    /// Waits while changes are held back (see [`RecordedNetwork::hold`]).
+    async fn released(&self) {
+        let mut held = self.held.subscribe();
+        // The sender lives in self.
+        let _ = held.wait_for(|held| !*held).await;
+    }
+
+    fn record_device(&self, device: &DesiredDevice) -> cell_wg::Report {
         let mut state = lock(&self.state);
         state.requests.push("device");
         let live = state
@@ -219,12 +242,63 @@ impl Network for RecordedNetwork {
         let report = cell_wg::Report {
             backend: cell_wg::WgBackend::Userspace,
             created: state.device.is_none(),
-            device_changed: state.device.as_ref().map(|d| (d.private_key, d.listen_port))
+            device_changed: state
+                .device
+                .as_ref()
+                .map(|d| (d.private_key, d.listen_port))
                 != Some((device.private_key, device.listen_port)),
             diff: peer_diff(&live, &device.peers),
         };
         state.device = Some(device.clone());
-        Box::pin(async move { Ok(report) })
+        report
+    }
+
+    fn record_addresses(
+        &self,
+        interface: &str,
+        addresses: &BTreeSet<(IpAddr, u8)>,
+    ) -> Result<cell_net::Changes, NetworkError> {
+        let mut state = lock(&self.state);
+        state.requests.push("addresses");
+        if state.device.as_ref().map(|d| d.name.as_str()) != Some(interface) {
+            return Err(NetworkError::NoLink {
+                interface: interface.to_owned(),
+            });
+        }
+        let changes = cell_net::Changes {
+            added: addresses.difference(&state.addresses).copied().collect(),
+            removed: state.addresses.difference(addresses).copied().collect(),
+            brought_up: false,
+        };
+        state.addresses = addresses.clone();
+        Ok(changes)
+    }
+
+    fn record_firewall(
+        &self,
+        plan: &cell_firewall::Plan,
+    ) -> Result<cell_firewall::Applied, NetworkError> {
+        let mut state = lock(&self.state);
+        state.requests.push("firewall");
+        if state.firewall_refuses {
+            return Err(NetworkError::Simulated(
+                "the firewall table cannot be written",
+            ));
+        }
+        if state.firewall.as_ref() == Some(plan) {
+            return Ok(cell_firewall::Applied::Nothing);
+        }
+        state.firewall = Some(plan.clone());
+        Ok(cell_firewall::Applied::Table)
+    }
+}
+
+impl Network for RecordedNetwork {
+    fn apply_device<'a>(&'a self, device: &'a DesiredDevice) -> NetFuture<'a, cell_wg::Report> {
+        Box::pin(async move {
+            self.released().await;
+            Ok(self.record_device(device))
+        })
     }
 
     fn apply_addresses<'a>(
@@ -232,22 +306,10 @@ impl Network for RecordedNetwork {
         interface: &'a str,
         addresses: &'a BTreeSet<(IpAddr, u8)>,
     ) -> NetFuture<'a, cell_net::Changes> {
-        let mut state = lock(&self.state);
-        state.requests.push("addresses");
-        let result = if state.device.as_ref().map(|d| d.name.as_str()) != Some(interface) {
-            Err(NetworkError::NoLink {
-                interface: interface.to_owned(),
-            })
-        } else {
-            let changes = cell_net::Changes {
-                added: addresses.difference(&state.addresses).copied().collect(),
-                removed: state.addresses.difference(addresses).copied().collect(),
-                brought_up: false,
-            };
-            state.addresses = addresses.clone();
-            Ok(changes)
-        };
-        Box::pin(async move { result })
+        Box::pin(async move {
+            self.released().await;
+            self.record_addresses(interface, addresses)
+        })
     }
 
     fn apply_firewall<'a>(
@@ -255,19 +317,14 @@ impl Network for RecordedNetwork {
         plan: &'a cell_firewall::Plan,
         _verify: bool,
     ) -> NetFuture<'a, cell_firewall::Applied> {
-        let mut state = lock(&self.state);
-        state.requests.push("firewall");
-        let result = if state.firewall_refuses {
-            Err(NetworkError::Simulated("the firewall table cannot be written"))
-        } else if state.firewall.as_ref() == Some(plan) {
-            Ok(cell_firewall::Applied::Nothing)
-        } else {
-            state.firewall = Some(plan.clone());
-            Ok(cell_firewall::Applied::Table)
-        };
-        Box::pin(async move { result })
+        Box::pin(async move {
+            self.released().await;
+            self.record_firewall(plan)
+        })
     }
+}
 
+impl LiveNetwork for RecordedNetwork {
     fn device<'a>(&'a self, _interface: &'a str) -> NetFuture<'a, Option<LiveDevice>> {
         Box::pin(async { Ok(None) })
     }

@@ -190,7 +190,8 @@ impl SettingsStore {
     }
 
     fn deadline(&self) -> jiff::Timestamp {
-        let window = jiff::SignedDuration::try_from(self.window).unwrap_or(jiff::SignedDuration::MAX);
+        let window =
+            jiff::SignedDuration::try_from(self.window).unwrap_or(jiff::SignedDuration::MAX);
         jiff::Timestamp::now()
             .checked_add(window)
             .unwrap_or(jiff::Timestamp::MAX)

@@ -43,13 +43,18 @@ impl SystemError {
     }
 }
 
-pub trait System: Send + Sync + std::fmt::Debug {
+/// The machine's identity: what only the reconciler's identity applier changes.
+pub trait HostIdentity: Send + Sync + std::fmt::Debug {
     /// The static hostname hostnamed holds.
     fn hostname(&self) -> SystemFuture<'_, String>;
     fn set_hostname<'a>(&'a self, hostname: &'a str) -> SystemFuture<'a>;
     /// The time zone timedated holds.
     fn timezone(&self) -> SystemFuture<'_, String>;
     fn set_timezone<'a>(&'a self, timezone: &'a str) -> SystemFuture<'a>;
+}
+
+/// Units, jobs and reboots: what API requests may ask of systemd directly.
+pub trait System: Send + Sync + std::fmt::Debug {
     /// `ActiveState` of each unit (`active`, `failed`, `inactive`…).
     fn unit_health<'a>(&'a self, units: &'a [&'a str]) -> SystemFuture<'a, Vec<UnitHealth>>;
     /// Starts a unit (a job such as cell-update.service) and returns at once.
@@ -96,12 +101,7 @@ impl DBusSystem {
     }
 
     /// A string property of one of systemd's services.
-    async fn property(
-        &self,
-        service: &str,
-        path: &str,
-        name: &str,
-    ) -> Result<String, SystemError> {
+    async fn property(&self, service: &str, path: &str, name: &str) -> Result<String, SystemError> {
         let call = format!("{service}.{name}");
         let reply = self
             .bus()
@@ -172,7 +172,12 @@ impl DBusSystem {
 const HOSTNAME1: &str = "org.freedesktop.hostname1";
 const TIMEDATE1: &str = "org.freedesktop.timedate1";
 
-impl System for DBusSystem {
+/// Both halves of the machine, as celld is given them; the API keeps only [`System`].
+pub trait Machine: System + HostIdentity {}
+
+impl<T: System + HostIdentity> Machine for T {}
+
+impl HostIdentity for DBusSystem {
     fn hostname(&self) -> SystemFuture<'_, String> {
         Box::pin(self.property(HOSTNAME1, "/org/freedesktop/hostname1", "StaticHostname"))
     }
@@ -198,7 +203,9 @@ impl System for DBusSystem {
             timezone,
         ))
     }
+}
 
+impl System for DBusSystem {
     fn unit_health<'a>(&'a self, units: &'a [&'a str]) -> SystemFuture<'a, Vec<UnitHealth>> {
         Box::pin(async move {
             let mut health = Vec::with_capacity(units.len());
@@ -323,7 +330,11 @@ impl RecordedSystem {
         Box::pin(async { Ok(()) })
     }
 
-    fn set_identity(&self, call: &str, set: impl FnOnce(&mut (String, String))) -> SystemFuture<'_> {
+    fn set_identity(
+        &self,
+        call: &str,
+        set: impl FnOnce(&mut (String, String)),
+    ) -> SystemFuture<'_> {
         {
             let mut failures = lock(&self.failures_left);
             if *failures > 0 {
@@ -342,7 +353,7 @@ impl RecordedSystem {
     }
 }
 
-impl System for RecordedSystem {
+impl HostIdentity for RecordedSystem {
     fn hostname(&self) -> SystemFuture<'_, String> {
         let name = lock(&self.identity).0.clone();
         Box::pin(async move { Ok(name) })
@@ -364,7 +375,9 @@ impl System for RecordedSystem {
             identity.1 = timezone.to_owned()
         })
     }
+}
 
+impl System for RecordedSystem {
     fn unit_health<'a>(&'a self, units: &'a [&'a str]) -> SystemFuture<'a, Vec<UnitHealth>> {
         let health = units
             .iter()

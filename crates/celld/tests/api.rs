@@ -19,6 +19,11 @@ use tower::ServiceExt;
 const WEB_UID: u32 = 990;
 const PASSWORD: &str = "correct horse battery";
 
+struct Live {
+    device: cell_wg::DesiredDevice,
+    firewall: cell_firewall::Plan,
+}
+
 struct Cell {
     dir: tempfile::TempDir,
     daemon: Arc<Daemon>,
@@ -28,21 +33,38 @@ struct Cell {
 
 impl Cell {
     fn new() -> Self {
+        Self::with_window(celld::daemon::DEFAULT_CONFIRM_WINDOW)
+    }
+
+    /// A cell whose risky changes wait `window` for their confirmation.
+    fn with_window(window: std::time::Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let system = Arc::new(RecordedSystem::default());
-        let config = Config {
-            state_dir: dir.path().join("state"),
-            run_dir: dir.path().to_owned(),
-            allowed_uids: vec![0, WEB_UID],
-            wg_interface: "cellwg-test".into(),
-        };
+        let mut config = Config::new(
+            dir.path().join("state"),
+            dir.path().to_owned(),
+            vec![0, WEB_UID],
+        );
+        config.wg_interface = "cellwg-test".into();
+        config.confirm_window = window;
+        config.timing.retry_first = std::time::Duration::from_millis(20);
+        config.timing.retry_max = std::time::Duration::from_millis(200);
         let network = Arc::new(RecordedNetwork::default());
-        let daemon = Arc::new(Daemon::open(config, system.clone(), network.clone()).unwrap());
+        let daemon = Daemon::start(config, system.clone(), network.clone()).unwrap();
         Self {
             dir,
             daemon,
             system,
             network,
+        }
+    }
+
+    /// The kernel's VPN state once the reconciler has applied the generation in force.
+    async fn live(&self) -> Live {
+        self.daemon.settled().await;
+        Live {
+            device: self.network.live_device().unwrap(),
+            firewall: self.network.live_firewall().unwrap(),
         }
     }
 
@@ -202,6 +224,7 @@ async fn setup_needs_the_code_and_happens_once() {
     let (_, status) = cell.root(Method::GET, "/v1/status", None).await;
     assert_eq!(status["setup_complete"], true);
     assert_eq!(status["cell_name"], "home");
+    cell.daemon.settled().await;
     assert_eq!(
         cell.system.requests(),
         vec!["hostname=home", "timezone=Europe/Berlin"]
@@ -357,6 +380,7 @@ async fn a_settings_change_is_stored_audited_and_applied() {
         generation + 1,
         "the same settings add no generation"
     );
+    cell.daemon.settled().await;
     assert_eq!(
         cell.system.requests().last().unwrap(),
         "timezone=America/New_York"
@@ -602,7 +626,7 @@ async fn setup_creates_the_vpn_and_peers_get_distinct_addresses() {
     assert_eq!(phone["key_on_cell"], true);
 
     // The plan handed to the kernel has both peers and phone in the files set only.
-    let plan = cell.network.plans().last().unwrap().clone();
+    let plan = cell.live().await;
     assert_eq!(plan.device.peers.len(), 2);
     assert_eq!(plan.firewall.sets["files4"].len(), 1);
     assert!(plan.firewall.sets["files4"].contains(&"10.87.0.16".parse().unwrap()));
@@ -623,7 +647,7 @@ async fn setup_creates_the_vpn_and_peers_get_distinct_addresses() {
         })
         .count();
     assert_eq!(keys, 1, "only laptop's key remains");
-    let plan = cell.network.plans().last().unwrap().clone();
+    let plan = cell.live().await;
     assert_eq!(plan.device.peers.len(), 1);
     assert!(plan.firewall.sets["files4"].is_empty());
     let (_, tablet) = cell
@@ -649,7 +673,8 @@ async fn bad_vpn_input_is_refused_by_field_and_changes_nothing() {
     )
     .await;
     let before = cell.generation().await;
-    let plans = cell.network.plans().len();
+    cell.daemon.settled().await;
+    let writes = cell.network.requests("firewall");
     let cases = [
         (json!({"name": "bad name"}), "name"),
         (json!({"name": "phone"}), "name"),
@@ -705,7 +730,12 @@ async fn bad_vpn_input_is_refused_by_field_and_changes_nothing() {
         assert_eq!(error["field"], field, "{body}: {error}");
     }
     assert_eq!(cell.generation().await, before, "nothing was stored");
-    assert_eq!(cell.network.plans().len(), plans, "nothing was applied");
+    cell.daemon.settled().await;
+    assert_eq!(
+        cell.network.requests("firewall"),
+        writes,
+        "nothing was applied"
+    );
 }
 
 #[tokio::test]
@@ -715,7 +745,11 @@ async fn an_exhausted_subnet_is_named() {
     let (status, body) = cell
         .web("alice", Method::PUT, "/v1/vpn", Some(json!({"subnet4": "10.9.0.0/27", "listen_port": 51820, "endpoint": "vpn.example.org"})))
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "a new subnet waits for confirmation: {body}"
+    );
     for i in 0..15 {
         let (status, body) = cell
             .web(
@@ -841,8 +875,7 @@ async fn peer_users_see_and_download_only_their_own_devices() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    celld::vpn::reconcile(&cell.daemon, false).await;
-    let plan = cell.network.plans().last().unwrap().clone();
+    let plan = cell.live().await;
     assert_eq!(plan.device.peers.len(), 1, "bob's phone is out");
 
     // Deleting bob deletes his devices and their keys.
@@ -899,7 +932,7 @@ async fn peers_can_be_renamed_disabled_and_given_access() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["name"], "pixel");
     assert_eq!(body["enabled"], false);
-    let plan = cell.network.plans().last().unwrap().clone();
+    let plan = cell.live().await;
     assert_eq!(
         plan.device.peers.len(),
         1,
@@ -913,7 +946,7 @@ async fn peers_can_be_renamed_disabled_and_given_access() {
         Some(json!({"enabled": true})),
     )
     .await;
-    let plan = cell.network.plans().last().unwrap().clone();
+    let plan = cell.live().await;
     assert_eq!(plan.device.peers.len(), 2);
     assert_eq!(plan.firewall.sets["mail4"].len(), 1);
     assert_eq!(plan.firewall.sets["exit6"].len(), 1);
@@ -1182,4 +1215,309 @@ async fn updates_are_requested_from_the_job_and_failed_versions_refused() {
     ] {
         assert!(actions.contains(&action.to_owned()), "{action} audited");
     }
+}
+
+/// Polls the status until `done` holds (at most 10 s).
+async fn wait_for_status(cell: &Cell, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..200 {
+        let (_, status) = cell.root(Method::GET, "/v1/status", None).await;
+        if done(&status) {
+            return status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the status never got there");
+}
+
+#[tokio::test]
+async fn an_unconfirmed_risky_change_is_reverted_and_audited() {
+    let cell = Cell::with_window(std::time::Duration::from_secs(1));
+    cell.set_up().await;
+    let (_, before) = cell.web("alice", Method::GET, "/v1/vpn", None).await;
+    assert!(
+        before["pending_change"].is_null(),
+        "setting up needs no confirmation"
+    );
+    let edit =
+        json!({"subnet4": "10.9.0.0/24", "listen_port": 51999, "endpoint": "vpn.example.org"});
+    let (status, view) = cell.web("alice", Method::PUT, "/v1/vpn", Some(edit)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{view}");
+    let generation = view["pending_change"]["generation"].as_u64().unwrap();
+    assert_eq!(
+        view["pending_change"]["fields"],
+        json!(["vpn.subnet4", "vpn.listen_port"])
+    );
+    assert_eq!(
+        cell.live().await.device.listen_port,
+        51999,
+        "applied at once"
+    );
+
+    // Other changes in the window stay; only the risky fields go back.
+    let (status, _) = cell
+        .web(
+            "alice",
+            Method::POST,
+            "/v1/vpn/peers",
+            Some(json!({"name": "phone"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let status = wait_for_status(&cell, |s| s["pending_change"].is_null()).await;
+    assert!(status["generation"].as_u64().unwrap() > generation);
+    let (_, after) = cell.web("alice", Method::GET, "/v1/vpn", None).await;
+    assert_eq!(after["subnet4"], before["subnet4"]);
+    assert_eq!(after["listen_port"], before["listen_port"]);
+    assert_eq!(after["endpoint"], "vpn.example.org", "not a risky field");
+    assert_eq!(after["peers"], 1, "the device added meanwhile is kept");
+    assert_eq!(
+        cell.live().await.device.listen_port,
+        before["listen_port"].as_u64().unwrap() as u16,
+        "the old port is applied again"
+    );
+    let (_, entries) = cell
+        .root(Method::GET, "/v1/audit?action=change.revert", None)
+        .await;
+    assert_eq!(entries[0]["actor"], "cell");
+    assert!(entries[0]["changes"]["vpn.subnet4"]
+        .as_str()
+        .unwrap()
+        .contains("back as in generation"));
+}
+
+#[tokio::test]
+async fn a_confirmed_risky_change_is_kept_and_audited() {
+    let cell = Cell::with_window(std::time::Duration::from_secs(1));
+    cell.set_up().await;
+    let edit =
+        json!({"subnet4": "10.9.0.0/24", "listen_port": 51820, "endpoint": "vpn.example.org"});
+    let (status, view) = cell.web("alice", Method::PUT, "/v1/vpn", Some(edit)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{view}");
+    let generation = view["pending_change"]["generation"].as_u64().unwrap();
+    let bob = json!({"name": "bob", "role": "peer", "password": PASSWORD});
+    let (status, _) = cell
+        .web("alice", Method::POST, "/v1/users", Some(bob))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = cell
+        .web(
+            "alice",
+            Method::POST,
+            "/v1/changes/confirm",
+            Some(json!({"generation": generation + 5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["field"], "generation");
+    cell.daemon.settled().await;
+    let (status, body) = cell
+        .web(
+            "bob",
+            Method::POST,
+            "/v1/changes/confirm",
+            Some(json!({"generation": generation})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "only an admin confirms: {body}"
+    );
+    let (status, body) = cell
+        .web(
+            "alice",
+            Method::POST,
+            "/v1/changes/confirm",
+            Some(json!({"generation": generation})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (_, vpn) = cell.web("alice", Method::GET, "/v1/vpn", None).await;
+    assert_eq!(vpn["subnet4"], "10.9.0.0/24", "kept after the deadline");
+    assert!(vpn["pending_change"].is_null());
+    assert!(cell.audit_actions().contains(&"change.confirm".to_owned()));
+    assert!(!cell.audit_actions().contains(&"change.revert".to_owned()));
+    let (status, _) = cell
+        .web(
+            "alice",
+            Method::POST,
+            "/v1/changes/confirm",
+            Some(json!({"generation": generation})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "nothing is pending any more");
+}
+
+#[tokio::test]
+async fn a_pending_change_survives_a_restart_of_celld() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let pending = celld::settings_store::Pending {
+        generation: 2,
+        revert_to: 1,
+        baseline: {
+            let settings = cell_model::Settings {
+                vpn: Some(celld::vpn::new_vpn()),
+                ..Default::default()
+            };
+            celld::settings_store::RiskyFields::of(&settings)
+        },
+        deadline: jiff::Timestamp::now(),
+    };
+    {
+        let mut store =
+            celld::settings_store::SettingsStore::open(&state, std::time::Duration::from_secs(60))
+                .unwrap();
+        let mut settings = cell_model::Settings::default();
+        let mut vpn = celld::vpn::new_vpn();
+        vpn.listen_port = 40000;
+        settings.vpn = Some(vpn);
+        store.commit(settings.clone()).unwrap();
+        settings.vpn.as_mut().unwrap().listen_port = 40001;
+        store.commit(settings).unwrap();
+        assert_eq!(store.pending().unwrap().generation, 2);
+    }
+    std::fs::write(
+        state.join(celld::settings_store::PENDING_FILE),
+        serde_json::to_vec(&pending).unwrap(),
+    )
+    .unwrap();
+    let mut store =
+        celld::settings_store::SettingsStore::open(&state, std::time::Duration::from_secs(60))
+            .unwrap();
+    assert_eq!(
+        store.pending(),
+        Some(&pending),
+        "read back after the restart"
+    );
+    let reverted = store
+        .revert_expired(jiff::Timestamp::now())
+        .unwrap()
+        .unwrap();
+    assert_eq!(reverted.fields, ["vpn.listen_port"]);
+    assert_eq!(
+        store.current().settings.vpn.as_ref().unwrap().listen_port,
+        51820
+    );
+    assert!(store.pending().is_none());
+    assert!(!state.join(celld::settings_store::PENDING_FILE).exists());
+}
+
+#[tokio::test]
+async fn handlers_commit_and_answer_without_waiting_for_the_machine() {
+    let cell = Cell::new();
+    cell.network.hold(true);
+    cell.set_up().await;
+    let (status, _) = cell
+        .web(
+            "alice",
+            Method::POST,
+            "/v1/vpn/peers",
+            Some(json!({"name": "phone"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "answered while the kernel is busy"
+    );
+    let (_, status) = cell.root(Method::GET, "/v1/status", None).await;
+    assert!(
+        cell.network.live_device().is_none(),
+        "no handler touched the device"
+    );
+    assert_eq!(status["setup_complete"], true);
+    assert!(
+        status["appliers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["generation"] != status["generation"]),
+        "the reconciler has not finished: {status}"
+    );
+    cell.network.hold(false);
+    assert_eq!(cell.live().await.device.peers.len(), 1);
+    let status = wait_for_status(&cell, |s| {
+        s["appliers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["ok"] == true && a["generation"] == s["generation"])
+    })
+    .await;
+    let names: Vec<&str> = status["appliers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["applier"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["identity", "firewall", "wireguard", "addresses"]);
+}
+
+#[tokio::test]
+async fn without_the_firewall_the_device_carries_no_peers() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    cell.web(
+        "alice",
+        Method::POST,
+        "/v1/vpn/peers",
+        Some(json!({"name": "phone"})),
+    )
+    .await;
+    assert_eq!(cell.live().await.device.peers.len(), 1);
+    cell.network.refuse_firewall(true);
+    cell.web(
+        "alice",
+        Method::POST,
+        "/v1/vpn/peers",
+        Some(json!({"name": "laptop"})),
+    )
+    .await;
+    cell.daemon.settled().await;
+    let device = cell.network.live_device().unwrap();
+    assert!(
+        device.peers.is_empty(),
+        "peers came up without their firewall"
+    );
+    let (_, vpn) = cell.web("alice", Method::GET, "/v1/vpn", None).await;
+    let wireguard = vpn["reconcile"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["applier"] == "wireguard")
+        .unwrap()
+        .clone();
+    assert_eq!(wireguard["ok"], false);
+    let error = wireguard["error"].as_str().unwrap();
+    assert!(error.contains("held back until firewall"), "{error}");
+    assert!(error.contains("cannot be written"), "{error}");
+    // Retried on its own once the table can be written again.
+    cell.network.refuse_firewall(false);
+    wait_for_status(&cell, |s| {
+        s["appliers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["ok"] == true)
+    })
+    .await;
+    assert_eq!(cell.network.live_device().unwrap().peers.len(), 2);
+}
+
+#[tokio::test]
+async fn a_failed_hostname_change_is_retried_until_it_works() {
+    let cell = Cell::new();
+    cell.system.fail_next(2);
+    cell.set_up().await;
+    let status = wait_for_status(&cell, |s| {
+        s["appliers"][0]["ok"] == true && s["appliers"][0]["generation"] == s["generation"]
+    })
+    .await;
+    assert_eq!(status["appliers"][0]["applier"], "identity");
+    assert_eq!(
+        cell.system.requests(),
+        vec!["hostname=home", "timezone=Europe/Berlin"]
+    );
 }

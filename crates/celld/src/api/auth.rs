@@ -11,8 +11,8 @@ use super::extract::{Source, ValidJson};
 use super::{blocking, AppError};
 use crate::audit::Record;
 use crate::daemon::Daemon;
-use crate::sync::lock;
 use crate::passwords;
+use crate::sync::lock;
 use crate::throttle::Outcome;
 use crate::totp;
 

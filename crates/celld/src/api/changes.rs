@@ -21,6 +21,18 @@ pub async fn confirm_post(
     Admin(actor): Admin,
     ValidJson(confirm): ValidJson<ChangeConfirm>,
 ) -> Result<Json<PendingChange>, AppError> {
+    let pending = lock(&daemon.store).pending().map(|p| p.generation);
+    match pending {
+        None => return Err(AppError::Conflict(ConfirmError::NothingPending.to_string())),
+        Some(pending) if pending != confirm.generation => {
+            let error = ConfirmError::NotPending {
+                asked: confirm.generation,
+                pending,
+            };
+            return Err(AppError::field("generation", error.to_string()));
+        }
+        Some(_) => {}
+    }
     if daemon
         .board()
         .last_pass()

@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 
 use super::AppError;
 use crate::daemon::Daemon;
-use crate::sync::lock;
 use crate::peer::Peer;
+use crate::sync::lock;
 
 /// Header cell-web sets to the logged-in user a request acts for.
 pub const ACTOR_HEADER: &str = "x-cell-actor";

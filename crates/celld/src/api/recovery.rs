@@ -13,9 +13,9 @@ use super::extract::{Admin, ValidJson};
 use super::{blocking, AppError};
 use crate::audit::Record;
 use crate::daemon::Daemon;
-use crate::sync::lock;
 use crate::passwords;
 use crate::peer::Peer;
+use crate::sync::lock;
 
 pub async fn recovery_get(
     State(daemon): State<Arc<Daemon>>,

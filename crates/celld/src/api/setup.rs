@@ -11,9 +11,9 @@ use super::extract::{Source, ValidJson};
 use super::{blocking, settings, AppError};
 use crate::audit::Record;
 use crate::daemon::Daemon;
-use crate::sync::lock;
 use crate::passwords;
 use crate::peer::Peer;
+use crate::sync::lock;
 use crate::throttle::Outcome;
 use crate::zones;
 

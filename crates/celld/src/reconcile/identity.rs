@@ -6,14 +6,14 @@ use std::sync::Arc;
 use cell_model::{FieldError, Settings};
 
 use super::{Applier, ApplyFuture, Pass, UNCHANGED};
-use crate::system::System;
+use crate::system::HostIdentity;
 
 pub struct Identity {
-    system: Arc<dyn System>,
+    system: Arc<dyn HostIdentity>,
 }
 
 impl Identity {
-    pub fn new(system: Arc<dyn System>) -> Self {
+    pub fn new(system: Arc<dyn HostIdentity>) -> Self {
         Self { system }
     }
 }

@@ -113,7 +113,11 @@ async fn a_failing_applier_is_retried_until_it_works() {
         assert!(tokio::time::Instant::now() < deadline, "never became ok");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(flaky.applied().len(), 3, "two failures, then the retry that works");
+    assert_eq!(
+        flaky.applied().len(),
+        3,
+        "two failures, then the retry that works"
+    );
     let ok = state(&board, "flaky");
     assert_eq!(ok.generation, 4);
     assert_eq!(ok.error, None);
@@ -146,7 +150,10 @@ async fn a_plan_error_touches_nothing() {
     let (_store, settings) = watch::channel(snapshot(7));
     let reconciler = reconciler(&[first.clone(), broken.clone()], settings);
     assert!(!reconciler.pass(&snapshot(7), false).await);
-    assert!(first.applied().is_empty(), "an applier before it was applied");
+    assert!(
+        first.applied().is_empty(),
+        "an applier before it was applied"
+    );
     assert!(broken.applied().is_empty());
     let broken_state = state(&reconciler.board, "broken");
     assert!(broken_state
@@ -172,8 +179,14 @@ async fn a_dependent_applier_fails_closed_until_its_requirement_works() {
     let held = state(&reconciler.board, "peers");
     assert!(!held.ok);
     let error = held.error.unwrap();
-    assert!(error.contains("held back until firewall applies generation 3"), "{error}");
-    assert!(error.contains("not yet"), "the firewall's own error is named: {error}");
+    assert!(
+        error.contains("held back until firewall applies generation 3"),
+        "{error}"
+    );
+    assert!(
+        error.contains("not yet"),
+        "the firewall's own error is named: {error}"
+    );
     assert!(reconciler.pass(&snapshot(3), true).await);
     assert_eq!(peers.applied(), ["closed", "cell"]);
     assert!(state(&reconciler.board, "peers").ok);
