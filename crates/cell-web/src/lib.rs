@@ -3,6 +3,7 @@
 //! asks celld for, over celld's local socket.
 
 pub mod api;
+mod changes_page;
 mod client_addr;
 mod error;
 mod pages;
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(pages::health_get))
         .route("/static/cell.css", get(pages::stylesheet_get))
+        .route("/static/countdown.js", get(pages::countdown_get))
         .merge(pages::router(state.clone()))
         .merge(api::router(state.clone()))
         .fallback(pages::not_found)

@@ -79,6 +79,7 @@ pub fn router(_state: AppState) -> Router<AppState> {
         .route("/users/{name}/{action}", post(user_action_post))
         .route("/audit", get(audit_get))
         .merge(crate::vpn_pages::router())
+        .merge(crate::changes_page::router())
         .merge(crate::recovery_page::router())
         .merge(crate::update_page::router())
         .route("/account", get(account_get))
@@ -271,6 +272,16 @@ pub async fn stylesheet_get() -> impl IntoResponse {
     )
 }
 
+pub async fn countdown_get() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../static/countdown.js"),
+    )
+}
+
 // --- setup -------------------------------------------------------------------------------
 
 #[derive(Debug, Default, Deserialize)]
@@ -412,7 +423,7 @@ pub async fn setup_post(
             state
                 .setup_done
                 .store(true, std::sync::atomic::Ordering::Relaxed);
-            Ok(Redirect::to("/login?welcome=1").into_response())
+            Ok(Redirect::to("/setup/done").into_response())
         }
         Err(error) => {
             form.admin_password.clear();
@@ -567,6 +578,7 @@ struct DashboardView {
     version: &'static str,
     nav: Option<Nav>,
     notice: Option<String>,
+    pending: Option<cell_model::api::PendingChange>,
     status: Status,
     uptime: String,
 }
@@ -574,6 +586,7 @@ struct DashboardView {
 pub async fn dashboard_get(
     State(state): State<AppState>,
     user: PageUser,
+    query: Query<crate::changes_page::DashboardQuery>,
 ) -> Result<Html<String>, AppError> {
     let status: Status = state
         .celld
@@ -582,7 +595,8 @@ pub async fn dashboard_get(
     render(DashboardView {
         version: cell_systemd::image_version(),
         nav: user.nav("dashboard"),
-        notice: None,
+        notice: crate::changes_page::kept_notice(&query),
+        pending: status.pending_change.clone(),
         uptime: human_duration(status.uptime_seconds),
         status,
     })

@@ -1,9 +1,11 @@
-//! Headers every answer carries: the UI needs no scripts, frames or foreign resources.
+//! Headers every answer carries: the UI needs no frames or foreign resources, and no
+//! scripts but its own (one countdown, an enhancement: pages work without it).
 
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
 
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 pub async fn add(mut response: Response) -> Response {

@@ -262,13 +262,17 @@ pub async fn vpn_settings_post(
         )
         .await;
     match result {
-        Ok(_) => Ok(vpn_page(
+        Ok(view) => Ok(vpn_page(
             &state,
             &user,
             fresh_form(&user),
             None,
             Errors::default(),
-            Some("VPN settings saved.".into()),
+            Some(if view.pending_change.is_some() {
+                "VPN settings saved and applied. Keep them below, or they are undone.".into()
+            } else {
+                "VPN settings saved.".into()
+            }),
         )
         .await?
         .into_response()),

@@ -652,3 +652,84 @@ async fn updates_are_managed_on_their_page() {
     assert!(page.body.contains("while it restarts into 9.9"));
     assert!(page.body.contains("never installed again: 9.8"));
 }
+
+#[tokio::test]
+async fn the_wizard_ends_on_progress_and_a_risky_change_is_kept_from_its_banner() {
+    let cell = start().await;
+    let (cookie, csrf) = set_up_as_alice(&cell).await;
+    let done = http(cell.addr, "GET", "/setup/done", None, None, None).await;
+    assert_eq!(done.status, 200);
+    assert!(done.body.contains("home is set up"), "{}", done.body);
+    assert!(done.body.contains("id=\"setup-progress\""), "{}", done.body);
+    assert!(
+        !done.body.contains("error"),
+        "no error text without a login: {}",
+        done.body
+    );
+
+    let vpn =
+        json!({"subnet4": "10.9.0.0/24", "listen_port": 51820, "endpoint": "vpn.example.org"});
+    let put = http(
+        cell.addr,
+        "PUT",
+        "/api/v1/vpn",
+        Some(&cookie),
+        Some(&csrf),
+        Some(&vpn),
+    )
+    .await;
+    assert_eq!(
+        put.status, 202,
+        "a new subnet waits for confirmation: {}",
+        put.body
+    );
+    let generation = put.json()["pending_change"]["generation"].as_u64().unwrap();
+    let page = http(cell.addr, "GET", "/vpn", Some(&cookie), None, None).await;
+    assert!(page.body.contains("id=\"pending-change\""), "{}", page.body);
+    assert!(page.body.contains("Keep this change"), "{}", page.body);
+    assert!(
+        page.body.contains("<code>vpn.subnet4</code>"),
+        "{}",
+        page.body
+    );
+
+    let form = format!("csrf={csrf}&generation={generation}");
+    let mut kept = http_form(cell.addr, "/changes/confirm", &cookie, &form).await;
+    for _ in 0..50 {
+        if kept.status != 409 {
+            break;
+        }
+        // Confirmed only once the reconciler has applied it.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        kept = http_form(cell.addr, "/changes/confirm", &cookie, &form).await;
+    }
+    assert_eq!(kept.status, 303, "{}", kept.body);
+    let status = http(
+        cell.addr,
+        "GET",
+        "/api/v1/status",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    assert!(status.json()["pending_change"].is_null(), "{}", status.body);
+    let dashboard = http(
+        cell.addr,
+        "GET",
+        &format!("/?kept={generation}"),
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    assert!(dashboard.body.contains("is kept"), "{}", dashboard.body);
+    assert!(!dashboard.body.contains("id=\"pending-change\""));
+    let forged = format!("csrf=wrong&generation={generation}");
+    assert_eq!(
+        http_form(cell.addr, "/changes/confirm", &cookie, &forged)
+            .await
+            .status,
+        403
+    );
+}

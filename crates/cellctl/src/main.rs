@@ -82,6 +82,41 @@ impl Ctl {
     }
 }
 
+fn status_text(status: &Status) -> String {
+    let mut text = format!(
+        "cell:        {}\nhostname:    {}\nversion:     {}\nuptime:      {} s\nset up:      {}\ngeneration:  {}{}\n",
+        status.cell_name,
+        status.hostname,
+        status.version,
+        status.uptime_seconds,
+        if status.setup_complete { "yes" } else { "no (open the web UI; cellctl setup-code shows the code)" },
+        status.generation,
+        if status.settled() { " (applied)" } else { " (being applied)" },
+    );
+    if let Some(pending) = &status.pending_change {
+        text.push_str(&format!(
+            "pending:     generation {} changed {}; undone in {} s unless kept in the web UI\n",
+            pending.generation,
+            pending.fields.join(", "),
+            pending.seconds_left
+        ));
+    }
+    text.push_str("applied:\n");
+    for applier in &status.appliers {
+        let state = match (&applier.error, applier.ok) {
+            (_, true) => format!("ok at generation {}", applier.generation),
+            (Some(error), false) => format!("FAILED: {error}"),
+            (None, false) => "not applied".to_owned(),
+        };
+        text.push_str(&format!(
+            "  {:<11} {state} (since {})\n",
+            applier.applier,
+            applier.since.strftime("%Y-%m-%d %H:%M:%S UTC")
+        ));
+    }
+    text
+}
+
 /// The units whose health decides whether a version is good.
 const CORE_UNITS: [&str; 2] = ["celld.service", "cell-web.service"];
 
@@ -158,17 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Update(command) => return update(&ctl, command).await,
         Command::Status => {
             let status: Status = ctl.call(Method::GET, "/v1/status", None).await?;
-            ctl.print(&status, || {
-                format!(
-                    "cell:        {}\nhostname:    {}\nversion:     {}\nuptime:      {} s\nset up:      {}\ngeneration:  {}\n",
-                    status.cell_name,
-                    status.hostname,
-                    status.version,
-                    status.uptime_seconds,
-                    if status.setup_complete { "yes" } else { "no (open the web UI; cellctl setup-code shows the code)" },
-                    status.generation
-                )
-            })?;
+            ctl.print(&status, || status_text(&status))?;
         }
         Command::Settings(SettingsCommand::Get) => {
             let view: SettingsView = ctl.call(Method::GET, "/v1/settings", None).await?;

@@ -15,6 +15,28 @@ use tokio::net::UnixStream;
 
 /// celld answers from memory; anything slower than this means it is stuck.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Calls that hash a password (argon2id, 19 MiB) and fsync the store: a second on a
+/// Raspberry Pi, several under software emulation or while the machine is busy. A person
+/// must never be told such a change failed when it was only slow.
+const HASHING_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a call may take: longer for the few that hash a password.
+fn timeout_for(method: &Method, path: &str) -> Duration {
+    let path = path.split('?').next().unwrap_or(path);
+    let hashes = match *method {
+        Method::POST => {
+            matches!(path, "/v1/setup" | "/v1/auth/login" | "/v1/users")
+                || path.starts_with("/v1/recovery/shell-password")
+        }
+        Method::PUT => path.ends_with("/password") || path == "/v1/recovery/shell-password",
+        _ => false,
+    };
+    if hashes {
+        HASHING_TIMEOUT
+    } else {
+        REQUEST_TIMEOUT
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -167,6 +189,7 @@ impl CelldClient {
         on_behalf: &OnBehalf,
         body: Option<Bytes>,
     ) -> Result<Answer, ClientError> {
+        let timeout = timeout_for(&method, path);
         let mut request = Request::builder()
             .method(method)
             .uri(path)
@@ -188,12 +211,12 @@ impl CelldClient {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-        tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(request))
+        tokio::time::timeout(timeout, self.exchange(request))
             .await
             .map_err(|_| ClientError::Timeout {
                 socket: self.socket.clone(),
                 path: path.to_owned(),
-                timeout: REQUEST_TIMEOUT,
+                timeout,
             })?
     }
 
@@ -363,6 +386,22 @@ mod tests {
             .status()
             .await
             .expect("a request after the restart goes out on a new connection");
+    }
+
+    #[test]
+    fn only_password_hashing_calls_wait_long() {
+        assert_eq!(timeout_for(&Method::POST, "/v1/setup"), HASHING_TIMEOUT);
+        assert_eq!(
+            timeout_for(&Method::POST, "/v1/auth/login"),
+            HASHING_TIMEOUT
+        );
+        assert_eq!(
+            timeout_for(&Method::PUT, "/v1/users/alice/password"),
+            HASHING_TIMEOUT
+        );
+        assert_eq!(timeout_for(&Method::GET, "/v1/status"), REQUEST_TIMEOUT);
+        assert_eq!(timeout_for(&Method::PUT, "/v1/vpn"), REQUEST_TIMEOUT);
+        assert_eq!(timeout_for(&Method::GET, "/v1/setup"), REQUEST_TIMEOUT);
     }
 
     #[tokio::test]
