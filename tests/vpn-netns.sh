@@ -2,7 +2,9 @@
 # T1: the VPN end to end in network namespaces of the real kernel. celld runs its real
 # reconcile code in a "cell" namespace; two client namespaces run wireguard-go
 # interfaces configured only from the .conf files celld exports. Checks: handshakes,
-# per-peer service access in the firewall, disabling within 1 s, removal leaving no
+# per-peer service access in the firewall, internet exit through the forwarding the
+# image's own sysctl file turns on, disabling a device or its owner within 1 s, a
+# firewall that cannot be written leaving the device without peers, removal leaving no
 # trace, restarts that keep tunnels and change nothing, foreign objects left alone.
 #   tests/vpn-netns.sh [path/to/celld]      (root; skips with a message otherwise)
 set -euo pipefail
@@ -17,6 +19,7 @@ done
 celld=${1:-target/debug/celld}
 [ -x "$celld" ] || { echo "vpn-netns: no celld at $celld (cargo build -p celld)" >&2; exit 1; }
 celld=$(realpath "$celld")
+forwarding=$(realpath "$(dirname "$0")/../rootfs/usr/lib/sysctl.d/50-cell-forwarding.conf")
 
 id=$$
 cell=cellns$id c1=c1ns$id c2=c2ns$id wan=wanns$id
@@ -82,14 +85,15 @@ in_ns "$cell" ip addr add 198.51.100.1/24 dev "up-$id"
 in_ns "$cell" ip link set "up-$id" up
 in_ns "$wan" ip addr add 198.51.100.2/24 dev eth0
 in_ns "$wan" ip link set eth0 up
-in_ns "$cell" sysctl -qw net.ipv4.ip_forward=1
+# Forwarding as the image turns it on at boot (systemd-sysctl reads this same file).
+in_ns "$cell" sysctl -q -p "$forwarding" >/dev/null
 # Objects celld did not create, which it must leave alone.
 in_ns "$cell" ip addr add 10.250.0.1/24 dev "v1-$id"
 in_ns "$cell" nft add table inet foreign
 in_ns "$cell" nft add chain inet foreign keep
 
-start_celld() {
-    ip netns exec "$cell" "$celld" --socket "$socket" --state-dir "$work/state" \
+start_celld() { # [PATH for celld]
+    ip netns exec "$cell" env PATH="${1:-$PATH}" "$celld" --socket "$socket" --state-dir "$work/state" \
         --wg-interface "$wg_cell" --web-user nobody --no-system >>"$work/celld.log" 2>&1 &
     celld_pid=$!
     for _ in $(seq 100); do
@@ -111,6 +115,8 @@ expect 200 GET /v1/setup-code
 code=$(field 'v["code"]')
 expect 200 POST /v1/setup "{\"code\":\"$code\",\"cell_name\":\"home\",\"domain\":{\"mode\":\"internal\"},\"timezone\":\"UTC\",\"admin_username\":\"alice\",\"admin_password\":\"correct horse battery\",\"services\":{}}"
 expect 200 PUT /v1/vpn "{\"subnet4\":\"10.87.0.0/20\",\"listen_port\":51820,\"endpoint\":\"$endpoint\"}"
+wait_until 10 settled /v1/status || fatal "the reconciler did not apply the setup: $(cat "$answer")"
+expect 200 GET /v1/vpn
 backend=$(field 'v["backend"]')
 log "cell device $wg_cell runs on: $backend"
 [ "$backend" = userspace ] || [ "$backend" = kernel ] || fatal "no WireGuard device: $(cat "$answer")"
@@ -143,6 +149,7 @@ bring_up() { # NAMESPACE INTERFACE PEER
 }
 bring_up "$c1" "$wg_c1" withfiles
 bring_up "$c2" "$wg_c2" nofiles
+wait_until 10 settled /v1/status || fatal "the devices were not applied: $(cat "$answer")"
 
 gateway=10.87.0.1
 files=$(api GET /v1/vpn >/dev/null; field 'v["services"]["files"]')
@@ -179,16 +186,53 @@ before_peers=$(in_ns "$cell" wg show "$wg_cell" peers | sort)
 stop_celld
 in_ns "$c2" ping -c 1 -W 3 $gateway >/dev/null || fatal "the tunnel dropped while celld was stopped"
 start_celld
-sleep 1
+wait_until 10 settled /v1/status || fatal "celld did not settle after its restart: $(cat "$answer")"
 after_table=$(in_ns "$cell" nft -a list table inet cell)
 [ "$before_table" = "$after_table" ] || fatal "restarting celld rewrote the firewall table"
 [ "$before_peers" = "$(in_ns "$cell" wg show "$wg_cell" peers | sort)" ] || fatal "restarting celld changed the peers"
 in_ns "$c2" ping -c 1 -W 3 $gateway >/dev/null || fatal "the tunnel dropped across a celld restart"
 log "restart: tunnels kept, table and peers unchanged (rule handles identical)"
 
+# --- a firewall that cannot be written: the device carries no peers ---
+# An nft that refuses every command, first on celld's PATH (wireguard-go stays reachable):
+# the table can be neither read nor written.
+mkdir -p "$work/broken-nft"
+printf '#!/bin/sh\necho "nft: table inet cell is locked (test)" >&2\nexit 1\n' >"$work/broken-nft/nft"
+chmod +x "$work/broken-nft/nft"
+stop_celld
+start_celld "$work/broken-nft:$PATH"
+held_back() {
+    [ "$(api GET /v1/status)" = 200 ] || return 1
+    [ "$(field '"held back" in ([a for a in v["appliers"] if a["applier"] == "wireguard"][0].get("error") or "")')" = True ]
+}
+wait_until 10 held_back || fatal "WireGuard was not held back without its firewall: $(cat "$answer")"
+wireguard_error=$(field '[a for a in v["appliers"] if a["applier"] == "wireguard"][0]["error"]')
+firewall_error=$(field '[a for a in v["appliers"] if a["applier"] == "firewall"][0]["error"]')
+case $wireguard_error in *"held back until firewall"*) ;; *) fatal "the status does not name the firewall: $wireguard_error" ;; esac
+case $firewall_error in *nft*) ;; *) fatal "the firewall's status does not say why: $firewall_error" ;; esac
+[ -z "$(in_ns "$cell" wg show "$wg_cell" peers)" ] || fatal "peers stayed on the device without a firewall"
+if in_ns "$c2" ping -c 1 -W 1 $gateway >/dev/null; then fatal "a peer passes traffic without a firewall"; fi
+expect 200 GET /v1/vpn/peers
+[ "$(field 'sum(1 for p in v if p["live"] and p["live"]["last_handshake"])')" = 0 ] || fatal "a peer kept its handshake"
+log "no firewall: no peer on the device, no handshake; the status says: $wireguard_error"
+stop_celld
+start_celld
+wait_until 10 settled /v1/status || fatal "celld did not recover with a working nft: $(cat "$answer")"
+wait_until 30 in_ns "$c2" ping -c 1 -W 1 $gateway >/dev/null || fatal "the peer did not come back with the firewall"
+log "firewall back: peers back, traffic flows"
+
 # --- disabling stops traffic within 1 s ---
+# Succeeds once NAMESPACE can no longer ping the cell, polling for at most 1 s.
+stops_within_1s() {
+    local ns=$1 started=$EPOCHREALTIME
+    while in_ns "$ns" ping -c 1 -W 0.2 $gateway >/dev/null 2>&1; do
+        (( $(python3 -c "import sys; print(int(float(sys.argv[2]) - float(sys.argv[1]) > 1))" "$started" "$EPOCHREALTIME") )) && return 1
+    done
+    log "traffic from $ns stopped $(python3 -c "import sys; print(round((float(sys.argv[2]) - float(sys.argv[1])) * 1000))" "$started" "$EPOCHREALTIME") ms after the change was answered"
+}
+in_ns "$c1" ping -c 1 -W 3 $gateway >/dev/null || fatal "client 1 lost its tunnel"
 expect 200 PATCH /v1/vpn/peers/withfiles '{"enabled":false}'
-if in_ns "$c1" ping -c 1 -W 1 $gateway >/dev/null; then fatal "disabled peer still passes traffic"; fi
+stops_within_1s "$c1" || fatal "disabled peer still passes traffic after 1 s"
 if reach "$c1" "http://$files:443/" 1; then fatal "disabled peer still reaches the files service"; fi
 log "disable: traffic stopped within 1 s"
 expect 200 PATCH /v1/vpn/peers/withfiles '{"enabled":true}'
@@ -199,6 +243,19 @@ for _ in $(seq 30); do
     if in_ns "$c1" ping -c 1 -W 1 $gateway >/dev/null; then back=yes; break; fi
 done
 [ -n "$back" ] || fatal "re-enabled peer cannot reach the cell"
+
+# --- disabling the owner ends their devices' traffic at once ---
+expect 201 POST /v1/users '{"name":"carol","role":"admin","password":"another long password"}'
+in_ns "$c2" ping -c 1 -W 3 $gateway >/dev/null || fatal "client 2 lost its tunnel"
+expect 200 PATCH /v1/users/alice '{"disabled":true}'
+stops_within_1s "$c2" || fatal "a disabled user's device still passes traffic after 1 s"
+log "disabling the owner: her devices' traffic stopped within 1 s"
+expect 200 PATCH /v1/users/alice '{"disabled":false}'
+back=
+for _ in $(seq 30); do
+    if in_ns "$c2" ping -c 1 -W 1 $gateway >/dev/null; then back=yes; break; fi
+done
+[ -n "$back" ] || fatal "the re-enabled user's device cannot reach the cell"
 
 # --- removal leaves no trace ---
 expect 200 GET /v1/vpn/peers/withfiles

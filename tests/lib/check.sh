@@ -6,7 +6,7 @@
 # Results      pass MSG | fail MSG | check MSG CMD... | die MSG | finish [SUCCESS-LINE]
 # Clean-up     on_exit CMD | on_failure CMD        (one EXIT trap; do not set your own)
 #              $tmp: a temporary directory, removed at exit
-# Waiting      wait_for_url URL TRIES [PID] | wait_until TRIES CMD...
+# Waiting      wait_for_url URL TRIES [PID] | wait_until TRIES CMD... | settled STATUS_PATH
 # REST API     api METHOD PATH [JSON] | api_login USER PASSWORD | field EXPR [ARG...]
 #              $CELL_BASE (set by the script), $CELL_SOCKET (optional), $jar, $answer, $csrf
 # Guards       require_root WHY | require_tool NAME [WHY]
@@ -118,6 +118,14 @@ api_login() {
 # arguments are sys.argv[2:] (e.g. field 'sys.argv[2] in v["failed"]' "$version").
 field() {
     CHECK_ANSWER=$answer python3 -c 'import json,os,sys; v=json.load(open(os.environ["CHECK_ANSWER"])); print(eval(sys.argv[1]))' "$@"
+}
+
+# Succeeds when `GET PATH` (the cell's status: /v1/status on celld's socket,
+# /api/v1/status through cell-web) says every applier of the reconciler has applied the
+# generation in force.
+settled() {
+    [ "$(api GET "$1")" = 200 ] || return 1
+    [ "$(field 'bool(v["appliers"]) and all(a["ok"] and a["generation"] == v["generation"] for a in v["appliers"])')" = True ]
 }
 
 # --- guards --------------------------------------------------------------------------------

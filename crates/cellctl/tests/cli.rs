@@ -66,6 +66,11 @@ async fn root_manages_the_cell_from_the_console() {
     let status = run(&["--json", "status"], None).await.unwrap();
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["generation"], 1, "a refused change stores nothing");
+    let human = run(&["status"], None).await.unwrap();
+    let human = text(&human);
+    for applier in ["identity", "firewall", "wireguard", "addresses"] {
+        assert!(human.contains(&format!("  {applier}")), "{human}");
+    }
 
     let add = run(
         &["users", "add", "bob", "--role", "admin", "--password-stdin"],
