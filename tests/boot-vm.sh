@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # T3 — the flashable disk image, booted the way a mini-PC boots it: qemu with UEFI firmware
 # (OVMF), systemd-boot, the UKI. Checks the serial console and the web UI through the port
-# forwarded to localhost, exactly what `make run-vm` gives a user.
+# forwarded to localhost, exactly what `make run-vm` gives a user; then the VPN on the
+# Debian kernel's own WireGuard: two client namespaces on this host, configured only from
+# .conf files downloaded through the REST API and brought up with stock wg-quick
+# (wireguard-go), dial the cell through qemu's forwarded UDP port; the one with internet
+# exit reaches a listener beyond the cell (an address of this host, reached through qemu's
+# user network), the one without does not.
 #   tests/boot-vm.sh DISK.raw VERSION
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,9 +32,47 @@ stop_vm() {
 on_failure show_serial
 on_exit stop_vm
 
+# --- the VPN's far side, ready before qemu binds the WireGuard port to it ---------------
+require_root "boot-vm: needs root for the VPN clients' network namespaces"
+for tool in wg-quick wireguard-go ip curl; do require_tool "$tool" "boot-vm: missing $tool (make deps)"; done
+id=$$
+clients=(vmc1ns$id vmc2ns$id)
+devices=(vmx$id vmn$id)          # at most 15 characters; wireguard-go's sockets are shared
+endpoint=10.98.1.1                # the host's side of client 1's link; qemu listens here
+internet=198.51.100.7             # a "public" address of this host, beyond the cell
+internet_port=18099
+vpn_down() {
+    local i
+    for i in 0 1; do
+        ip netns exec "${clients[$i]}" wg-quick down "$tmp/${devices[$i]}.conf" >/dev/null 2>&1 || true
+        pkill -f "wireguard-go ${devices[$i]}" 2>/dev/null || true
+        rm -f "/var/run/wireguard/${devices[$i]}.sock"
+        ip netns del "${clients[$i]}" 2>/dev/null || true
+    done
+    ip addr del "$internet/32" dev lo 2>/dev/null || true
+    [ -z "${internet_pid:-}" ] || kill "$internet_pid" 2>/dev/null || true
+}
+on_exit vpn_down
+for i in 0 1; do
+    n=$((i + 1)) ns=${clients[$i]}
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    ip link add "vmv$n-$id" type veth peer name eth0 netns "$ns"
+    ip addr add "10.98.$n.1/30" dev "vmv$n-$id"
+    ip link set "vmv$n-$id" up
+    ip -n "$ns" addr add "10.98.$n.2/30" dev eth0
+    ip -n "$ns" link set eth0 up
+    # Only the way to the endpoint: everything else must go through the tunnel or nowhere.
+    [ "$n" = 1 ] || ip -n "$ns" route add "$endpoint/32" via "10.98.$n.1"
+done
+ip addr add "$internet/32" dev lo
+python3 -m http.server "$internet_port" --bind "$internet" --directory "$tmp" >/dev/null 2>&1 &
+internet_pid=$!
+
 echo "# booting $disk in qemu (TCG, OVMF); this takes a few minutes"
 started=$(date +%s)
-CELL_VM_LOG=$serial CELL_VM_SERIAL=$console CELL_VM_PORT=$port scripts/run-vm "$disk" --headless &
+CELL_VM_LOG=$serial CELL_VM_SERIAL=$console CELL_VM_PORT=$port CELL_VM_WG=$endpoint:51820 \
+    scripts/run-vm "$disk" --headless &
 vm_pid=$!
 
 # Software emulation is slow and CI machines vary: allow 15 minutes before calling it dead.
@@ -58,6 +101,55 @@ expect() { tests/lib/serial-expect.py "$console" --timeout 120 "$@"; }
 code=$(grep -aoE 'Setup code: [A-Z2-9]{4}-[A-Z2-9]{4}' "$serial" | tail -n 1 | cut -d' ' -f3)
 setup="{\"code\":\"$code\",\"cell_name\":\"home\",\"domain\":{\"mode\":\"internal\"},\"timezone\":\"UTC\",\"admin_username\":\"alice\",\"admin_password\":\"first long password\",\"services\":{}}"
 check "the cell is set up over HTTP with the code from the serial port" [ "$(api POST /api/v1/setup "$setup")" = 200 ]
+check "the wizard's last page follows the reconciler" \
+    bash -c "curl -s --max-time 60 '$base/setup/done' | grep -qF 'id=\"setup-progress\"'"
+
+# --- the VPN on the booted cell --------------------------------------------------------
+check "alice logs in" api_login alice "first long password"
+# Hashing, fsyncs and the first reconcile pass are slow under emulation: wait on the state.
+check "the reconciler applies the setup (every applier ok at the generation in force)" \
+    wait_until 300 settled /api/v1/status
+check "the VPN endpoint is set to the address qemu forwards" \
+    [ "$(api PUT /api/v1/vpn "{\"subnet4\":\"10.87.0.0/20\",\"listen_port\":51820,\"endpoint\":\"$endpoint\"}")" = 200 ]
+check "a device with internet exit is added" \
+    [ "$(api POST /api/v1/vpn/peers '{"name":"exit","internet_exit":true,"keepalive":5}')" = 201 ]
+check "a device without is added" \
+    [ "$(api POST /api/v1/vpn/peers '{"name":"noexit","keepalive":5}')" = 201 ]
+names=(exit noexit)
+for i in 0 1; do
+    check "the .conf of ${names[$i]} downloads through the REST API" \
+        [ "$(api GET "/api/v1/vpn/peers/${names[$i]}/config")" = 200 ]
+    cp "$answer" "$tmp/${devices[$i]}.conf"
+done
+kernel_device() {
+    settled /api/v1/status && [ "$(api GET /api/v1/vpn)" = 200 ] && [ "$(field 'v["backend"]')" = kernel ]
+}
+check "the kernel's WireGuard runs the device, and every applier is ok" wait_until 120 kernel_device
+for i in 0 1; do
+    check "wg-quick brings ${names[$i]} up from its .conf alone" \
+        ip netns exec "${clients[$i]}" env WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go \
+        wg-quick up "$tmp/${devices[$i]}.conf"
+done
+handshakes() {
+    [ "$(api GET /api/v1/vpn/peers)" = 200 ] \
+        && [ "$(field 'sum(1 for p in v if p["live"] and p["live"]["last_handshake"])')" = 2 ]
+}
+check "both devices complete their handshake with the cell through the forwarded port" \
+    wait_until 120 handshakes
+for i in 0 1; do
+    check "${names[$i]} reaches the cell through the tunnel" \
+        wait_until 30 ip netns exec "${clients[$i]}" ping -c 1 -W 2 10.87.0.1
+done
+reach_internet() { ip netns exec "$1" curl -s -o /dev/null --max-time 10 "http://$internet:$internet_port/"; }
+check "the device with internet exit reaches $internet beyond the cell" wait_until 10 reach_internet "${clients[0]}"
+# The other device is routed there through its tunnel by hand: the cell must drop it.
+server_key=$(sed -n 's/^PublicKey = //p' "$tmp/${devices[1]}.conf")
+allowed=$(ip netns exec "${clients[1]}" wg show "${devices[1]}" allowed-ips | cut -f2 | tr ' ' ',')
+ip netns exec "${clients[1]}" wg set "${devices[1]}" peer "$server_key" allowed-ips "$allowed,$internet/32"
+ip netns exec "${clients[1]}" ip route add "$internet/32" dev "${devices[1]}"
+check "the device without internet exit does not (the cell's firewall drops it)" \
+    bash -c "! ip netns exec '${clients[1]}' curl -s -o /dev/null --max-time 10 'http://$internet:$internet_port/'"
+check "the status shows every applier ok" settled /api/v1/status
 check "the recovery console resets alice's password" expect \
     'send:\r' 'expect:Choice: ' 'send:2\r' 'expect:Whose password\? ' 'send:alice\r' \
     'expect:New password: ' 'send:second long password\r' 'expect:The same again: ' \
