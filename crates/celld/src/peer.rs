@@ -1,17 +1,9 @@
-//! Who is on the other end of the local socket: the kernel tells us (SO_PEERCRED), and
-//! only root and cell-web's user are let in.
-
-use std::sync::Arc;
+//! Who is on the other end of the local socket: the kernel tells us (SO_PEERCRED). The
+//! API lets in only root and cell-web's user.
 
 use axum::extract::connect_info::Connected;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use axum::serve::IncomingStream;
 use tokio::net::UnixListener;
-
-use crate::api::AppError;
-use crate::daemon::Daemon;
 
 /// Credentials of the process that opened a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,21 +32,6 @@ impl Connected<IncomingStream<'_, UnixListener>> for Peer {
                     pid: None,
                 }
             }
-        }
-    }
-}
-
-pub async fn require_allowed_peer(
-    State(daemon): State<Arc<Daemon>>,
-    ConnectInfo(peer): ConnectInfo<Peer>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match peer.uid {
-        Some(uid) if daemon.config.allowed_uids.contains(&uid) => next.run(request).await,
-        _ => {
-            tracing::warn!(uid = ?peer.uid, pid = ?peer.pid, "refused a local API connection");
-            AppError::Forbidden("this user may not use celld's API".into()).into_response()
         }
     }
 }

@@ -7,13 +7,19 @@ use cell_model::names::Timezone;
 
 const ZONEINFO: &str = "/usr/share/zoneinfo";
 
-/// `Err(message)` when the zone is unknown. Without a zoneinfo directory at all there is
+#[derive(Debug, thiserror::Error)]
+#[error("'{zone}' is not a known time zone; use a name such as Europe/Berlin")]
+pub struct UnknownZone {
+    pub zone: String,
+}
+
+/// Refuses a zone tzdata does not have. Without a zoneinfo directory at all there is
 /// nothing to check against, and the name is taken on trust.
-pub fn check(zone: &Timezone) -> Result<(), String> {
+pub fn check(zone: &Timezone) -> Result<(), UnknownZone> {
     check_in(Path::new(ZONEINFO), zone)
 }
 
-fn check_in(zoneinfo: &Path, zone: &Timezone) -> Result<(), String> {
+fn check_in(zoneinfo: &Path, zone: &Timezone) -> Result<(), UnknownZone> {
     if !zoneinfo.is_dir() {
         tracing::warn!(dir = %zoneinfo.display(), "no time zone database; cannot check zone names");
         return Ok(());
@@ -23,9 +29,9 @@ fn check_in(zoneinfo: &Path, zone: &Timezone) -> Result<(), String> {
     if zoneinfo.join(zone.as_str()).is_file() {
         Ok(())
     } else {
-        Err(format!(
-            "'{zone}' is not a known time zone; use a name such as Europe/Berlin"
-        ))
+        Err(UnknownZone {
+            zone: zone.to_string(),
+        })
     }
 }
 
@@ -41,7 +47,7 @@ mod tests {
         let zone = |s: &str| Timezone::parse(s).unwrap();
         assert!(check_in(dir.path(), &zone("Europe/Berlin")).is_ok());
         let err = check_in(dir.path(), &zone("Mars/Olympus")).unwrap_err();
-        assert!(err.contains("Mars/Olympus"), "{err}");
+        assert!(err.to_string().contains("Mars/Olympus"), "{err}");
         assert!(
             check_in(dir.path(), &zone("Europe")).is_err(),
             "a directory is not a zone"

@@ -1,5 +1,6 @@
 //! celld's local JSON API, served on its Unix socket.
 
+mod admission;
 mod audit;
 mod auth;
 mod changes;
@@ -22,7 +23,6 @@ pub use error::AppError;
 pub use extract::{parse_json, ACTOR_HEADER, SOURCE_HEADER};
 
 use crate::daemon::Daemon;
-use crate::peer;
 
 /// Request bodies are small JSON documents.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -91,7 +91,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(
             daemon.clone(),
-            peer::require_allowed_peer,
+            admission::require_allowed_peer,
         ))
         .with_state(daemon)
 }

@@ -28,7 +28,7 @@ pub async fn setup_post(
     if lock(&daemon.store).current().settings.setup_complete {
         return Err(AppError::Conflict("this cell is already set up".into()));
     }
-    zones::check(&request.timezone).map_err(|m| AppError::field("timezone", m))?;
+    zones::check(&request.timezone).map_err(|e| AppError::field("timezone", e.to_string()))?;
     let throttle_key = format!("setup:{}", source.as_deref().unwrap_or("local"));
     if let Err(wait) = lock(&daemon.throttle).check(&throttle_key, Instant::now()) {
         return Err(AppError::TooManyAttempts {
