@@ -109,10 +109,13 @@ wrong=$(curl -s -w ' %{http_code}' -H 'content-type: application/json' -d "$(set
 check "a wrong setup code is refused naming the field ($wrong)" grep -q '"field":"code".* 400$' <<<"$wrong"
 done_code=$(curl -s -o "$tmp/setup.json" -w '%{http_code}' -H 'content-type: application/json' -d "$(setup_json "$code")" "$base/api/v1/setup")
 check "the wizard's setup call succeeds (got $done_code: $(cat "$tmp/setup.json"))" [ "$done_code" = 200 ]
-check "setup renamed the machine through hostnamed" [ "$($nspawn exec $name cat /proc/sys/kernel/hostname)" = home ]
-check "setup set the time zone through timedated" \
-    bash -c "$nspawn exec $name readlink /etc/localtime | grep -q 'Europe/Berlin$'"
-check "after setup it answers home.local by mDNS" [ "$(mdns home.local)" = "$address" ]
+# The setup call only stores; the reconciler applies it right after.
+hostname_is() { [ "$($nspawn exec $name cat /proc/sys/kernel/hostname)" = "$1" ]; }
+timezone_is() { $nspawn exec $name readlink /etc/localtime | grep -q "$1\$"; }
+check "setup renamed the machine through hostnamed" wait_until 30 hostname_is home
+check "setup set the time zone through timedated" wait_until 30 timezone_is Europe/Berlin
+mdns_is() { [ "$(mdns "$1")" = "$address" ]; }
+check "after setup it answers home.local by mDNS" wait_until 10 mdns_is home.local
 check "and no longer cell.local" mdns_silent cell.local
 check "the setup code is spent" bash -c "! $nspawn exec $name cellctl setup-code >/dev/null 2>&1"
 
@@ -123,7 +126,7 @@ no_csrf=$(csrf='' api PUT /api/v1/settings "$settings")
 check "a change without the CSRF token is refused (got $no_csrf)" [ "$no_csrf" = 403 ]
 put_code=$(api PUT /api/v1/settings "$settings")
 check "a settings change with the session and token succeeds (got $put_code)" [ "$put_code" = 200 ]
-check "the new time zone is applied" bash -c "$nspawn exec $name readlink /etc/localtime | grep -q 'America/New_York$'"
+check "the new time zone is applied" wait_until 30 timezone_is America/New_York
 check "the change is in the audit log" \
     bash -c "$nspawn exec $name cellctl audit list --action settings | grep -q 'identity.timezone: Europe/Berlin → America/New_York'"
 curl -s -b "$jar" -o "$tmp/dashboard.html" "$base/"
@@ -131,10 +134,22 @@ for unit in celld.service cell-web.service systemd-networkd.service systemd-reso
     check "the dashboard shows $unit active" \
         grep -qF "$unit — <span class=\"state\">active</span>" "$tmp/dashboard.html"
 done
+check "the dashboard shows what each applier applied" \
+    bash -c 'for a in identity firewall wireguard addresses; do grep -q "id=\"applier-$a\"" "$1" || exit 1; done' _ "$tmp/dashboard.html"
+identity_and_firewall_ok() {
+    [ "$(api GET /api/v1/status)" = 200 ] \
+        && [ "$(field '[a["ok"] for a in v["appliers"] if a["applier"] in ("identity", "firewall")]')" = "[True, True]" ]
+}
+check "the identity and the firewall are applied (WireGuard needs a kernel module this host lacks)" \
+    wait_until 30 identity_and_firewall_ok
+curl -s -o "$tmp/setup-done.html" "$base/setup/done"
+check "the wizard's last page lists the appliers' progress" grep -q 'id="setup-progress"' "$tmp/setup-done.html"
 check "the audit chain verifies" bash -c "$nspawn exec $name cellctl audit verify | grep -q '^intact'"
 check "settings survive in /var/lib/cell, owner-only" \
     [ "$($nspawn exec $name stat -c '%a %U' /var/lib/cell/settings.toml)" = "600 root" ]
 # celld, sandboxed with only CAP_NET_ADMIN, writes the firewall once the cell is set up.
+firewall_applied() { $nspawn exec $name nft list table inet cell >/dev/null 2>&1; }
+wait_until 30 firewall_applied || true
 rules=$($nspawn exec $name nft list table inet cell 2>/dev/null || true)
 check "celld loaded the firewall table inet cell" grep -q "chain input" <<<"$rules"
 check "the firewall drops by default and opens the web ports" \

@@ -49,7 +49,11 @@ try {
   await page.fill('#admin_password', 'correct horse battery');
   await page.fill('#admin_password_again', 'correct horse battery');
   await page.click('button[type=submit]');
-  check('setup leads to the login page', page.url().includes('/login'), page.url());
+  check('setup ends on the page that follows the settings being applied',
+    page.url().endsWith('/setup/done') && await page.isVisible('#setup-progress'), page.url());
+  await shot('setup-done');
+  await page.click('#continue');
+  check('and leads on to the login page', page.url().includes('/login'), page.url());
   await shot('login-after-setup');
 
   await page.fill('#username', 'alice');
