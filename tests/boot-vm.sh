@@ -121,13 +121,17 @@ for i in 0 1; do
         [ "$(api GET "/api/v1/vpn/peers/${names[$i]}/config")" = 200 ]
     cp "$answer" "$tmp/${devices[$i]}.conf"
 done
+# Runs a command with its output in $tmp/vpn.log (shown when the test fails).
+quietly() { "$@" >>"$tmp/vpn.log" 2>&1; }
+show_vpn_log() { echo "--- VPN clients (last 30 lines) ---"; tail -n 30 "$tmp/vpn.log" 2>/dev/null || true; }
+on_failure show_vpn_log
 kernel_device() {
     settled /api/v1/status && [ "$(api GET /api/v1/vpn)" = 200 ] && [ "$(field 'v["backend"]')" = kernel ]
 }
 check "the kernel's WireGuard runs the device, and every applier is ok" wait_until 120 kernel_device
 for i in 0 1; do
     check "wg-quick brings ${names[$i]} up from its .conf alone" \
-        ip netns exec "${clients[$i]}" env WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go \
+        quietly ip netns exec "${clients[$i]}" env WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go \
         wg-quick up "$tmp/${devices[$i]}.conf"
 done
 handshakes() {
@@ -138,7 +142,7 @@ check "both devices complete their handshake with the cell through the forwarded
     wait_until 120 handshakes
 for i in 0 1; do
     check "${names[$i]} reaches the cell through the tunnel" \
-        wait_until 30 ip netns exec "${clients[$i]}" ping -c 1 -W 2 10.87.0.1
+        wait_until 30 quietly ip netns exec "${clients[$i]}" ping -c 1 -W 2 10.87.0.1
 done
 reach_internet() { ip netns exec "$1" curl -s -o /dev/null --max-time 10 "http://$internet:$internet_port/"; }
 check "the device with internet exit reaches $internet beyond the cell" wait_until 10 reach_internet "${clients[0]}"
