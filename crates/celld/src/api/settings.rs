@@ -50,7 +50,8 @@ pub async fn settings_put(
     Admin(actor): Admin,
     ValidJson(edited): ValidJson<EditableSettings>,
 ) -> Result<Json<SettingsView>, AppError> {
-    zones::check(&edited.identity.timezone).map_err(|e| AppError::field("identity.timezone", e.to_string()))?;
+    zones::check(&edited.identity.timezone)
+        .map_err(|e| AppError::field("identity.timezone", e.to_string()))?;
     let worker = daemon.clone();
     let after = blocking(move || {
         let mut store = lock(&worker.store);
