@@ -326,7 +326,7 @@ impl Reconciler {
 
     async fn pass_inner(&self, snapshot: &Snapshot, pass: Pass) -> bool {
         let mut prepared = Vec::with_capacity(self.appliers.len());
-        let mut plan_failure = None;
+        let mut unplanned = Vec::new();
         for applier in &self.appliers {
             match applier.prepare(&snapshot.settings) {
                 Ok(plan) => prepared.push(plan),
@@ -334,13 +334,13 @@ impl Reconciler {
                     let message = format!("cannot plan generation {}: {error}", pass.generation);
                     self.board
                         .record(applier.name(), pass.generation, Err(message));
-                    plan_failure.get_or_insert(applier.name());
+                    unplanned.push(applier.name());
                 }
             }
         }
-        if let Some(failed) = plan_failure {
+        if let Some(failed) = unplanned.first() {
             for applier in &self.appliers {
-                if applier.name() != failed {
+                if !unplanned.contains(&applier.name()) {
                     self.board.record(
                         applier.name(),
                         pass.generation,
