@@ -102,6 +102,9 @@ mdns_silent() { ! mdns "$1" 3 >/dev/null; }
 check "before setup the cell answers cell.local by mDNS" [ "$(mdns cell.local)" = "$address" ]
 api_code=$(curl -s -o /dev/null -w '%{http_code}' "$base/api/v1/status")
 check "before setup the API answers 428 (got $api_code)" [ "$api_code" = 428 ]
+forward_guarded() { $nspawn exec $name nft list chain inet cell forward 2>/dev/null | grep -q 'policy drop'; }
+check "before setup the firewall already guards forwarding (forward chain drops by default)" \
+    wait_until 30 forward_guarded
 setup_json() {
     printf '{"code":"%s","cell_name":"home","domain":{"mode":"internal"},"timezone":"Europe/Berlin","admin_username":"alice","admin_password":"correct horse battery","services":{"calendar":true}}' "$1"
 }

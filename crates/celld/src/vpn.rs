@@ -91,10 +91,15 @@ fn effective(settings: &Settings, vpn: &Vpn) -> Vpn {
     vpn
 }
 
-/// The `inet cell` table for the settings' VPN on `interface`; none without a VPN.
-pub fn firewall_plan(settings: &Settings, interface: &str) -> Option<cell_firewall::Plan> {
-    let vpn = effective(settings, settings.vpn.as_ref()?);
-    Some(cell_firewall::Plan::new(&vpn, interface))
+/// The `inet cell` table for the settings' VPN on `interface`. Before setup there is no
+/// VPN yet, but the table stands from first boot all the same (for a VPN with no devices):
+/// forwarding is on, and the table's default-drop forward chain is what guards it.
+pub fn firewall_plan(settings: &Settings, interface: &str) -> cell_firewall::Plan {
+    let vpn = match settings.vpn.as_ref() {
+        Some(vpn) => effective(settings, vpn),
+        None => Vpn::new(UlaPrefix::from_random([0; 5], 1)),
+    };
+    cell_firewall::Plan::new(&vpn, interface)
 }
 
 /// The WireGuard device: the server key, the port, and a peer for every active device.

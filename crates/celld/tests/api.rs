@@ -1521,3 +1521,18 @@ async fn a_failed_hostname_change_is_retried_until_it_works() {
         vec!["hostname=home", "timezone=Europe/Berlin"]
     );
 }
+
+#[tokio::test]
+async fn the_firewall_stands_from_first_boot_before_any_vpn() {
+    let cell = Cell::new();
+    cell.daemon.settled().await;
+    let firewall = cell
+        .network
+        .live_firewall()
+        .expect("a table before setup: forwarding is on and its forward chain guards it");
+    assert!(firewall.sets.values().all(Vec::is_empty), "no device yet");
+    assert!(
+        cell.network.live_device().is_none(),
+        "no WireGuard before setup"
+    );
+}

@@ -35,7 +35,7 @@ impl FirewallApplier {
 }
 
 impl Applier for FirewallApplier {
-    type Plan = Option<cell_firewall::Plan>;
+    type Plan = cell_firewall::Plan;
 
     fn name(&self) -> &'static str {
         FIREWALL
@@ -47,9 +47,6 @@ impl Applier for FirewallApplier {
 
     fn apply<'a>(&'a self, plan: &'a Self::Plan, pass: Pass) -> ApplyFuture<'a> {
         Box::pin(async move {
-            let Some(plan) = plan else {
-                return Ok(NO_VPN.to_owned());
-            };
             let applied = self.network.apply_firewall(plan, pass.verify).await?;
             Ok(match applied {
                 cell_firewall::Applied::Nothing => UNCHANGED.to_owned(),
