@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::names::{CellName, Timezone};
 use crate::settings::{DomainMode, Identity, Services};
-use crate::users::{Password, Role, Username};
+use crate::users::{NewUsername, Password, Role, Username};
 
 /// The product version compiled into every binary. The Makefile sets `CELL_VERSION` to the
 /// same value it gives mkosi as the image version, so what a page shows is what was flashed.
@@ -39,6 +39,20 @@ pub struct Status {
     /// A risky change applied but not yet confirmed: it is undone at its deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_change: Option<PendingChange>,
+    /// What the login guard has done since celld started.
+    #[serde(default)]
+    pub auth: AuthCounters,
+}
+
+/// Counters of the login guard, since celld started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthCounters {
+    /// Password (and recovery code) hashes verified: what a burst of guesses costs.
+    pub password_checks: u64,
+    /// Attempts refused because the throttle said wait.
+    pub throttled: u64,
+    /// Attempts refused because two hashes were already running and none freed in time.
+    pub busy: u64,
 }
 
 impl Status {
@@ -140,7 +154,7 @@ pub struct SetupRequest {
     pub cell_name: CellName,
     pub domain: DomainMode,
     pub timezone: Timezone,
-    pub admin_username: Username,
+    pub admin_username: NewUsername,
     pub admin_password: Password,
     #[serde(default)]
     pub services: Services,
@@ -172,11 +186,67 @@ impl std::fmt::Debug for LoginRequest {
     }
 }
 
-/// Who a request acts as, once authenticated.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Principal {
+/// celld's answer to a login: the session's token, given once and only to cell-web (which
+/// puts it in the browser's cookie), and the session.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct LoginAnswer {
+    pub token: String,
+    pub session: CurrentSession,
+}
+
+impl std::fmt::Debug for LoginAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginAnswer")
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `GET /v1/session`: the session a token opens, as its holder may see it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrentSession {
+    /// The session's public id (what the Sessions list shows and revokes by).
+    pub id: String,
     pub name: Username,
     pub role: Role,
+    /// The token every state-changing request of this session must carry.
+    pub csrf_token: String,
+}
+
+impl std::fmt::Debug for CurrentSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CurrentSession")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One entry of `GET /v1/sessions`: never its token or CSRF secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub id: String,
+    pub user: Username,
+    pub created: jiff::Timestamp,
+    pub last_seen: jiff::Timestamp,
+    /// The address it logged in from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The browser or client it logged in with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// Whether this is the session asking.
+    pub current: bool,
+}
+
+/// `DELETE /v1/users/{name}/totp`: the owner confirms with their password; an admin
+/// removing someone else's second factor needs none.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TotpRemoval {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_password: Option<Password>,
 }
 
 /// An account as the APIs show it: never a hash or a seed.
@@ -192,7 +262,7 @@ pub struct UserView {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
-    pub name: Username,
+    pub name: NewUsername,
     pub role: Role,
     pub password: Password,
 }
@@ -282,6 +352,10 @@ pub struct AuditVerification {
     pub broken_at: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// Entries the stored settings say were written but the log no longer has: its tail
+    /// was cut. First and last sequence number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<(u64, u64)>,
 }
 
 #[cfg(test)]
@@ -303,6 +377,7 @@ mod tests {
             }],
             appliers: Vec::new(),
             pending_change: None,
+            auth: AuthCounters::default(),
         };
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(

@@ -15,4 +15,4 @@ pub mod vpn;
 pub use api::{ApiError, Status, VERSION};
 pub use field_error::FieldError;
 pub use settings::Settings;
-pub use users::{Role, User, Username};
+pub use users::{NewUsername, Role, User, Username};

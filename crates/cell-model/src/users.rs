@@ -38,6 +38,57 @@ impl Username {
     }
 }
 
+/// Names a new account may not take: system accounts of the machine and its services,
+/// the actors the audit log uses for itself, and the mail roles every domain keeps.
+pub const RESERVED_USERNAMES: &[&str] = &[
+    "root", "daemon", "bin", "sys", "nobody", "system", "cell", "celld", "cell-web",
+    "cell-recovery", "recovery-console", "setup", "dovecot", "postfix", "radicale",
+    "www-data", "postmaster", "hostmaster", "webmaster", "abuse", "mailer-daemon",
+    "noreply", "no-reply", "security",
+];
+
+/// The name of an account being created: a [`Username`] that is not reserved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NewUsername(Username);
+
+impl NewUsername {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let name = Username::parse(s)?;
+        if RESERVED_USERNAMES.contains(&s) {
+            return Err(format!("'{s}' is reserved for the system; choose another name"));
+        }
+        Ok(Self(name))
+    }
+
+    pub fn username(&self) -> &Username {
+        &self.0
+    }
+
+    pub fn into_username(self) -> Username {
+        self.0
+    }
+}
+
+impl TryFrom<String> for NewUsername {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl From<NewUsername> for String {
+    fn from(value: NewUsername) -> String {
+        value.0 .0
+    }
+}
+
+impl fmt::Display for NewUsername {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 impl fmt::Display for Username {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -150,7 +201,8 @@ pub struct User {
     /// Base32 TOTP seed once the second factor is confirmed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totp_secret: Option<Secret>,
-    /// argon2id hashes of the unused one-time recovery codes.
+    /// Salted slow hashes (argon2id PHC strings) of the unused one-time recovery codes;
+    /// cells from before keep unsalted SHA-256 digests until the codes are renewed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recovery_codes: Vec<Secret>,
 }
@@ -167,6 +219,17 @@ mod tests {
         for bad in ["", "Alice", "1alice", "al ice", "al@ice", &"a".repeat(33)] {
             assert!(Username::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn new_accounts_may_not_take_reserved_names() {
+        assert!(NewUsername::parse("alice").is_ok());
+        let refused = NewUsername::parse("root").unwrap_err();
+        assert!(refused.contains("reserved"), "{refused}");
+        assert!(NewUsername::parse("postmaster").is_err());
+        assert!(serde_json::from_str::<NewUsername>("\"root\"").is_err());
+        // Existing accounts still parse: the rule is for new names only.
+        assert!(Username::parse("root").is_ok());
     }
 
     #[test]

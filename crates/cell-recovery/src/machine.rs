@@ -136,16 +136,20 @@ impl SystemMachine {
             .find(|u| u.name == name)
             .ok_or_else(|| format!("there is no user '{user}'"))?;
         account.password_hash = celld::passwords::hash(password).map_err(|e| e.to_string())?;
-        store.commit(settings).map_err(|e| e.to_string())?;
         let mut audit =
             celld::audit::AuditLog::open(&self.paths.state_dir.join(celld::daemon::AUDIT_FILE))
                 .map_err(|e| e.to_string())?;
-        audit
-            .append(
-                celld::audit::Record::new("recovery-console", "user.password_reset").target(user),
-            )
-            .map_err(|e| e.to_string())?;
-        Ok("set in the settings store (celld is not running)".into())
+        celld::audited::commit(
+            &mut store,
+            &mut audit,
+            &self.paths.state_dir,
+            settings,
+            celld::audit::Record::new("recovery-console", "user.password_reset").target(user),
+        )
+        .map_err(|e| e.to_string())?;
+        // The new password changes the account's credential epoch: its sessions are over
+        // the moment celld reads the settings again.
+        Ok("set in the settings store (celld is not running); their sessions were ended".into())
     }
 }
 

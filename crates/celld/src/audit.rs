@@ -83,6 +83,8 @@ pub struct AuditLog {
     file: File,
     last_hash: String,
     next_seq: u64,
+    /// An entry whose append failed after its change was stored: written before any other.
+    owed: Option<AuditEntry>,
 }
 
 impl AuditLog {
@@ -111,6 +113,7 @@ impl AuditLog {
             file,
             last_hash,
             next_seq,
+            owed: None,
         };
         if let Some((bytes, kept)) = torn {
             tracing::warn!(bytes, kept = %kept.display(), "the audit log ended in a torn entry; set it aside");
@@ -125,6 +128,15 @@ impl AuditLog {
 
     /// Appends one entry and makes it durable before returning it.
     pub fn append(&mut self, record: Record) -> Result<AuditEntry, AuditError> {
+        self.pay_owed()?;
+        let entry = self.prepare(record);
+        self.write_prepared(entry.clone())?;
+        Ok(entry)
+    }
+
+    /// The next entry for `record`, chained to the last one, not yet written: a commit
+    /// records it with the settings before writing it here.
+    pub fn prepare(&self, record: Record) -> AuditEntry {
         let mut entry = AuditEntry {
             seq: self.next_seq,
             time: jiff::Timestamp::now()
@@ -139,7 +151,41 @@ impl AuditLog {
             hash: String::new(),
         };
         entry.hash = entry_hash(&entry);
-        let mut line = serde_json::to_vec(&entry).map_err(|source| AuditError::Parse {
+        entry
+    }
+
+    /// Writes a prepared entry durably. When that fails the entry is owed: the log's
+    /// position moves past it anyway and the next append writes it first, so the chain
+    /// stays in order.
+    pub fn write_prepared(&mut self, entry: AuditEntry) -> Result<(), AuditError> {
+        self.last_hash = entry.hash.clone();
+        self.next_seq = entry.seq + 1;
+        if let Err(error) = self.write_line(&entry) {
+            self.owed = Some(entry);
+            return Err(error);
+        }
+        tracing::info!(seq = entry.seq, actor = %entry.actor, action = %entry.action, "audit");
+        Ok(())
+    }
+
+    fn pay_owed(&mut self) -> Result<(), AuditError> {
+        if let Some(owed) = self.owed.take() {
+            if let Err(error) = self.write_line(&owed) {
+                self.owed = Some(owed);
+                return Err(error);
+            }
+            tracing::warn!(seq = owed.seq, "wrote an audit entry owed since a failed append");
+        }
+        Ok(())
+    }
+
+    /// The position of the next entry and the hash it will chain to.
+    pub fn head(&self) -> (u64, &str) {
+        (self.next_seq, &self.last_hash)
+    }
+
+    fn write_line(&mut self, entry: &AuditEntry) -> Result<(), AuditError> {
+        let mut line = serde_json::to_vec(entry).map_err(|source| AuditError::Parse {
             path: self.path.clone(),
             line: entry.seq,
             source,
@@ -150,14 +196,17 @@ impl AuditLog {
             path: self.path.clone(),
             source,
         };
-        self.file
+        let length = self.file.metadata().map_err(|e| io("reading", e))?.len();
+        let written = self
+            .file
             .write_all(&line)
-            .map_err(|e| io("appending to", e))?;
-        self.file.sync_data().map_err(|e| io("flushing", e))?;
-        self.last_hash = entry.hash.clone();
-        self.next_seq += 1;
-        tracing::info!(seq = entry.seq, actor = %entry.actor, action = %entry.action, "audit");
-        Ok(entry)
+            .and_then(|()| self.file.sync_data());
+        if let Err(error) = written {
+            // A partial line would break every later one: cut it off again.
+            let _ = self.file.set_len(length);
+            return Err(io("appending to", error));
+        }
+        Ok(())
     }
 
     /// Entries matching `filter`, newest first.
@@ -204,6 +253,7 @@ pub fn verify_file(path: &Path) -> Result<AuditVerification, AuditError> {
                 intact: true,
                 broken_at: None,
                 problem: None,
+                missing: None,
             })
         }
         Err(source) => {
@@ -221,6 +271,7 @@ pub fn verify_file(path: &Path) -> Result<AuditVerification, AuditError> {
         intact: false,
         broken_at: Some(at),
         problem: Some(problem),
+        missing: None,
     };
     for (index, line) in BufReader::new(file).lines().enumerate() {
         let position = index as u64 + 1;
@@ -264,6 +315,7 @@ pub fn verify_file(path: &Path) -> Result<AuditVerification, AuditError> {
         intact: true,
         broken_at: None,
         problem: None,
+        missing: None,
     })
 }
 

@@ -9,6 +9,9 @@ use cell_model::api::UnitHealth;
 use cell_secrets::SecretStore;
 
 use crate::audit::{AuditError, AuditLog, Record};
+use crate::audited::{self, CommitError};
+use crate::passwords::HashGate;
+use crate::sessions::Sessions;
 use crate::network::{LiveNetwork, Network};
 use crate::reconcile::identity::Identity;
 use crate::reconcile::vpn::{AddressesApplier, FirewallApplier, WireGuardApplier};
@@ -38,6 +41,8 @@ pub enum OpenError {
     Secrets(#[from] cell_secrets::SecretError),
     #[error("preparing the VPN's server key: {0}")]
     ServerKey(#[from] crate::vpn::ServerKeyError),
+    #[error(transparent)]
+    Commit(#[from] CommitError),
 }
 
 /// Where celld keeps things, who may talk to it, and how it paces its work.
@@ -80,6 +85,12 @@ pub struct Daemon {
     pub(crate) audit: Mutex<AuditLog>,
     pub(crate) setup_code: Mutex<SetupCode>,
     pub(crate) throttle: Mutex<Throttle>,
+    /// Bounds the password hashes running at once.
+    pub(crate) hash_gate: HashGate,
+    pub(crate) sessions: Mutex<Sessions>,
+    /// Held while the sessions file is written, so that an older snapshot never lands
+    /// after a newer one.
+    session_writer: Mutex<()>,
     /// TOTP seeds handed out for enrolment, not yet confirmed with a code.
     pub(crate) pending_totp: Mutex<std::collections::HashMap<String, String>>,
     /// Units, jobs and reboots; the hostname and time zone are the reconciler's alone.
@@ -122,7 +133,9 @@ impl Daemon {
             tracing::info!("created the VPN settings");
         }
         let wg_key = crate::vpn::server_key(&secrets)?;
-        let audit = AuditLog::open(&config.state_dir.join(AUDIT_FILE))?;
+        let mut audit = AuditLog::open(&config.state_dir.join(AUDIT_FILE))?;
+        audited::heal(&mut audit, &config.state_dir, store.current().generation)?;
+        let sessions = Sessions::load(&config.state_dir);
         let setup_code = SetupCode::prepare(
             &config.state_dir,
             &config.run_dir,
@@ -148,6 +161,9 @@ impl Daemon {
             audit: Mutex::new(audit),
             setup_code: Mutex::new(setup_code),
             throttle: Mutex::new(Throttle::default()),
+            hash_gate: HashGate::default(),
+            sessions: Mutex::new(sessions),
+            session_writer: Mutex::new(()),
             pending_totp: Mutex::new(Default::default()),
             system: machine,
             network,
@@ -158,6 +174,7 @@ impl Daemon {
             update_handover: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(watch_confirmations(Arc::downgrade(&daemon)));
+        tokio::spawn(save_sessions_now_and_then(Arc::downgrade(&daemon)));
         Ok(daemon)
     }
 
@@ -195,30 +212,73 @@ impl Daemon {
         self.board.wait_for_pass(generation).await;
     }
 
-    /// Undoes a risky change whose confirmation window has closed, and audits it.
+    /// Applies `change` to a copy of the settings and stores it with `record` as its
+    /// audit entry (its changes described field by field), or nothing when it changes
+    /// nothing. Blocks on fsync: call it off the async runtime.
+    pub(crate) fn commit<E: From<CommitError>>(
+        &self,
+        record: Record,
+        change: impl FnOnce(&mut cell_model::Settings) -> Result<(), E>,
+    ) -> Result<cell_store::Stored, E> {
+        let mut store = lock(&self.store);
+        let mut next = store.current().settings.clone();
+        change(&mut next)?;
+        let mut audit = lock(&self.audit);
+        Ok(audited::commit(
+            &mut *store,
+            &mut audit,
+            &self.config.state_dir,
+            next,
+            record,
+        )?)
+    }
+
+    /// Writes the sessions file when something changed. Blocks on fsync.
+    pub(crate) fn save_sessions(&self) -> Result<(), cell_store::StoreError> {
+        let _writer = lock(&self.session_writer);
+        let (bytes, path) = {
+            let mut sessions = lock(&self.sessions);
+            if !sessions.is_dirty() {
+                return Ok(());
+            }
+            (sessions.take_snapshot(), sessions.path().to_owned())
+        };
+        cell_store::atomic::write(&path, &bytes, 0o600)
+    }
+
+    /// Undoes a risky change whose confirmation window has closed, and audits it. Blocks
+    /// on fsync.
     pub fn revert_expired(&self, now: jiff::Timestamp) -> Result<bool, OpenError> {
-        let reverted = lock(&self.store).revert_expired(now)?;
-        let Some(reverted) = reverted else {
+        let mut store = lock(&self.store);
+        let Some((restored, pending, fields)) = store.due_revert(now)? else {
             return Ok(false);
         };
-        tracing::warn!(
-            generation = reverted.pending.generation,
-            restored = reverted.generation,
-            "a risky change was not confirmed in time; reverted"
-        );
         let mut record = Record::new("cell", "change.revert")
-            .target(format!("generation {}", reverted.pending.generation))
+            .target(format!("generation {}", pending.generation))
             .change(
                 "reason",
                 "not confirmed before its deadline; the previous values are back",
             );
-        for field in &reverted.fields {
+        for field in &fields {
             record = record.change(
                 field,
-                format!("back as in generation {}", reverted.pending.revert_to),
+                format!("back as in generation {}", pending.revert_to),
             );
         }
-        lock(&self.audit).append(record)?;
+        let mut audit = lock(&self.audit);
+        let stored = audited::commit(
+            &mut *store,
+            &mut audit,
+            &self.config.state_dir,
+            restored,
+            record,
+        )?;
+        store.finish_revert()?;
+        tracing::warn!(
+            generation = pending.generation,
+            restored = stored.generation,
+            "a risky change was not confirmed in time; reverted"
+        );
         Ok(true)
     }
 
@@ -239,8 +299,41 @@ async fn watch_confirmations(daemon: Weak<Daemon>) {
         let Some(daemon) = daemon.upgrade() else {
             return;
         };
-        if let Err(error) = daemon.revert_expired(jiff::Timestamp::now()) {
-            tracing::error!(%error, "cannot revert an unconfirmed change");
+        let due = lock(&daemon.store)
+            .pending()
+            .is_some_and(|p| p.deadline <= jiff::Timestamp::now());
+        if !due {
+            continue;
+        }
+        let reverted =
+            tokio::task::spawn_blocking(move || daemon.revert_expired(jiff::Timestamp::now()))
+                .await;
+        match reverted {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::error!(%error, "cannot revert an unconfirmed change"),
+            Err(error) => tracing::error!(%error, "the revert worker failed"),
+        }
+    }
+}
+
+/// How often the sessions' last-seen times reach the disk (creations and revocations are
+/// written at once).
+const SESSIONS_SAVE_EVERY: Duration = Duration::from_secs(60);
+
+/// Saves the sessions' last-seen times and drops dead sessions, while the daemon lives.
+async fn save_sessions_now_and_then(daemon: Weak<Daemon>) {
+    let mut ticker = tokio::time::interval(SESSIONS_SAVE_EVERY);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let Some(daemon) = daemon.upgrade() else {
+            return;
+        };
+        let settings = lock(&daemon.store).current().settings.clone();
+        lock(&daemon.sessions).prune(&settings, jiff::Timestamp::now());
+        let saved = tokio::task::spawn_blocking(move || daemon.save_sessions()).await;
+        if let Ok(Err(error)) = saved {
+            tracing::warn!(%error, "cannot save the sessions");
         }
     }
 }

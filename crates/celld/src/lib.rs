@@ -3,11 +3,13 @@
 
 pub mod api;
 pub mod audit;
+pub mod audited;
 pub mod daemon;
 pub mod network;
 pub mod passwords;
 pub mod peer;
 pub mod reconcile;
+pub mod sessions;
 pub mod settings_store;
 pub mod setup_code;
 pub mod socket;

@@ -2,7 +2,7 @@
 //! watch channel, and a commit that changes a risky field (one that can cut an
 //! administrator off: the VPN subnet or port; later the LAN addressing and HTTPS ports)
 //! opens a confirmation window. Unless the change is confirmed before the window's deadline,
-//! [`SettingsStore::revert_expired`] puts the risky fields back as they were in the last
+//! [`SettingsStore::due_revert`] gives the risky fields back as they were in the last
 //! confirmed generation. The pending change is kept on disk, so a restart (or a power cut,
 //! the usual way out when the network is gone) does not make it permanent.
 
@@ -97,14 +97,6 @@ pub enum ConfirmError {
     NotPending { asked: u64, pending: u64 },
 }
 
-/// What a revert did, for the audit log.
-#[derive(Debug, Clone)]
-pub struct Reverted {
-    pub pending: Pending,
-    pub generation: u64,
-    pub fields: Vec<String>,
-}
-
 #[derive(Debug)]
 pub struct SettingsStore {
     store: Store,
@@ -112,6 +104,15 @@ pub struct SettingsStore {
     pending: Option<Pending>,
     pending_path: PathBuf,
     window: Duration,
+}
+
+impl crate::audited::SettingsCommit for SettingsStore {
+    fn current(&self) -> &Stored {
+        SettingsStore::current(self)
+    }
+    fn commit(&mut self, settings: Settings) -> Result<&Stored, StoreError> {
+        SettingsStore::commit(self, settings)
+    }
 }
 
 fn snapshot(stored: &Stored) -> Snapshot {
@@ -216,8 +217,13 @@ impl SettingsStore {
         Ok(pending)
     }
 
-    /// Puts the risky fields back when the pending change's deadline has passed.
-    pub fn revert_expired(&mut self, now: jiff::Timestamp) -> Result<Option<Reverted>, StoreError> {
+    /// When the pending change's deadline has passed: the settings with its risky fields
+    /// back as they were confirmed, the change, and the fields that go back. Committing
+    /// them (audited) and then [`Self::finish_revert`] is the caller's.
+    pub fn due_revert(
+        &mut self,
+        now: jiff::Timestamp,
+    ) -> Result<Option<(Settings, Pending, Vec<String>)>, StoreError> {
         let Some(pending) = self.pending.clone() else {
             return Ok(None);
         };
@@ -237,15 +243,13 @@ impl SettingsStore {
                 return Ok(None);
             }
         }
-        let generation = self.commit(restored)?.generation;
-        // The commit clears the pending change when every field is back.
+        Ok(Some((restored, pending, fields)))
+    }
+
+    /// The revert is stored: nothing waits any more.
+    pub fn finish_revert(&mut self) -> Result<(), StoreError> {
         self.pending = None;
-        self.save_pending()?;
-        Ok(Some(Reverted {
-            pending,
-            generation,
-            fields,
-        }))
+        self.save_pending()
     }
 
     fn save_pending(&self) -> Result<(), StoreError> {

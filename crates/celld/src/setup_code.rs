@@ -13,6 +13,9 @@ pub const CODE_FILE: &str = "setup-code";
 /// celld writes the banner into its runtime directory; tmpfiles links it into
 /// /run/issue.d, where agetty on tty1 and ttyS0 shows it above the login prompt.
 pub const ISSUE_FILE: &str = "console.issue";
+/// The banner carries the code that claims the cell: root's alone (agetty, which shows
+/// it on the console, runs as root); cell-web, in celld's group, must not read it.
+const BANNER_MODE: u32 = 0o600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupCodeError {
@@ -61,7 +64,7 @@ impl SetupCode {
         let banner = format!(
             "\nPersonal Internet Cell: open http://\\4/ (or http://cell.local/) in a browser to set it up.\nSetup code: {code}\n\n"
         );
-        atomic::write(&this.issue_file, banner.as_bytes(), 0o644)?;
+        atomic::write(&this.issue_file, banner.as_bytes(), BANNER_MODE)?;
         this.code = Some(code);
         Ok(this)
     }
@@ -95,7 +98,7 @@ impl SetupCode {
             }
         }
         let banner = "\nPersonal Internet Cell: web UI at http://\\4/\n\n";
-        atomic::write(&self.issue_file, banner.as_bytes(), 0o644)?;
+        atomic::write(&self.issue_file, banner.as_bytes(), BANNER_MODE)?;
         Ok(())
     }
 }
@@ -113,6 +116,12 @@ mod tests {
         assert_eq!(second.current(), Some(code.as_str()));
         let issue = std::fs::read_to_string(dir.path().join(ISSUE_FILE)).unwrap();
         assert!(issue.contains(&format!("Setup code: {code}")), "{issue}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(ISSUE_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "only root reads the banner");
     }
 
     #[test]

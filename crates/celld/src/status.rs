@@ -35,6 +35,7 @@ pub fn current(generation: u64, settings: &Settings) -> Result<Status, StatusErr
         units: Vec::new(),
         appliers: Vec::new(),
         pending_change: None,
+        auth: Default::default(),
         version: cell_systemd::image_version().to_owned(),
         hostname: hostname()?,
         uptime_seconds: uptime_seconds(Path::new(PROC_UPTIME))?,

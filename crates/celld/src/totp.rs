@@ -34,13 +34,28 @@ pub fn generate(account: &str) -> Result<(String, String), TotpError> {
     Ok((secret, url))
 }
 
-/// Whether `code` is valid now (one step of clock skew either way is forgiven).
-pub fn check(secret_base32: &str, account: &str, code: &str) -> bool {
+const STEP_SECONDS: u64 = 30;
+
+/// The time step `code` belongs to when it is valid now (one step of clock skew either way
+/// is forgiven). A caller that remembers the last step it accepted per account refuses
+/// the same code, or an older one, a second time.
+pub fn matching_step(secret_base32: &str, account: &str, code: &str) -> Option<u64> {
     let code: String = code.chars().filter(char::is_ascii_digit).collect();
-    totp(secret_base32, account)
-        .ok()
-        .and_then(|t| t.check_current(&code).ok())
-        .unwrap_or(false)
+    if code.len() != 6 {
+        return None;
+    }
+    let totp = totp(secret_base32, account).ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    let step = now / STEP_SECONDS;
+    [step.saturating_sub(1), step, step + 1]
+        .into_iter()
+        .find(|candidate| {
+            let expected = totp.generate(candidate * STEP_SECONDS);
+            crate::passwords::same(expected.as_bytes(), code.as_bytes())
+        })
 }
 
 /// The code an authenticator app shows now; tests use it to play the user's phone.
@@ -59,10 +74,16 @@ mod tests {
         let (secret, url) = generate("alice").unwrap();
         assert!(url.starts_with("otpauth://totp/"), "{url}");
         let code = current_code(&secret, "alice").unwrap();
-        assert!(check(&secret, "alice", &code));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / STEP_SECONDS;
+        let step = matching_step(&secret, "alice", &code).unwrap();
+        assert!(step.abs_diff(now) <= 1);
         let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
-        assert!(!check(&secret, "alice", &wrong));
-        assert!(!check(&secret, "alice", ""));
+        assert_eq!(matching_step(&secret, "alice", &wrong), None);
+        assert_eq!(matching_step(&secret, "alice", ""), None);
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub enum AppError {
     BadRequest(String),
     #[error("wrong username, password or code")]
     Unauthorized,
+    #[error("log in first: there is no session, or it has ended")]
+    NotLoggedIn,
+    #[error("the cell is busy checking other passwords; try again in a moment")]
+    Busy,
     #[error("a second factor is required")]
     SecondFactorRequired,
     #[error("{0}")]
@@ -31,6 +35,8 @@ pub enum AppError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     SetupCode(#[from] SetupCodeError),
+    #[error(transparent)]
+    Commit(#[from] crate::audited::CommitError),
     #[error("{0}")]
     Internal(String),
 }
@@ -40,13 +46,17 @@ impl AppError {
         match self {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Invalid(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized | Self::SecondFactorRequired => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::SecondFactorRequired | Self::NotLoggedIn => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Store(_) | Self::Audit(_) | Self::SetupCode(_) | Self::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Self::TooManyAttempts { .. } | Self::Busy => StatusCode::TOO_MANY_REQUESTS,
+            Self::Store(_)
+            | Self::Audit(_)
+            | Self::SetupCode(_)
+            | Self::Commit(_)
+            | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -73,11 +83,20 @@ impl IntoResponse for AppError {
             other => other.to_string(),
         };
         let mut response = (status, Json(ApiError { error, field })).into_response();
-        if let Self::TooManyAttempts { retry_after } = self {
-            if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
+        let retry_after = match self {
+            Self::TooManyAttempts { retry_after } => Some(retry_after),
+            Self::Busy => Some(1),
+            _ => None,
+        };
+        if let Some(value) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
+    }
+}
+
+impl From<crate::passwords::Busy> for AppError {
+    fn from(_: crate::passwords::Busy) -> Self {
+        Self::Busy
     }
 }

@@ -12,12 +12,15 @@ use serde::de::DeserializeOwned;
 use super::AppError;
 use crate::daemon::Daemon;
 use crate::peer::Peer;
+use crate::sessions::{Active, Origin};
 use crate::sync::lock;
 
-/// Header cell-web sets to the logged-in user a request acts for.
-pub const ACTOR_HEADER: &str = "x-cell-actor";
+/// Header cell-web forwards a browser's session token in (from its cookie).
+pub const SESSION_HEADER: &str = "x-cell-session";
 /// Header cell-web sets to the client's address.
 pub const SOURCE_HEADER: &str = "x-cell-source";
+/// Header cell-web sets to the client's User-Agent, at login (for the Sessions list).
+pub const USER_AGENT_HEADER: &str = "x-cell-user-agent";
 
 /// A JSON body, parsed into a validated type. Any refusal is a 400 naming the field.
 pub struct ValidJson<T>(pub T);
@@ -79,6 +82,8 @@ pub struct Actor {
     /// A user of the cell (None for root).
     pub user: Option<(Username, Role)>,
     pub source: Option<String>,
+    /// The session the request came with (None for root).
+    pub session: Option<Active>,
 }
 
 impl Actor {
@@ -103,8 +108,9 @@ fn header(parts: &Parts, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The request's actor: the user named by cell-web (who must exist and be enabled), or
-/// root when a root process asks for itself. Requests without either are refused.
+/// The request's actor: the user of the session whose token came with it (which celld
+/// resolves itself: it must be live, its user enabled and their credentials unchanged),
+/// or root when a root process asks without one. Anything else is not logged in.
 impl FromRequestParts<Arc<Daemon>> for Actor {
     type Rejection = AppError;
 
@@ -113,30 +119,28 @@ impl FromRequestParts<Arc<Daemon>> for Actor {
         let ConnectInfo(peer) = ConnectInfo::<Peer>::from_request_parts(parts, daemon)
             .await
             .map_err(|_| AppError::Internal("no peer credentials on the connection".into()))?;
-        match header(parts, ACTOR_HEADER) {
-            None if peer.is_root() => Ok(Self {
-                name: "root".into(),
-                user: None,
-                source,
-            }),
-            None => Err(AppError::Forbidden("no user given for this request".into())),
-            Some(name) => {
-                let username = Username::parse(&name)
-                    .map_err(|_| AppError::Forbidden("unknown or disabled user".into()))?;
-                let store = lock(&daemon.store);
-                let user = store
-                    .current()
-                    .settings
-                    .user(&username)
-                    .filter(|u| !u.disabled)
-                    .ok_or_else(|| AppError::Forbidden("unknown or disabled user".into()))?;
+        let Some(token) = header(parts, SESSION_HEADER) else {
+            return if peer.is_root() {
                 Ok(Self {
-                    name,
-                    user: Some((user.name.clone(), user.role)),
+                    name: "root".into(),
+                    user: None,
                     source,
+                    session: None,
                 })
-            }
-        }
+            } else {
+                Err(AppError::NotLoggedIn)
+            };
+        };
+        let settings = lock(&daemon.store).current().settings.clone();
+        let active = lock(&daemon.sessions)
+            .resolve(&token, &settings, jiff::Timestamp::now())
+            .ok_or(AppError::NotLoggedIn)?;
+        Ok(Self {
+            name: active.user.to_string(),
+            user: Some((active.user.clone(), active.role)),
+            source,
+            session: Some(active),
+        })
     }
 }
 
@@ -164,6 +168,39 @@ impl<S: Send + Sync> FromRequestParts<S> for Source {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
         Ok(Self(header(parts, SOURCE_HEADER)))
+    }
+}
+
+/// Where a login comes from: address and browser, as cell-web reports them.
+pub struct LoginOrigin(pub Origin);
+
+impl<S: Send + Sync> FromRequestParts<S> for LoginOrigin {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
+        Ok(Self(Origin {
+            source: header(parts, SOURCE_HEADER),
+            user_agent: header(parts, USER_AGENT_HEADER),
+        }))
+    }
+}
+
+/// An optional JSON body: absent (empty) is `None`, present must parse.
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, AppError> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| AppError::BadRequest(format!("reading the request body: {e}")))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(None));
+        }
+        parse_json(&bytes)
+            .map(|v| Self(Some(v)))
+            .map_err(AppError::Invalid)
     }
 }
 

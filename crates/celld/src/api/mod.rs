@@ -16,11 +16,11 @@ mod vpn;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{middleware, Router};
 
 pub use error::AppError;
-pub use extract::{parse_json, ACTOR_HEADER, SOURCE_HEADER};
+pub use extract::{parse_json, SESSION_HEADER, SOURCE_HEADER, USER_AGENT_HEADER};
 
 use crate::daemon::Daemon;
 
@@ -37,6 +37,12 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/setup", get(setup::setup_get).post(setup::setup_post))
         .route("/v1/setup-code", get(setup::setup_code_get))
         .route("/v1/auth/login", post(auth::login_post))
+        .route(
+            "/v1/session",
+            get(auth::session_get).delete(auth::session_delete),
+        )
+        .route("/v1/sessions", get(auth::sessions_get))
+        .route("/v1/sessions/{id}", delete(auth::sessions_delete))
         .route("/v1/users", get(users::users_get).post(users::users_post))
         .route(
             "/v1/users/{name}",
@@ -98,6 +104,22 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
 
 async fn not_found() -> AppError {
     AppError::NotFound("no such route".into())
+}
+
+/// Appends an audit entry off the async runtime (it waits for fsync).
+async fn record(daemon: &Arc<Daemon>, record: crate::audit::Record) -> Result<(), AppError> {
+    let daemon = daemon.clone();
+    blocking(move || {
+        crate::sync::lock(&daemon.audit).append(record)?;
+        Ok(())
+    })
+    .await
+}
+
+/// Writes the sessions file off the async runtime.
+async fn save_sessions(daemon: &Arc<Daemon>) -> Result<(), AppError> {
+    let daemon = daemon.clone();
+    blocking(move || Ok(daemon.save_sessions()?)).await
 }
 
 /// Runs blocking work (fsync, argon2) off the async runtime.

@@ -10,7 +10,7 @@ use axum::Json;
 use cell_model::api::{RecoveryView, ShellPassword, ShellPasswordCheck};
 
 use super::extract::{Admin, ValidJson};
-use super::{blocking, AppError};
+use super::{blocking, record, AppError};
 use crate::audit::Record;
 use crate::daemon::Daemon;
 use crate::passwords;
@@ -37,11 +37,10 @@ fn commit_hash(
     hash: Option<cell_model::users::Secret>,
     record: Record,
 ) -> Result<(), AppError> {
-    let mut store = lock(&daemon.store);
-    let mut next = store.current().settings.clone();
-    next.recovery.shell_password_hash = hash;
-    store.commit(next)?;
-    lock(&daemon.audit).append(record)?;
+    daemon.commit(record, |next| {
+        next.recovery.shell_password_hash = hash;
+        Ok::<(), AppError>(())
+    })?;
     Ok(())
 }
 
@@ -52,12 +51,13 @@ pub async fn shell_password_put(
 ) -> Result<StatusCode, AppError> {
     let record =
         Record::new(&actor.name, "recovery.shell_password_set").source(actor.source.clone());
-    blocking(move || {
-        let hash = passwords::hash(body.password.expose())
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        commit_hash(&daemon, Some(hash), record)
-    })
-    .await?;
+    let password = body.password.expose().to_owned();
+    let hash = daemon
+        .hash_gate
+        .run(0, move || passwords::hash(&password))
+        .await?
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    blocking(move || commit_hash(&daemon, Some(hash), record)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -91,12 +91,16 @@ pub async fn shell_password_check_post(
     let Some(hash) = hash else {
         return Err(AppError::Conflict("no shell password is set".into()));
     };
-    let matches = blocking(move || Ok(passwords::verify(body.password.expose(), &hash))).await?;
+    let password = body.password.expose().to_owned();
+    let matches = daemon
+        .hash_gate
+        .run(1, move || passwords::verify(&password, &hash))
+        .await?;
     let action = if matches {
         "recovery.shell_open"
     } else {
         "recovery.shell_refused"
     };
-    lock(&daemon.audit).append(Record::new("recovery-console", action))?;
+    record(&daemon, Record::new("recovery-console", action)).await?;
     Ok(Json(ShellPasswordCheck { matches }))
 }

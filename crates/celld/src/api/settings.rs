@@ -1,4 +1,3 @@
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -24,6 +23,11 @@ pub async fn status_get(State(daemon): State<Arc<Daemon>>) -> Result<Json<Status
     status.units = daemon.unit_health().await;
     status.appliers = daemon.board().states();
     status.pending_change = lock(&daemon.store).pending_view();
+    status.auth = cell_model::api::AuthCounters {
+        password_checks: daemon.hash_gate.checks(),
+        throttled: lock(&daemon.throttle).refused(),
+        busy: daemon.hash_gate.busy(),
+    };
     Ok(Json(status))
 }
 
@@ -54,88 +58,14 @@ pub async fn settings_put(
         .map_err(|e| AppError::field("identity.timezone", e.to_string()))?;
     let worker = daemon.clone();
     let after = blocking(move || {
-        let mut store = lock(&worker.store);
-        let before = store.current().settings.clone();
-        let mut next = before.clone();
-        next.identity = edited.identity;
-        next.services = edited.services;
-        let changes = changes(&view(0, &before).settings, &view(0, &next).settings);
-        if changes.is_empty() {
-            return Ok(store.current().clone());
-        }
-        let stored = store.commit(next)?.clone();
-        let mut record = Record::new(&actor.name, "settings.update").source(actor.source.clone());
-        record.changes = changes;
-        lock(&worker.audit).append(record)?;
-        Ok(stored)
+        let record = Record::new(&actor.name, "settings.update").source(actor.source.clone());
+        worker.commit(record, |next| {
+            next.identity = edited.identity;
+            next.services = edited.services;
+            Ok::<(), AppError>(())
+        })
     })
     .await?;
     Ok(Json(view(after.generation, &after.settings)))
 }
 
-/// Field-by-field differences, `path → "old → new"`, of two values of the same type.
-pub fn changes<T: serde::Serialize>(before: &T, after: &T) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let before = serde_json::to_value(before).unwrap_or_default();
-    let after = serde_json::to_value(after).unwrap_or_default();
-    diff("", &before, &after, &mut out);
-    out
-}
-
-fn diff(
-    path: &str,
-    before: &serde_json::Value,
-    after: &serde_json::Value,
-    out: &mut BTreeMap<String, String>,
-) {
-    use serde_json::Value;
-    let join = |key: &str| {
-        if path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{path}.{key}")
-        }
-    };
-    match (before, after) {
-        (Value::Object(a), Value::Object(b)) => {
-            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-            for key in keys {
-                let null = Value::Null;
-                diff(
-                    &join(key),
-                    a.get(key).unwrap_or(&null),
-                    b.get(key).unwrap_or(&null),
-                    out,
-                );
-            }
-        }
-        (a, b) if a != b => {
-            out.insert(path.to_owned(), format!("{} → {}", show(a), show(b)));
-        }
-        _ => {}
-    }
-}
-
-fn show(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => "(none)".to_owned(),
-        other => other.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn changes_are_listed_per_leaf_field() {
-        let before = serde_json::json!({"identity": {"timezone": "UTC", "domain": {"mode": "internal"}}, "services": {"mail": false}});
-        let after = serde_json::json!({"identity": {"timezone": "Europe/Berlin", "domain": {"mode": "own", "domain": "a.org"}}, "services": {"mail": false}});
-        let changes = changes(&before, &after);
-        assert_eq!(changes["identity.timezone"], "UTC → Europe/Berlin");
-        assert_eq!(changes["identity.domain.mode"], "internal → own");
-        assert_eq!(changes["identity.domain.domain"], "(none) → a.org");
-        assert_eq!(changes.len(), 3);
-    }
-}

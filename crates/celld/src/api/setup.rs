@@ -8,13 +8,13 @@ use cell_model::{Role, User};
 use serde::Serialize;
 
 use super::extract::{Source, ValidJson};
-use super::{blocking, settings, AppError};
+use super::{blocking, record, AppError};
 use crate::audit::Record;
 use crate::daemon::Daemon;
 use crate::passwords;
 use crate::peer::Peer;
 use crate::sync::lock;
-use crate::throttle::Outcome;
+use crate::throttle::{self, Outcome};
 use crate::zones;
 
 /// Claims the cell: checks the one-time code, stores identity, services and the first
@@ -29,68 +29,74 @@ pub async fn setup_post(
         return Err(AppError::Conflict("this cell is already set up".into()));
     }
     zones::check(&request.timezone).map_err(|e| AppError::field("timezone", e.to_string()))?;
-    let throttle_key = format!("setup:{}", source.as_deref().unwrap_or("local"));
-    if let Err(wait) = lock(&daemon.throttle).check(&throttle_key, Instant::now()) {
-        return Err(AppError::TooManyAttempts {
+    // Counted before the code is compared: per source, and against a budget for everyone,
+    // so that many addresses together get no more guesses than one.
+    let per_source = format!("setup:{}", throttle::source_key(source.as_deref()));
+    let outcome = lock(&daemon.throttle)
+        .attempt(&[&per_source, SETUP_BUDGET], Instant::now())
+        .map_err(|wait| AppError::TooManyAttempts {
             retry_after: wait.as_secs().max(1),
-        });
-    }
+        })?;
     if !lock(&daemon.setup_code).matches(&request.code) {
-        let outcome = lock(&daemon.throttle).failure(&throttle_key, Instant::now());
-        let mut audit = lock(&daemon.audit);
-        audit.append(Record::new("-", "setup.failure").source(source.clone()))?;
+        record(&daemon, Record::new("-", "setup.failure").source(source.clone())).await?;
         if outcome == Outcome::LockedOut {
-            audit.append(Record::new("-", "setup.lockout").source(source.clone()))?;
+            record(&daemon, Record::new("-", "setup.lockout").source(source.clone())).await?;
         }
         return Err(AppError::field(
             "code",
             "this is not the setup code shown on the cell's console",
         ));
     }
+    let password_hash = daemon
+        .hash_gate
+        .run(0, {
+            let password = request.admin_password.expose().to_owned();
+            move || passwords::hash(&password)
+        })
+        .await?
+        .map_err(|e| AppError::Internal(e.to_string()))?;
     let worker = daemon.clone();
     let stored = blocking(move || {
-        let password_hash = passwords::hash(request.admin_password.expose())
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        let mut store = lock(&worker.store);
-        let before = store.current().settings.clone();
-        if before.setup_complete {
-            return Err(AppError::Conflict("this cell is already set up".into()));
-        }
-        let mut next = before.clone();
-        next.setup_complete = true;
-        next.identity.cell_name = request.cell_name;
-        next.identity.domain = request.domain;
-        next.identity.timezone = request.timezone;
-        next.services = request.services;
-        next.vpn.get_or_insert_with(crate::vpn::new_vpn);
-        next.users = vec![User {
-            name: request.admin_username.clone(),
-            role: Role::Admin,
-            disabled: false,
-            password_hash,
-            totp_secret: None,
-            recovery_codes: Vec::new(),
-        }];
-        let before_view = settings::view(0, &before).settings;
-        let after_view = settings::view(0, &next).settings;
-        let stored = store.commit(next)?.clone();
-        lock(&worker.setup_code).retire()?;
-        let mut record = Record::new("setup", "setup.complete")
+        let admin = request.admin_username.into_username();
+        let record = Record::new("setup", "setup.complete")
             .source(source.clone())
-            .target(request.admin_username.to_string())
-            .change("admin", format!("(none) → {}", request.admin_username));
-        record
-            .changes
-            .extend(settings::changes(&before_view, &after_view));
-        lock(&worker.audit).append(record)?;
+            .target(admin.as_str());
+        let stored = worker.commit(record, |next| {
+            if next.setup_complete {
+                return Err(AppError::Conflict("this cell is already set up".into()));
+            }
+            next.setup_complete = true;
+            next.identity.cell_name = request.cell_name;
+            next.identity.domain = request.domain;
+            next.identity.timezone = request.timezone;
+            next.services = request.services;
+            next.vpn.get_or_insert_with(crate::vpn::new_vpn);
+            next.users = vec![User {
+                name: admin.clone(),
+                role: Role::Admin,
+                disabled: false,
+                password_hash,
+                totp_secret: None,
+                recovery_codes: Vec::new(),
+            }];
+            Ok(())
+        })?;
+        lock(&worker.setup_code).retire()?;
         Ok(stored)
     })
     .await?;
-    lock(&daemon.throttle).success(&throttle_key);
+    {
+        let mut throttle = lock(&daemon.throttle);
+        throttle.clear(&per_source);
+        throttle.clear(SETUP_BUDGET);
+    }
     Ok(Json(SetupDone {
         generation: stored.generation,
     }))
 }
+
+/// The setup code's budget shared by every source.
+const SETUP_BUDGET: &str = "setup:*";
 
 #[derive(Serialize)]
 pub struct SetupState {

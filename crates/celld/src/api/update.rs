@@ -15,7 +15,7 @@ use cell_model::update::{
 use cell_model::FieldError;
 
 use super::extract::{Admin, ValidJson};
-use super::{blocking, AppError};
+use super::{blocking, record, AppError};
 use crate::audit::Record;
 use crate::daemon::Daemon;
 use crate::sync::lock;
@@ -102,11 +102,10 @@ pub async fn update_put(
         .source(actor.source.clone())
         .target(url.as_ref().map(|u| u.to_string()).unwrap_or_default());
     blocking(move || {
-        let mut store = lock(&daemon.store);
-        let mut next = store.current().settings.clone();
-        next.update.url = url;
-        store.commit(next)?;
-        lock(&daemon.audit).append(record)?;
+        daemon.commit(record, |next| {
+            next.update.url = url;
+            Ok::<(), AppError>(())
+        })?;
         Ok(())
     })
     .await?;
@@ -167,8 +166,11 @@ pub async fn update_check_post(
 ) -> Result<StatusCode, AppError> {
     let url = configured_url(&daemon)?;
     start_job(&daemon, UpdateRequest::Check { url }).await?;
-    lock(&daemon.audit)
-        .append(Record::new(&actor.name, "update.check").source(actor.source.clone()))?;
+    record(
+        &daemon,
+        Record::new(&actor.name, "update.check").source(actor.source.clone()),
+    )
+    .await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -226,11 +228,13 @@ pub async fn update_install_post(
         },
     )
     .await?;
-    lock(&daemon.audit).append(
+    record(
+        &daemon,
         Record::new(&actor.name, "update.install")
             .source(actor.source.clone())
             .target(version),
-    )?;
+    )
+    .await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -252,11 +256,13 @@ pub async fn update_reboot_post(
             "an update job is running; reboot when it has finished".into(),
         ));
     }
-    lock(&daemon.audit).append(
+    record(
+        &daemon,
         Record::new(&actor.name, "update.reboot")
             .source(actor.source.clone())
             .target(at.to_string()),
-    )?;
+    )
+    .await?;
     daemon
         .system
         .schedule_reboot(at)
@@ -274,7 +280,10 @@ pub async fn update_reboot_delete(
         .cancel_reboot()
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?;
-    lock(&daemon.audit)
-        .append(Record::new(&actor.name, "update.reboot_cancel").source(actor.source.clone()))?;
+    record(
+        &daemon,
+        Record::new(&actor.name, "update.reboot_cancel").source(actor.source.clone()),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

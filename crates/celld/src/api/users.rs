@@ -3,18 +3,21 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use std::time::Instant;
+
 use cell_model::api::{
-    NewUser, PasswordChange, RecoveryCodes, TotpConfirm, TotpEnrolment, UserPatch, UserView,
+    NewUser, PasswordChange, RecoveryCodes, TotpConfirm, TotpEnrolment, TotpRemoval, UserPatch,
+    UserView,
 };
-use cell_model::users::Secret;
+use cell_model::users::{Password, Secret};
 use cell_model::{Role, Settings, User, Username};
 
-use super::extract::{Actor, Admin, ValidJson};
-use super::{blocking, AppError};
+use super::extract::{Actor, Admin, OptionalJson, ValidJson};
+use super::{blocking, record, save_sessions, AppError};
 use crate::audit::Record;
 use crate::daemon::Daemon;
 use crate::sync::lock;
-use crate::{passwords, totp};
+use crate::{passwords, throttle, totp};
 
 fn view(user: &User) -> UserView {
     UserView {
@@ -42,23 +45,100 @@ fn has_enabled_admin(settings: &Settings) -> bool {
 }
 
 /// Applies `change` to a copy of the settings, refuses it if it leaves no enabled admin,
-/// commits it and records `record` in the audit log.
+/// and stores it with `record` as its audit entry. Blocks: call it in `blocking`.
 fn commit_users(
     daemon: &Daemon,
     change: impl FnOnce(&mut Settings) -> Result<(), AppError>,
     record: Record,
 ) -> Result<Settings, AppError> {
-    let mut store = lock(&daemon.store);
-    let mut next = store.current().settings.clone();
-    change(&mut next)?;
-    if next.setup_complete && !has_enabled_admin(&next) {
-        return Err(AppError::Conflict(
-            "this would leave the cell without an enabled administrator".into(),
-        ));
+    let stored = daemon.commit(record, |next| {
+        change(next)?;
+        if next.setup_complete && !has_enabled_admin(next) {
+            return Err(AppError::Conflict(
+                "this would leave the cell without an enabled administrator".into(),
+            ));
+        }
+        Ok(())
+    })?;
+    Ok(stored.settings)
+}
+
+/// Checks `offered` against `name`'s current password before a change of their own
+/// credentials: throttled like a login, and audited as `<action>_refused` when wrong.
+async fn check_current_password(
+    daemon: &Arc<Daemon>,
+    actor: &Actor,
+    name: &Username,
+    offered: Option<&Password>,
+    action: &str,
+) -> Result<(), AppError> {
+    let account = throttle::account_key(name.as_str());
+    let address = throttle::source_key(actor.source.as_deref());
+    lock(&daemon.throttle)
+        .attempt(&[&account, &address], Instant::now())
+        .map_err(|wait| AppError::TooManyAttempts {
+            retry_after: wait.as_secs().max(1),
+        })?;
+    let hash = lock(&daemon.store)
+        .current()
+        .settings
+        .user(name)
+        .map(|u| u.password_hash.clone())
+        .ok_or_else(|| no_such_user(name))?;
+    let offered = offered.map(|p| p.expose().to_owned()).unwrap_or_default();
+    let matches = match daemon
+        .hash_gate
+        .run(1, move || passwords::verify(&offered, &hash))
+        .await
+    {
+        Ok(matches) => matches,
+        Err(busy) => {
+            let mut throttle = lock(&daemon.throttle);
+            throttle.refund(&account);
+            throttle.refund(&address);
+            return Err(busy.into());
+        }
+    };
+    if matches {
+        let mut throttle = lock(&daemon.throttle);
+        throttle.clear(&account);
+        throttle.refund(&address);
+        return Ok(());
     }
-    let stored = store.commit(next)?.settings.clone();
-    lock(&daemon.audit).append(record)?;
-    Ok(stored)
+    record(
+        daemon,
+        Record::new(&actor.name, format!("{action}_refused"))
+            .source(actor.source.clone())
+            .target(name.as_str())
+            .change("reason", "wrong current password"),
+    )
+    .await?;
+    Err(AppError::field(
+        "current_password",
+        "this is not your current password",
+    ))
+}
+
+/// After a change of one's own credentials (which ends every session of the account),
+/// the session that made it goes on.
+async fn keep_own_session(daemon: &Arc<Daemon>, actor: &Actor, name: &Username) -> Result<(), AppError> {
+    let Some(session) = &actor.session else {
+        return Ok(());
+    };
+    let user = lock(&daemon.store).current().settings.user(name).cloned();
+    if let Some(user) = user {
+        lock(&daemon.sessions).restamp(&session.id, &user);
+    }
+    save_sessions(daemon).await
+}
+
+async fn hash_password(daemon: &Daemon, password: &Password) -> Result<Secret, AppError> {
+    let password = password.expose().to_owned();
+    daemon
+        .hash_gate
+        .run(0, move || passwords::hash(&password))
+        .await?
+        .map_err(|e| AppError::Internal(e.to_string()))
 }
 
 /// Admins see everyone; a peer sees only themself.
@@ -100,40 +180,38 @@ pub async fn users_post(
     Admin(actor): Admin,
     ValidJson(new): ValidJson<NewUser>,
 ) -> Result<(StatusCode, Json<UserView>), AppError> {
-    let user = blocking(move || {
-        let password_hash = passwords::hash(new.password.expose())
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        let user = User {
-            name: new.name.clone(),
-            role: new.role,
-            disabled: false,
-            password_hash,
-            totp_secret: None,
-            recovery_codes: Vec::new(),
-        };
-        let record = Record::new(&actor.name, "user.create")
-            .source(actor.source.clone())
-            .target(new.name.as_str())
-            .change("role", new.role.as_str());
-        let created = user.clone();
+    let password_hash = hash_password(&daemon, &new.password).await?;
+    let name = new.name.into_username();
+    let user = User {
+        name: name.clone(),
+        role: new.role,
+        disabled: false,
+        password_hash,
+        totp_secret: None,
+        recovery_codes: Vec::new(),
+    };
+    let record = Record::new(&actor.name, "user.create")
+        .source(actor.source.clone())
+        .target(name.as_str());
+    let created = user.clone();
+    blocking(move || {
         commit_users(
             &daemon,
             move |settings| {
                 if settings.user(&user.name).is_some() {
-                    return Err(AppError::Invalid(cell_model::FieldError::new(
+                    return Err(AppError::field(
                         "name",
                         format!("there is already a user '{}'", user.name),
-                    )));
+                    ));
                 }
                 settings.users.push(user);
                 Ok(())
             },
             record,
-        )?;
-        Ok(created)
+        )
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(view(&user))))
+    Ok((StatusCode::CREATED, Json(view(&created))))
 }
 
 pub async fn user_patch(
@@ -143,15 +221,9 @@ pub async fn user_patch(
     ValidJson(patch): ValidJson<UserPatch>,
 ) -> Result<Json<UserView>, AppError> {
     let name = parse_name(&name)?;
-    let mut record = Record::new(&actor.name, "user.update")
+    let record = Record::new(&actor.name, "user.update")
         .source(actor.source.clone())
         .target(name.as_str());
-    if let Some(disabled) = patch.disabled {
-        record = record.change("disabled", disabled.to_string());
-    }
-    if let Some(role) = patch.role {
-        record = record.change("role", role.as_str());
-    }
     let target = name.clone();
     let settings = blocking(move || {
         commit_users(
@@ -224,7 +296,8 @@ pub async fn user_delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// An admin resets anyone's password; a user changes their own with the current one.
+/// An admin resets anyone's password (ending their sessions); a user changes their own
+/// with the current one (ending their other sessions).
 pub async fn password_put(
     State(daemon): State<Arc<Daemon>>,
     actor: Actor,
@@ -243,33 +316,31 @@ pub async fn password_put(
     } else {
         "user.password_reset"
     };
+    if own {
+        check_current_password(
+            &daemon,
+            &actor,
+            &name,
+            change.current_password.as_ref(),
+            action,
+        )
+        .await?;
+    } else if lock(&daemon.store).current().settings.user(&name).is_none() {
+        return Err(no_such_user(&name));
+    }
+    let hash = hash_password(&daemon, &change.password).await?;
     let record = Record::new(&actor.name, action)
         .source(actor.source.clone())
         .target(name.as_str());
+    let worker = daemon.clone();
+    let target = name.clone();
     blocking(move || {
-        if own {
-            let current = lock(&daemon.store).current().settings.user(&name).cloned();
-            let user = current.ok_or_else(|| no_such_user(&name))?;
-            let offered = change
-                .current_password
-                .as_ref()
-                .map(|p| p.expose())
-                .unwrap_or("");
-            if !passwords::verify(offered, &user.password_hash) {
-                return Err(AppError::field(
-                    "current_password",
-                    "this is not your current password",
-                ));
-            }
-        }
-        let hash = passwords::hash(change.password.expose())
-            .map_err(|e| AppError::Internal(e.to_string()))?;
         commit_users(
-            &daemon,
+            &worker,
             |settings| {
                 let user = settings
-                    .user_mut(&name)
-                    .ok_or_else(|| no_such_user(&name))?;
+                    .user_mut(&target)
+                    .ok_or_else(|| no_such_user(&target))?;
                 user.password_hash = hash;
                 Ok(())
             },
@@ -277,6 +348,9 @@ pub async fn password_put(
         )
     })
     .await?;
+    if own {
+        keep_own_session(&daemon, &actor, &name).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -314,16 +388,25 @@ pub async fn totp_confirm_post(
         .get(name.as_str())
         .cloned()
         .ok_or_else(|| AppError::Conflict("start the enrolment first".into()))?;
-    if !totp::check(&seed, name.as_str(), &confirm.code) {
-        return Err(AppError::field(
-            "code",
-            "this code does not match; check the phone's clock",
-        ));
-    }
+    let step = totp::matching_step(&seed, name.as_str(), &confirm.code).ok_or_else(|| {
+        AppError::field("code", "this code does not match; check the phone's clock")
+    })?;
+    // The code that confirmed the enrolment cannot log in as well.
+    lock(&daemon.sessions).accept_totp_step(&name, step);
     let codes: Vec<String> = (0..totp::RECOVERY_CODES)
-        .map(|_| passwords::random_code(2).to_lowercase())
+        .map(|_| passwords::random_code(3).to_lowercase())
         .collect();
-    let digests: Vec<Secret> = codes.iter().map(|c| passwords::code_digest(c)).collect();
+    let to_hash = codes.clone();
+    let digests: Vec<Secret> = daemon
+        .hash_gate
+        .run(0, move || {
+            to_hash
+                .iter()
+                .map(|c| passwords::code_hash(c))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?
+        .map_err(|e| AppError::Internal(e.to_string()))?;
     let record = Record::new(&actor.name, "user.totp_enable")
         .source(actor.source.clone())
         .target(name.as_str());
@@ -345,33 +428,50 @@ pub async fn totp_confirm_post(
     })
     .await?;
     lock(&daemon.pending_totp).remove(name.as_str());
+    keep_own_session(&daemon, &actor, &name).await?;
     Ok(Json(RecoveryCodes {
         recovery_codes: codes,
     }))
 }
 
-/// Removes a second factor: its owner, or an admin for someone who lost their phone.
+/// Removes a second factor: its owner (with their password), or an admin for someone who
+/// lost their phone. The account's sessions end (the owner's own goes on).
 pub async fn totp_delete(
     State(daemon): State<Arc<Daemon>>,
     actor: Actor,
     Path(name): Path<String>,
+    OptionalJson(body): OptionalJson<TotpRemoval>,
 ) -> Result<StatusCode, AppError> {
     let name = parse_name(&name)?;
-    if !actor.is(&name) && !actor.is_admin() {
+    let own = actor.is(&name);
+    if !own && !actor.is_admin() {
         return Err(AppError::Forbidden(
             "only the owner or an administrator may do this".into(),
         ));
     }
+    if own {
+        let offered = body.and_then(|b| b.current_password);
+        check_current_password(
+            &daemon,
+            &actor,
+            &name,
+            offered.as_ref(),
+            "user.totp_disable",
+        )
+        .await?;
+    }
     let record = Record::new(&actor.name, "user.totp_disable")
         .source(actor.source.clone())
         .target(name.as_str());
+    let worker = daemon.clone();
+    let target = name.clone();
     blocking(move || {
         commit_users(
-            &daemon,
+            &worker,
             |settings| {
                 let user = settings
-                    .user_mut(&name)
-                    .ok_or_else(|| no_such_user(&name))?;
+                    .user_mut(&target)
+                    .ok_or_else(|| no_such_user(&target))?;
                 user.totp_secret = None;
                 user.recovery_codes.clear();
                 Ok(())
@@ -380,5 +480,8 @@ pub async fn totp_delete(
         )
     })
     .await?;
+    if own {
+        keep_own_session(&daemon, &actor, &name).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }

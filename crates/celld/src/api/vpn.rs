@@ -42,15 +42,14 @@ fn commit_vpn(
     change: impl FnOnce(&Settings, &mut Vpn) -> Result<(), AppError>,
     record: Record,
 ) -> Result<Settings, AppError> {
-    let mut store = lock(&daemon.store);
-    let mut next = store.current().settings.clone();
-    let mut vpn = vpn_of(&next)?.clone();
-    change(&next, &mut vpn)?;
-    vpn.validate().map_err(|e| AppError::Invalid(e.at("vpn")))?;
-    next.vpn = Some(vpn);
-    let stored = store.commit(next)?.settings.clone();
-    lock(&daemon.audit).append(record)?;
-    Ok(stored)
+    let stored = daemon.commit(record, |next| {
+        let mut vpn = vpn_of(next)?.clone();
+        change(next, &mut vpn)?;
+        vpn.validate().map_err(|e| AppError::Invalid(e.at("vpn")))?;
+        next.vpn = Some(vpn);
+        Ok::<(), AppError>(())
+    })?;
+    Ok(stored.settings)
 }
 
 /// The peer named `name` if the actor may see it: their own, or any for an admin. Others'
@@ -140,10 +139,7 @@ pub async fn vpn_put(
             }
         }
     }
-    let record = Record::new(&actor.name, "vpn.update")
-        .source(actor.source.clone())
-        .change("subnet4", edit.subnet4.to_string())
-        .change("listen_port", edit.listen_port.to_string());
+    let record = Record::new(&actor.name, "vpn.update").source(actor.source.clone());
     let worker = daemon.clone();
     let generation = blocking(move || {
         commit_vpn(
@@ -440,7 +436,7 @@ async fn config_text(
         .source(actor.source.clone())
         .target(name.as_str())
         .change("format", what);
-    lock(&daemon.audit).append(record)?;
+    super::record(daemon, record).await?;
     Ok((name, config.render()))
 }
 
