@@ -1,44 +1,27 @@
 //! The public REST API under `/api/v1`. One table lists every route with who may call it;
-//! the router, the access checks and the OpenAPI document are all built from it, so the
-//! document cannot miss a route. Most routes forward to celld's local API with the
-//! caller's name and address; celld validates and re-checks the role.
+//! the routes, their guard (see [`crate::routes`]) and the OpenAPI document are all built
+//! from it, so the document cannot miss a route. Most routes forward to celld's local API
+//! with the browser's session token and address; celld resolves the session, validates
+//! and checks the role itself.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
-use axum::body::Bytes;
-use axum::extract::{MatchedPath, Request, State};
-
-use crate::client_addr::ClientAddr;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{on, MethodFilter, MethodRouter};
-use axum::{Extension, Json, Router};
-use cell_model::api::{ApiError, LoginRequest, Principal};
+use axum::routing::{on, MethodFilter};
+use axum::{Extension, Json};
+use cell_model::api::{ApiError, CurrentSession, LoginAnswer, LoginRequest};
 use cell_model::Role;
-use celld_client::OnBehalf;
+use celld_client::{Bytes, OnBehalf};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::session::{self, Session};
+use crate::client_addr::ClientAddr;
+pub use crate::routes::{failure, Access};
+use crate::routes::{Kind, Route, Routed};
+use crate::session::{self, WebSession};
 use crate::AppState;
-
-/// Who may call a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Access {
-    /// Anyone, at any time.
-    Public,
-    /// Anyone, before and during setup (the wizard's routes).
-    Setup,
-    /// Anyone, once set up: logging in.
-    Login,
-    /// A logged-in user of either role.
-    User,
-    /// A logged-in admin.
-    Admin,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Handler {
@@ -58,11 +41,19 @@ pub struct ApiRoute {
 }
 
 impl ApiRoute {
+    fn route(&self) -> Route {
+        Route {
+            method: self.method.clone(),
+            path: self.path,
+            access: self.access,
+            kind: Kind::Api,
+        }
+    }
+
     /// State-changing calls of a session need its CSRF token; logging in and setting up
     /// have no session yet.
     pub fn needs_csrf(&self) -> bool {
-        matches!(self.access, Access::User | Access::Admin)
-            && !matches!(self.method, Method::GET | Method::HEAD | Method::OPTIONS)
+        self.route().needs_csrf()
     }
 }
 
@@ -94,6 +85,8 @@ fn all_routes() -> Vec<ApiRoute> {
         route!(POST "/api/v1/session", Login, Login, "Log in"),
         route!(GET "/api/v1/session", User, WhoAmI, "Who is logged in, and the CSRF token"),
         route!(DELETE "/api/v1/session", User, Logout, "Log out"),
+        route!(GET "/api/v1/sessions", User, Forward, "Live sessions: device, address, last seen (an admin sees everyone's)"),
+        route!(DELETE "/api/v1/sessions/{id}", User, Forward, "End a session: one's own, or anyone's (admin)"),
         route!(GET "/api/v1/status", User, Forward, "Version, hostname, uptime, settings generation"),
         route!(GET "/api/v1/settings", Admin, Forward, "The cell's settings"),
         route!(PUT "/api/v1/settings", Admin, Forward, "Replace the cell's settings"),
@@ -104,7 +97,7 @@ fn all_routes() -> Vec<ApiRoute> {
         route!(DELETE "/api/v1/users/{name}", Admin, Forward, "Delete an account"),
         route!(PUT "/api/v1/users/{name}/password", User, Forward, "Change one's password, or reset another's (admin)"),
         route!(POST "/api/v1/users/{name}/totp", User, Forward, "Start enrolling a TOTP second factor"),
-        route!(DELETE "/api/v1/users/{name}/totp", User, Forward, "Remove a second factor"),
+        route!(DELETE "/api/v1/users/{name}/totp", User, Forward, "Remove a second factor (the owner confirms with current_password)"),
         route!(POST "/api/v1/users/{name}/totp/confirm", User, Forward, "Confirm a second factor; returns recovery codes"),
         route!(GET "/api/v1/vpn", Admin, Forward, "The VPN server: subnet, port, endpoint, public key, reconcile state"),
         route!(PUT "/api/v1/vpn", Admin, Forward, "Change the VPN subnet, port or endpoint (202: a new subnet or port waits for confirmation)"),
@@ -132,46 +125,26 @@ fn all_routes() -> Vec<ApiRoute> {
     ]
 }
 
-fn find<'a>(routes: &'a [ApiRoute], method: &Method, path: &str) -> Option<&'a ApiRoute> {
-    routes
+/// The API's routes with their handlers, for the router.
+pub fn routed() -> Vec<Routed> {
+    routes()
         .iter()
-        .find(|r| r.method == *method && r.path == path)
-}
-
-pub fn router(state: AppState) -> Router<AppState> {
-    let mut paths: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
-    for route in routes() {
-        let filter = MethodFilter::try_from(route.method.clone()).unwrap_or(MethodFilter::GET);
-        let method_router = match route.handler {
-            Handler::Forward => on(filter, forward),
-            Handler::Login => on(filter, login),
-            Handler::WhoAmI => on(filter, who_am_i),
-            Handler::Logout => on(filter, logout),
-            Handler::OpenApi => on(filter, openapi_get),
-        };
-        match paths.iter_mut().find(|(p, _)| *p == route.path) {
-            Some((_, existing)) => *existing = std::mem::take(existing).merge(method_router),
-            None => paths.push((route.path, method_router)),
-        }
-    }
-    let mut router = Router::new();
-    for (path, method_router) in paths {
-        router = router.route(path, method_router);
-    }
-    router
-        .route_layer(middleware::from_fn_with_state(state, guard))
-        .fallback(|| async { failure(StatusCode::NOT_FOUND, "no such API route") })
-}
-
-pub fn failure(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        Json(ApiError {
-            error: message.to_owned(),
-            field: None,
-        }),
-    )
-        .into_response()
+        .map(|route| {
+            let filter =
+                MethodFilter::try_from(route.method.clone()).unwrap_or(MethodFilter::GET);
+            let handler = match route.handler {
+                Handler::Forward => on(filter, forward),
+                Handler::Login => on(filter, login),
+                Handler::WhoAmI => on(filter, who_am_i),
+                Handler::Logout => on(filter, logout),
+                Handler::OpenApi => on(filter, openapi_get),
+            };
+            Routed {
+                route: route.route(),
+                handler,
+            }
+        })
+        .collect()
 }
 
 /// Whether the cell is set up; remembered once it is, since only a factory reset (which
@@ -187,74 +160,11 @@ pub async fn setup_complete(state: &AppState) -> Result<bool, celld_client::Clie
     Ok(done)
 }
 
-/// The client's session, if its cookie names a live one.
-pub fn session_of(state: &AppState, headers: &HeaderMap) -> Option<(String, Session)> {
-    let token = session::token_from(headers)?;
-    let session = state.sessions.get(&token, Instant::now())?;
-    Some((token, session))
-}
-
-/// Before setup: 428 for everything but the wizard's routes. After: the session, role and
-/// CSRF checks the route's access level asks for.
-async fn guard(
-    State(state): State<AppState>,
-    matched: MatchedPath,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let Some(route) = find(routes(), request.method(), matched.as_str()) else {
-        return failure(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-    };
-    if route.access != Access::Public {
-        match setup_complete(&state).await {
-            Ok(true) => {}
-            Ok(false) if route.access == Access::Setup => {}
-            Ok(false) => {
-                return (
-                    StatusCode::PRECONDITION_REQUIRED,
-                    Json(json!({"error": "the cell is not set up yet", "setup": "/setup"})),
-                )
-                    .into_response()
-            }
-            Err(error) => {
-                tracing::warn!(%error, "celld unavailable");
-                return failure(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the cell's core service is not answering",
-                );
-            }
-        }
-    }
-    if matches!(route.access, Access::User | Access::Admin) {
-        let Some((token, session)) = session_of(&state, request.headers()) else {
-            return failure(StatusCode::UNAUTHORIZED, "log in first");
-        };
-        if route.access == Access::Admin && session.principal.role != Role::Admin {
-            return failure(StatusCode::FORBIDDEN, "this needs an administrator");
-        }
-        if route.needs_csrf() {
-            let offered = request
-                .headers()
-                .get(session::CSRF_HEADER)
-                .and_then(|v| v.to_str().ok());
-            if !session::csrf_matches(&session, offered) {
-                return failure(StatusCode::FORBIDDEN, "missing or wrong CSRF token");
-            }
-        }
-        request.extensions_mut().insert(SessionToken(token));
-        request.extensions_mut().insert(session);
-    }
-    next.run(request).await
-}
-
-#[derive(Clone)]
-struct SessionToken(String);
-
-/// Passes the call to celld under the same path without `/api`, on behalf of the
-/// session's user, and returns celld's answer unchanged.
+/// Passes the call to celld under the same path without `/api`, with the session's token
+/// and the client's address, and returns celld's answer unchanged.
 async fn forward(
     State(state): State<AppState>,
-    session: Option<Extension<Session>>,
+    session: Option<Extension<WebSession>>,
     ClientAddr(source): ClientAddr,
     method: Method,
     request: Request,
@@ -275,10 +185,9 @@ async fn forward(
         }
     };
     let on_behalf = OnBehalf {
-        actor: session
-            .as_ref()
-            .map(|Extension(s)| s.principal.name.to_string()),
+        session: session.map(|Extension(s)| s.token),
         source,
+        user_agent: None,
     };
     let body = (!body.is_empty()).then_some(body);
     match state
@@ -287,7 +196,9 @@ async fn forward(
         .await
     {
         Ok(answer) => {
-            after_success(&state, &method, path, answer.status);
+            if answer.status.is_success() && path == "/v1/setup" && method == Method::POST {
+                state.setup_done.store(true, Ordering::Relaxed);
+            }
             let status =
                 StatusCode::from_u16(answer.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             let mut response = (status, answer.body).into_response();
@@ -299,6 +210,12 @@ async fn forward(
                 response
                     .headers_mut()
                     .insert(header::CONTENT_TYPE, content_type);
+            }
+            if let Some(wait) = answer
+                .retry_after
+                .and_then(|v| header::HeaderValue::from_str(&v).ok())
+            {
+                response.headers_mut().insert(header::RETRY_AFTER, wait);
             }
             if let Some(disposition) = answer
                 .content_disposition
@@ -336,78 +253,106 @@ impl EmptyBody for Response {
     }
 }
 
-/// Consequences in cell-web of changes celld accepted: a finished setup, and sessions of
-/// accounts that were disabled, deleted or had their password reset.
-fn after_success(state: &AppState, method: &Method, path: &str, status: celld_client::StatusCode) {
-    if !status.is_success() {
-        return;
-    }
-    if path == "/v1/setup" && *method == Method::POST {
-        state.setup_done.store(true, Ordering::Relaxed);
-    }
-    if let Some(rest) = path.strip_prefix("/v1/users/") {
-        let (user, tail) = rest.split_once('/').unwrap_or((rest, ""));
-        let ends_sessions = matches!(
-            (method, tail),
-            (&Method::DELETE, "") | (&Method::PATCH, "") | (&Method::PUT, "password")
-        );
-        if ends_sessions {
-            state.sessions.end_all_of(user);
-        }
-    }
-}
-
 #[derive(Serialize)]
 pub struct SessionView {
+    pub id: String,
     pub name: String,
     pub role: Role,
     pub csrf_token: String,
 }
 
 impl SessionView {
-    fn of(session: &Session) -> Self {
+    fn of(session: &CurrentSession) -> Self {
         Self {
-            name: session.principal.name.to_string(),
-            role: session.principal.role,
-            csrf_token: session.csrf.clone(),
+            id: session.id.clone(),
+            name: session.name.to_string(),
+            role: session.role,
+            csrf_token: session.csrf_token.clone(),
         }
     }
 }
 
-/// Checks the credentials with celld and starts a session.
+/// The client's browser, for the Sessions list.
+pub fn user_agent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(200).collect())
+}
+
+/// A login celld refused: its status, its JSON body (empty when celld did not answer) and
+/// how long to wait before trying again.
+pub struct LoginRefused {
+    pub status: StatusCode,
+    pub body: Bytes,
+    pub retry_after: Option<String>,
+}
+
+impl LoginRefused {
+    fn unanswered(status: StatusCode) -> Self {
+        Self {
+            status,
+            body: Bytes::new(),
+            retry_after: None,
+        }
+    }
+
+    /// The refusal as an API answer, `Retry-After` kept.
+    pub fn into_response(self) -> Response {
+        if self.body.is_empty() {
+            return failure(self.status, "the cell's core service is not answering");
+        }
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            self.body,
+        )
+            .into_response();
+        if let Some(value) = self
+            .retry_after
+            .and_then(|v| header::HeaderValue::from_str(&v).ok())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+/// Checks the credentials with celld, which opens a session and hands its token over.
 pub async fn authenticate(
     state: &AppState,
     source: Option<String>,
+    user_agent: Option<String>,
     login: &LoginRequest,
-) -> Result<(String, Session), (StatusCode, Bytes)> {
+) -> Result<LoginAnswer, LoginRefused> {
     let body = serde_json::to_vec(login)
         .map(Bytes::from)
         .unwrap_or_default();
     let on_behalf = OnBehalf {
-        actor: None,
+        session: None,
         source,
+        user_agent,
     };
     match state
         .celld
-        .call(Method::POST, "/v1/auth/login", &on_behalf, Some(body))
+        .call_answer(Method::POST, "/v1/auth/login", &on_behalf, Some(body))
         .await
     {
-        Ok((status, body)) if status.is_success() => {
-            match serde_json::from_slice::<Principal>(&body) {
-                Ok(principal) => Ok(state.sessions.create(principal, Instant::now())),
-                Err(error) => {
-                    tracing::error!(%error, "celld's login answer is unreadable");
-                    Err((StatusCode::BAD_GATEWAY, Bytes::new()))
-                }
-            }
+        Ok(answer) if answer.status.is_success() => {
+            serde_json::from_slice::<LoginAnswer>(&answer.body).map_err(|error| {
+                tracing::error!(%error, "celld's login answer is unreadable");
+                LoginRefused::unanswered(StatusCode::BAD_GATEWAY)
+            })
         }
-        Ok((status, body)) => Err((
-            StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
-            body,
-        )),
+        Ok(answer) => Err(LoginRefused {
+            status: StatusCode::from_u16(answer.status.as_u16())
+                .unwrap_or(StatusCode::BAD_GATEWAY),
+            body: answer.body,
+            retry_after: answer.retry_after,
+        }),
         Err(error) => {
             tracing::warn!(%error, "celld unavailable for a login");
-            Err((StatusCode::SERVICE_UNAVAILABLE, Bytes::new()))
+            Err(LoginRefused::unanswered(StatusCode::SERVICE_UNAVAILABLE))
         }
     }
 }
@@ -415,6 +360,7 @@ pub async fn authenticate(
 async fn login(
     State(state): State<AppState>,
     ClientAddr(source): ClientAddr,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let login: LoginRequest = match serde_json::from_slice(&body) {
@@ -430,31 +376,38 @@ async fn login(
                 .into_response()
         }
     };
-    match authenticate(&state, source, &login).await {
-        Ok((token, session)) => {
-            let mut response = Json(SessionView::of(&session)).into_response();
+    match authenticate(&state, source, user_agent(&headers), &login).await {
+        Ok(answer) => {
+            let mut response = Json(SessionView::of(&answer.session)).into_response();
             response.headers_mut().insert(
                 header::SET_COOKIE,
-                session::set_cookie(&token, state.secure_cookies),
+                session::set_cookie(&answer.token, state.secure_cookies),
             );
             response
         }
-        Err((status, body)) if !body.is_empty() => {
-            (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-        }
-        Err((status, _)) => failure(status, "the cell's core service is not answering"),
+        Err(refused) => refused.into_response(),
     }
 }
 
-async fn who_am_i(Extension(session): Extension<Session>) -> Json<SessionView> {
-    Json(SessionView::of(&session))
+async fn who_am_i(Extension(session): Extension<WebSession>) -> Json<SessionView> {
+    Json(SessionView::of(&session.current))
 }
 
 async fn logout(
     State(state): State<AppState>,
-    Extension(SessionToken(token)): Extension<SessionToken>,
+    Extension(session): Extension<WebSession>,
 ) -> Response {
-    state.sessions.end(&token);
+    let on_behalf = OnBehalf {
+        session: Some(session.token),
+        ..OnBehalf::default()
+    };
+    if let Err(error) = state
+        .celld
+        .send(Method::DELETE, "/v1/session", &on_behalf, None)
+        .await
+    {
+        tracing::warn!(%error, "ending a session at celld");
+    }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,

@@ -7,18 +7,21 @@ use axum::extract::{Query, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Form;
 use cell_model::api::PendingChange;
 use cell_model::Status;
 use serde::Deserialize;
 
+use crate::routes::{page as declare, Routed};
 use crate::pages::{render, Nav, PageUser};
 use crate::{AppError, AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/setup/done", get(setup_done_get))
-        .route("/changes/confirm", post(confirm_post))
+pub fn routes() -> Vec<Routed> {
+    use crate::routes::Access::{Admin, Public};
+    vec![
+        declare(Method::GET, "/setup/done", Public, get(setup_done_get)),
+        declare(Method::POST, "/changes/confirm", Admin, post(confirm_post)),
+    ]
 }
 
 #[derive(Template)]
@@ -60,7 +63,6 @@ pub async fn setup_done_get(State(state): State<AppState>) -> Result<Response, A
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct ConfirmForm {
-    csrf: String,
     generation: String,
 }
 
@@ -70,8 +72,6 @@ pub async fn confirm_post(
     user: PageUser,
     Form(form): Form<ConfirmForm>,
 ) -> Result<Response, AppError> {
-    user.require_admin()?;
-    user.check_csrf(&form.csrf)?;
     // Not a number: generation 0, which celld refuses by its field.
     let generation: u64 = form.generation.trim().parse().unwrap_or(0);
     let body = serde_json::json!({ "generation": generation });

@@ -1,6 +1,7 @@
-//! cell-web: the unprivileged front door of the cell. It parses HTTP, holds sessions,
-//! renders the web UI and serves the public REST API; everything it knows or changes it
-//! asks celld for, over celld's local socket.
+//! cell-web: the unprivileged front door of the cell. It parses HTTP, renders the web UI
+//! and serves the public REST API; everything it knows or changes it asks celld for, over
+//! celld's local socket — sessions included: it carries the browser's session token to
+//! celld, which says whose it is.
 
 pub mod api;
 mod changes_page;
@@ -8,6 +9,7 @@ mod client_addr;
 mod error;
 mod pages;
 mod recovery_page;
+pub mod routes;
 mod security_headers;
 pub mod session;
 mod update_page;
@@ -16,16 +18,14 @@ mod vpn_pages;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use axum::{middleware, routing::get, Router};
+use axum::{middleware, Router};
 use celld_client::CelldClient;
 
 pub use error::AppError;
-use session::Sessions;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub celld: CelldClient,
-    pub sessions: Arc<Sessions>,
     pub setup_done: Arc<AtomicBool>,
     /// Mark cookies `Secure`: on once the cell is reached over HTTPS.
     pub secure_cookies: bool,
@@ -35,7 +35,6 @@ impl AppState {
     pub fn new(celld: CelldClient, secure_cookies: bool) -> Self {
         Self {
             celld,
-            sessions: Arc::new(Sessions::default()),
             setup_done: Arc::new(AtomicBool::new(false)),
             secure_cookies,
         }
@@ -43,13 +42,7 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(pages::health_get))
-        .route("/static/cell.css", get(pages::stylesheet_get))
-        .route("/static/countdown.js", get(pages::countdown_get))
-        .merge(pages::router(state.clone()))
-        .merge(api::router(state.clone()))
-        .fallback(pages::not_found)
+    routes::router(state.clone())
         .layer(middleware::map_response(security_headers::add))
         .with_state(state)
 }

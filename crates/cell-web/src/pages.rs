@@ -8,21 +8,22 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 
 use crate::client_addr::ClientAddr;
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::{Form, Json};
 use cell_model::api::{
-    AuditEntry, AuditVerification, LoginRequest, RecoveryCodes, SettingsView, TotpEnrolment,
-    UserView,
+    AuditEntry, AuditVerification, LoginRequest, RecoveryCodes, SessionInfo, SettingsView,
+    TotpEnrolment, UserView,
 };
 use cell_model::{Role, Status};
 use celld_client::{Bytes, ClientError, Method, OnBehalf};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::api::{self, session_of};
-use crate::session::{self, Session};
+use crate::api;
+use crate::routes::{page, Access, Routed};
+use crate::session::{self, WebSession};
 use crate::{AppError, AppState};
 
 const PROVIDERS: &[(&str, &str)] = &[
@@ -67,26 +68,32 @@ const ZONES: &[&str] = &[
     "Pacific/Auckland",
 ];
 
-pub fn router(_state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/", get(dashboard_get))
-        .route("/setup", get(setup_get).post(setup_post))
-        .route("/login", get(login_get).post(login_post))
-        .route("/logout", post(logout_post))
-        .route("/settings", get(settings_get).post(settings_post))
-        .route("/users", get(users_get).post(users_post))
-        .route("/users/reset-password", post(users_reset_password_post))
-        .route("/users/{name}/{action}", post(user_action_post))
-        .route("/audit", get(audit_get))
-        .merge(crate::vpn_pages::router())
-        .merge(crate::changes_page::router())
-        .merge(crate::recovery_page::router())
-        .merge(crate::update_page::router())
-        .route("/account", get(account_get))
-        .route("/account/password", post(account_password_post))
-        .route("/account/totp", post(account_totp_post))
-        .route("/account/totp/confirm", post(account_totp_confirm_post))
-        .route("/account/totp/remove", post(account_totp_remove_post))
+pub fn routes() -> Vec<Routed> {
+    use Access::{Admin, Login, Public, Setup, User};
+    vec![
+        page(Method::GET, "/health", Public, get(health_get)),
+        page(Method::GET, "/static/cell.css", Public, get(stylesheet_get)),
+        page(Method::GET, "/static/countdown.js", Public, get(countdown_get)),
+        page(Method::GET, "/", User, get(dashboard_get)),
+        page(Method::GET, "/setup", Setup, get(setup_get)),
+        page(Method::POST, "/setup", Setup, post(setup_post)),
+        page(Method::GET, "/login", Login, get(login_get)),
+        page(Method::POST, "/login", Login, post(login_post)),
+        page(Method::POST, "/logout", User, post(logout_post)),
+        page(Method::GET, "/settings", Admin, get(settings_get)),
+        page(Method::POST, "/settings", Admin, post(settings_post)),
+        page(Method::GET, "/users", User, get(users_get)),
+        page(Method::POST, "/users", Admin, post(users_post)),
+        page(Method::POST, "/users/reset-password", Admin, post(users_reset_password_post)),
+        page(Method::POST, "/users/{name}/{action}", Admin, post(user_action_post)),
+        page(Method::GET, "/audit", Admin, get(audit_get)),
+        page(Method::GET, "/account", User, get(account_get)),
+        page(Method::POST, "/account/password", User, post(account_password_post)),
+        page(Method::POST, "/account/totp", User, post(account_totp_post)),
+        page(Method::POST, "/account/totp/confirm", User, post(account_totp_confirm_post)),
+        page(Method::POST, "/account/totp/remove", User, post(account_totp_remove_post)),
+        page(Method::POST, "/sessions/{id}/revoke", User, post(session_revoke_post)),
+    ]
 }
 
 /// What the layout shows about the logged-in user.
@@ -165,51 +172,41 @@ pub(crate) fn render(view: impl Template) -> Result<Html<String>, AppError> {
     Ok(Html(view.render()?))
 }
 
-/// A logged-in user on a set-up cell; otherwise the browser goes to `/setup` or `/login`.
+/// The logged-in user of a page request: the session the guard resolved with celld (only
+/// routes declared `User` or `Admin` have one; their role and CSRF token are checked).
 pub struct PageUser {
-    pub(crate) session: Session,
+    pub(crate) session: WebSession,
     source: Option<String>,
 }
 
 impl PageUser {
     pub(crate) fn nav(&self, current: &'static str) -> Option<Nav> {
         Some(Nav {
-            name: self.session.principal.name.to_string(),
+            name: self.session.current.name.to_string(),
             admin: self.is_admin(),
-            csrf: self.session.csrf.clone(),
+            csrf: self.csrf(),
             current,
         })
     }
 
+    pub(crate) fn csrf(&self) -> String {
+        self.session.current.csrf_token.clone()
+    }
+
     /// celld's path of the logged-in user's own account, e.g. `own_path("/totp")`.
     fn own_path(&self, suffix: &str) -> String {
-        format!("/v1/users/{}{suffix}", self.session.principal.name)
+        format!("/v1/users/{}{suffix}", self.session.current.name)
     }
 
     pub(crate) fn is_admin(&self) -> bool {
-        self.session.principal.role == Role::Admin
+        self.session.current.role == Role::Admin
     }
 
     pub(crate) fn on_behalf(&self) -> OnBehalf {
         OnBehalf {
-            actor: Some(self.session.principal.name.to_string()),
+            session: Some(self.session.token.clone()),
             source: self.source.clone(),
-        }
-    }
-
-    pub(crate) fn require_admin(&self) -> Result<(), AppError> {
-        if self.is_admin() {
-            Ok(())
-        } else {
-            Err(AppError::Forbidden)
-        }
-    }
-
-    pub(crate) fn check_csrf(&self, offered: &str) -> Result<(), AppError> {
-        if session::csrf_matches(&self.session, Some(offered)) {
-            Ok(())
-        } else {
-            Err(AppError::BadCsrf)
+            user_agent: None,
         }
     }
 }
@@ -218,12 +215,7 @@ impl FromRequestParts<AppState> for PageUser {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        match api::setup_complete(state).await {
-            Ok(true) => {}
-            Ok(false) => return Err(Redirect::to("/setup").into_response()),
-            Err(error) => return Err(AppError::CelldUnavailable(error).into_response()),
-        }
-        let Some((_, session)) = session_of(state, &parts.headers) else {
+        let Some(session) = parts.extensions.get::<WebSession>().cloned() else {
             return Err(Redirect::to("/login").into_response());
         };
         let Ok(ClientAddr(source)) = ClientAddr::from_request_parts(parts, state).await;
@@ -406,8 +398,9 @@ pub async fn setup_post(
         "services": services_json(&form.calendar, &form.files, &form.mail, &form.webdav),
     });
     let on_behalf = OnBehalf {
-        actor: None,
+        session: None,
         source,
+        user_agent: None,
     };
     let result: Result<serde_json::Value, ClientError> = state
         .celld
@@ -450,6 +443,8 @@ struct LoginView {
     username: String,
     ask_second_factor: bool,
     general_error: Option<String>,
+    /// The login form's own token, also in its cookie (against login CSRF).
+    login_token: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -465,18 +460,43 @@ pub struct LoginQuery {
     welcome: Option<String>,
 }
 
+/// The login form's token: the one the browser's cookie holds, or a new one (set with the
+/// page that carries it).
+fn login_token(headers: &HeaderMap) -> (String, bool) {
+    match session::cookie_from(headers, session::LOGIN_COOKIE) {
+        Some(token) => (token, false),
+        None => (session::random_token(), true),
+    }
+}
+
+fn login_page(
+    state: &AppState,
+    view: LoginView,
+    status: StatusCode,
+    new_token: bool,
+) -> Result<Response, AppError> {
+    let token = view.login_token.clone();
+    let mut response = (status, render(view)?).into_response();
+    if new_token {
+        response.headers_mut().insert(
+            header::SET_COOKIE,
+            session::set_login_cookie(&token, state.secure_cookies),
+        );
+    }
+    Ok(response)
+}
+
 pub async fn login_get(
     State(state): State<AppState>,
     Query(query): Query<LoginQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    if !api::setup_complete(&state).await? {
-        return Ok(Redirect::to("/setup").into_response());
-    }
     let status = state.celld.status().await?;
     let notice = query
         .welcome
         .map(|_| "Your cell is set up. Log in with the account you just created.".to_owned());
-    Ok(render(LoginView {
+    let (login_token, new_token) = login_token(&headers);
+    let view = LoginView {
         version: cell_systemd::image_version(),
         nav: None,
         notice,
@@ -484,40 +504,41 @@ pub async fn login_get(
         username: String::new(),
         ask_second_factor: false,
         general_error: None,
-    })?
-    .into_response())
+        login_token,
+    };
+    login_page(&state, view, StatusCode::OK, new_token)
 }
 
+/// The guard has checked the form's token against the login cookie before this runs.
 pub async fn login_post(
     State(state): State<AppState>,
     ClientAddr(source): ClientAddr,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, AppError> {
-    if !api::setup_complete(&state).await? {
-        return Ok(Redirect::to("/setup").into_response());
-    }
     let login = LoginRequest {
         username: form.username.trim().to_owned(),
         password: form.password,
         second_factor: form.second_factor.filter(|c| !c.trim().is_empty()),
     };
-    match api::authenticate(&state, source, &login).await {
-        Ok((token, _)) => {
+    match api::authenticate(&state, source, api::user_agent(&headers), &login).await {
+        Ok(answer) => {
             let mut response = Redirect::to("/").into_response();
             response.headers_mut().insert(
                 header::SET_COOKIE,
-                session::set_cookie(&token, state.secure_cookies),
+                session::set_cookie(&answer.token, state.secure_cookies),
             );
             Ok(response)
         }
-        Err((status, body)) => {
-            let refusal: Option<cell_model::ApiError> = serde_json::from_slice(&body).ok();
+        Err(refused) => {
+            let refusal: Option<cell_model::ApiError> =
+                serde_json::from_slice(&refused.body).ok();
             let ask_second_factor =
                 refusal.as_ref().and_then(|r| r.field.as_deref()) == Some("second_factor");
-            let message = match (status, refusal) {
-                (_, _) if ask_second_factor => None,
-                (_, Some(refusal)) => Some(refusal.error),
-                (_, None) => Some(
+            let message = match refusal {
+                _ if ask_second_factor => None,
+                Some(refusal) => Some(refusal.error),
+                None => Some(
                     "The cell's core service is not answering; try again in a moment.".to_owned(),
                 ),
             };
@@ -527,7 +548,8 @@ pub async fn login_post(
                 .await
                 .map(|s| s.cell_name)
                 .unwrap_or_default();
-            let page = render(LoginView {
+            let (login_token, new_token) = login_token(&headers);
+            let view = LoginView {
                 version: cell_systemd::image_version(),
                 nav: None,
                 notice: None,
@@ -535,32 +557,33 @@ pub async fn login_post(
                 username: login.username,
                 ask_second_factor,
                 general_error: message,
-            })?;
+                login_token,
+            };
             let status = if ask_second_factor {
                 StatusCode::OK
             } else {
-                status
+                refused.status
             };
-            Ok((status, page).into_response())
+            let mut response = login_page(&state, view, status, new_token)?;
+            if let Some(wait) = refused
+                .retry_after
+                .and_then(|v| header::HeaderValue::from_str(&v).ok())
+            {
+                response.headers_mut().insert(header::RETRY_AFTER, wait);
+            }
+            Ok(response)
         }
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct CsrfForm {
-    pub(crate) csrf: String,
-}
-
-pub async fn logout_post(
-    State(state): State<AppState>,
-    user: PageUser,
-    headers: axum::http::HeaderMap,
-    Form(form): Form<CsrfForm>,
-) -> Result<Response, AppError> {
-    user.check_csrf(&form.csrf)?;
-    if let Some(token) = session::token_from(&headers) {
-        state.sessions.end(&token);
+/// Logs out: celld ends the session.
+pub async fn logout_post(State(state): State<AppState>, user: PageUser) -> Result<Response, AppError> {
+    if let Err(error) = state
+        .celld
+        .send(Method::DELETE, "/v1/session", &user.on_behalf(), None)
+        .await
+    {
+        tracing::warn!(%error, "ending a session at celld");
     }
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().insert(
@@ -607,7 +630,6 @@ pub async fn dashboard_get(
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct SettingsForm {
-    csrf: String,
     cell_name: String,
     domain_mode: String,
     domain: String,
@@ -638,7 +660,6 @@ impl SettingsForm {
             ),
         };
         Self {
-            csrf: String::new(),
             cell_name: identity.cell_name.to_string(),
             domain_mode: domain_mode.to_owned(),
             domain,
@@ -679,7 +700,7 @@ fn settings_page(
         version: cell_systemd::image_version(),
         nav: user.nav("settings"),
         notice,
-        csrf: user.session.csrf.clone(),
+        csrf: user.csrf(),
         generation,
         general_error: errors.general.clone(),
         form,
@@ -693,7 +714,6 @@ pub async fn settings_get(
     State(state): State<AppState>,
     user: PageUser,
 ) -> Result<Html<String>, AppError> {
-    user.require_admin()?;
     let view: SettingsView = state
         .celld
         .json(Method::GET, "/v1/settings", &user.on_behalf(), None)
@@ -712,8 +732,6 @@ pub async fn settings_post(
     user: PageUser,
     Form(form): Form<SettingsForm>,
 ) -> Result<Response, AppError> {
-    user.require_admin()?;
-    user.check_csrf(&form.csrf)?;
     let body = json!({
         "identity": {
             "cell_name": form.cell_name.trim(),
@@ -766,7 +784,6 @@ pub async fn settings_post(
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct NewUserForm {
-    csrf: String,
     name: String,
     role: String,
     password: String,
@@ -784,6 +801,9 @@ struct UsersPage {
     form: NewUserForm,
     errors: Errors,
     general_error: Option<String>,
+    sessions: Vec<SessionRow>,
+    all_users: bool,
+    sessions_back: &'static str,
 }
 field_errors!(UsersPage);
 
@@ -798,12 +818,16 @@ async fn users_page(
         .celld
         .json(Method::GET, "/v1/users", &user.on_behalf(), None)
         .await?;
+    let sessions = session_rows(state, user).await?;
     render(UsersPage {
+        sessions,
+        all_users: user.is_admin(),
+        sessions_back: "/users",
         version: cell_systemd::image_version(),
         nav: user.nav("users"),
         notice,
         admin: user.is_admin(),
-        csrf: user.session.csrf.clone(),
+        csrf: user.csrf(),
         users,
         general_error: errors.general.clone(),
         form,
@@ -827,8 +851,6 @@ pub async fn users_post(
     user: PageUser,
     Form(mut form): Form<NewUserForm>,
 ) -> Result<Response, AppError> {
-    user.require_admin()?;
-    user.check_csrf(&form.csrf)?;
     let body = json!({"name": form.name.trim(), "role": form.role, "password": form.password});
     form.password.clear();
     let result: Result<UserView, ClientError> = state
@@ -865,7 +887,6 @@ pub async fn users_post(
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct ResetForm {
-    csrf: String,
     name: String,
     password: String,
 }
@@ -875,8 +896,6 @@ pub async fn users_reset_password_post(
     user: PageUser,
     Form(form): Form<ResetForm>,
 ) -> Result<Response, AppError> {
-    user.require_admin()?;
-    user.check_csrf(&form.csrf)?;
     let name = cell_model::Username::parse(&form.name).map_err(|_| AppError::NotFound)?;
     let body = Bytes::from(json!({"password": form.password}).to_string());
     let path = format!("/v1/users/{name}/password");
@@ -892,10 +911,7 @@ pub async fn user_action_post(
     State(state): State<AppState>,
     user: PageUser,
     Path((name, action)): Path<(String, String)>,
-    Form(form): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
-    user.require_admin()?;
-    user.check_csrf(&form.csrf)?;
     let name = cell_model::Username::parse(&name).map_err(|_| AppError::NotFound)?;
     let path = format!("/v1/users/{name}");
     let (method, body, done) = match action.as_str() {
@@ -919,8 +935,8 @@ pub async fn user_action_post(
     .await
 }
 
-/// The users page after an action on `name`: its sessions end when it succeeded (celld
-/// accepted a disable, delete or password reset), or celld's refusal as a banner.
+/// The users page after an action on `name` (celld ends the account's sessions itself
+/// when it is disabled, deleted or its password reset), or celld's refusal as a banner.
 async fn users_outcome(
     state: &AppState,
     user: &PageUser,
@@ -934,7 +950,7 @@ async fn users_outcome(
     };
     match result {
         Ok(()) => {
-            state.sessions.end_all_of(name);
+            tracing::info!(user = %name, "account changed from the users page");
             Ok(
                 users_page(state, user, fresh, Errors::default(), Some(done))
                     .await?
@@ -978,7 +994,6 @@ pub async fn audit_get(
     user: PageUser,
     Query(filter): Query<AuditFilter>,
 ) -> Result<Html<String>, AppError> {
-    user.require_admin()?;
     let mut query = Vec::new();
     for (key, value) in [
         ("actor", &filter.actor),
@@ -1029,6 +1044,9 @@ struct AccountPage {
     recovery_codes: Option<Vec<String>>,
     errors: Errors,
     general_error: Option<String>,
+    sessions: Vec<SessionRow>,
+    all_users: bool,
+    sessions_back: &'static str,
 }
 field_errors!(AccountPage);
 
@@ -1050,11 +1068,19 @@ async fn account_page(
         .celld
         .json(Method::GET, &path, &user.on_behalf(), None)
         .await?;
+    let sessions = session_rows(state, user)
+        .await?
+        .into_iter()
+        .filter(|s| s.user == me.name.as_str())
+        .collect();
     render(AccountPage {
+        sessions,
+        all_users: false,
+        sessions_back: "/account",
         version: cell_systemd::image_version(),
         nav: user.nav("account"),
         notice: extras.notice,
-        csrf: user.session.csrf.clone(),
+        csrf: user.csrf(),
         totp_enabled: me.totp_enabled,
         enrolment: extras.enrolment,
         recovery_codes: extras.recovery_codes,
@@ -1073,7 +1099,6 @@ pub async fn account_get(
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct PasswordForm {
-    csrf: String,
     current_password: String,
     password: String,
 }
@@ -1083,7 +1108,6 @@ pub async fn account_password_post(
     user: PageUser,
     Form(form): Form<PasswordForm>,
 ) -> Result<Response, AppError> {
-    user.check_csrf(&form.csrf)?;
     let path = user.own_path("/password");
     let body = json!({"password": form.password, "current_password": form.current_password});
     let result = state
@@ -1117,9 +1141,7 @@ pub async fn account_password_post(
 pub async fn account_totp_post(
     State(state): State<AppState>,
     user: PageUser,
-    Form(form): Form<CsrfForm>,
 ) -> Result<Html<String>, AppError> {
-    user.check_csrf(&form.csrf)?;
     let path = user.own_path("/totp");
     let enrolment: TotpEnrolment = state
         .celld
@@ -1139,7 +1161,6 @@ pub async fn account_totp_post(
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct TotpConfirmForm {
-    csrf: String,
     code: String,
 }
 
@@ -1148,7 +1169,6 @@ pub async fn account_totp_confirm_post(
     user: PageUser,
     Form(form): Form<TotpConfirmForm>,
 ) -> Result<Response, AppError> {
-    user.check_csrf(&form.csrf)?;
     let path = user.own_path("/totp/confirm");
     let body = json!({"code": form.code.trim()});
     let result: Result<RecoveryCodes, ClientError> = state
@@ -1186,26 +1206,154 @@ pub async fn account_totp_confirm_post(
     }
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct TotpRemoveForm {
+    current_password: String,
+}
+
 pub async fn account_totp_remove_post(
     State(state): State<AppState>,
     user: PageUser,
-    Form(form): Form<CsrfForm>,
-) -> Result<Html<String>, AppError> {
-    user.check_csrf(&form.csrf)?;
+    Form(form): Form<TotpRemoveForm>,
+) -> Result<Response, AppError> {
     let path = user.own_path("/totp");
-    state
+    let body = json!({"current_password": form.current_password});
+    let result = state
         .celld
-        .send(Method::DELETE, &path, &user.on_behalf(), None)
-        .await?;
-    let extras = AccountExtras {
-        notice: Some("Two-step login is off.".into()),
-        ..AccountExtras::default()
+        .send(
+            Method::DELETE,
+            &path,
+            &user.on_behalf(),
+            Some(Bytes::from(body.to_string())),
+        )
+        .await;
+    let (status, extras) = match result {
+        Ok(()) => (
+            StatusCode::OK,
+            AccountExtras {
+                notice: Some("Two-step login is off.".into()),
+                ..AccountExtras::default()
+            },
+        ),
+        Err(error) => (
+            StatusCode::BAD_REQUEST,
+            AccountExtras {
+                errors: Errors::from_refusal(error)?.into_banner(),
+                ..AccountExtras::default()
+            },
+        ),
     };
-    account_page(&state, &user, extras).await
+    Ok((status, account_page(&state, &user, extras).await?).into_response())
 }
 
-pub async fn not_found() -> AppError {
-    AppError::NotFound
+// --- sessions ----------------------------------------------------------------------------
+
+/// A session as a row of the Sessions table.
+pub(crate) struct SessionRow {
+    id: String,
+    user: String,
+    device: String,
+    address: String,
+    last_seen: String,
+    created: String,
+    current: bool,
+}
+
+/// A short name for a browser from its User-Agent: "Firefox on Linux".
+fn device_name(user_agent: Option<&str>) -> String {
+    let Some(agent) = user_agent else {
+        return "unknown".to_owned();
+    };
+    let browser = [
+        ("Edg/", "Edge"),
+        ("Firefox/", "Firefox"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+        ("curl/", "curl"),
+    ]
+    .iter()
+    .find(|(needle, _)| agent.contains(needle))
+    .map(|(_, name)| *name);
+    let system = [
+        ("Android", "Android"),
+        ("iPhone", "iPhone"),
+        ("iPad", "iPad"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("Linux", "Linux"),
+    ]
+    .iter()
+    .find(|(needle, _)| agent.contains(needle))
+    .map(|(_, name)| *name);
+    match (browser, system) {
+        (Some(browser), Some(system)) => format!("{browser} on {system}"),
+        (Some(name), None) | (None, Some(name)) => name.to_owned(),
+        (None, None) => agent.chars().take(40).collect(),
+    }
+}
+
+fn ago(time: jiff::Timestamp, now: jiff::Timestamp) -> String {
+    let seconds = now.duration_since(time).as_secs().max(0) as u64;
+    if seconds < 60 {
+        "just now".to_owned()
+    } else {
+        format!("{} ago", human_duration(seconds))
+    }
+}
+
+async fn session_rows(state: &AppState, user: &PageUser) -> Result<Vec<SessionRow>, AppError> {
+    let sessions: Vec<SessionInfo> = state
+        .celld
+        .json(Method::GET, "/v1/sessions", &user.on_behalf(), None)
+        .await?;
+    let now = jiff::Timestamp::now();
+    Ok(sessions
+        .into_iter()
+        .map(|s| SessionRow {
+            device: device_name(s.user_agent.as_deref()),
+            address: s.source.clone().unwrap_or_else(|| "this machine".to_owned()),
+            last_seen: ago(s.last_seen, now),
+            created: ago(s.created, now),
+            id: s.id,
+            user: s.user.to_string(),
+            current: s.current,
+        })
+        .collect())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RevokeForm {
+    back: String,
+}
+
+/// Ends a session (one's own, or anyone's for an admin: celld decides), then shows the
+/// page the list was on.
+pub async fn session_revoke_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    Path(id): Path<String>,
+    Form(form): Form<RevokeForm>,
+) -> Result<Response, AppError> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(AppError::NotFound);
+    }
+    state
+        .celld
+        .send(
+            Method::DELETE,
+            &format!("/v1/sessions/{id}"),
+            &user.on_behalf(),
+            None,
+        )
+        .await?;
+    let back = if form.back == "/users" {
+        "/users#sessions"
+    } else {
+        "/account#sessions"
+    };
+    Ok(Redirect::to(back).into_response())
 }
 
 /// "3 days, 4 hours", "5 minutes", "12 seconds": the two largest units that are non-zero.

@@ -5,23 +5,23 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Form;
 use cell_model::api::RecoveryView;
 use celld_client::{Bytes, Method};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::pages::{render, CsrfForm, Errors, Nav, PageUser};
+use crate::routes::{page as declare, Routed};
+use crate::pages::{render, Errors, Nav, PageUser};
 use crate::{AppError, AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/recovery", get(recovery_get))
-        .route("/recovery/shell-password", post(shell_password_post))
-        .route(
-            "/recovery/shell-password/remove",
-            post(shell_password_remove_post),
-        )
+pub fn routes() -> Vec<Routed> {
+    use crate::routes::Access::Admin;
+    vec![
+        declare(Method::GET, "/recovery", Admin, get(recovery_get)),
+        declare(Method::POST, "/recovery/shell-password", Admin, post(shell_password_post)),
+        declare(Method::POST, "/recovery/shell-password/remove", Admin, post(shell_password_remove_post)),
+    ]
 }
 
 #[derive(Template)]
@@ -51,7 +51,7 @@ async fn page(
         version: cell_systemd::image_version(),
         nav: user.nav("settings"),
         notice,
-        csrf: user.session.csrf.clone(),
+        csrf: user.csrf(),
         view,
         general_error: errors.general.clone(),
         errors,
@@ -62,14 +62,12 @@ pub async fn recovery_get(
     State(state): State<AppState>,
     user: PageUser,
 ) -> Result<Html<String>, AppError> {
-    user.require_admin()?;
     page(&state, &user, Errors::default(), None).await
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct PasswordForm {
-    csrf: String,
     password: String,
     again: String,
 }
@@ -79,8 +77,6 @@ pub async fn shell_password_post(
     user: PageUser,
     Form(form): Form<PasswordForm>,
 ) -> Result<Response, AppError> {
-    user.require_admin()?;
-    user.check_csrf(&form.csrf)?;
     if form.password != form.again {
         let errors = Errors::field("again", "the two passwords differ");
         return Ok((
@@ -122,10 +118,7 @@ pub async fn shell_password_post(
 pub async fn shell_password_remove_post(
     State(state): State<AppState>,
     user: PageUser,
-    Form(form): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
-    user.require_admin()?;
-    user.check_csrf(&form.csrf)?;
     state
         .celld
         .send(

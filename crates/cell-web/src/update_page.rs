@@ -6,23 +6,26 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Form;
 use cell_model::update::{UpdateOutcome, UpdatePhase, UpdateView};
 use celld_client::{Bytes, Method};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::pages::{render, CsrfForm, Errors, Nav, PageUser};
+use crate::routes::{page as declare, Routed};
+use crate::pages::{render, Errors, Nav, PageUser};
 use crate::{AppError, AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/update", get(update_get))
-        .route("/update/url", post(url_post))
-        .route("/update/check", post(check_post))
-        .route("/update/install", post(install_post))
-        .route("/update/reboot", post(reboot_post))
-        .route("/update/reboot/cancel", post(reboot_cancel_post))
+pub fn routes() -> Vec<Routed> {
+    use crate::routes::Access::Admin;
+    vec![
+        declare(Method::GET, "/update", Admin, get(update_get)),
+        declare(Method::POST, "/update/url", Admin, post(url_post)),
+        declare(Method::POST, "/update/check", Admin, post(check_post)),
+        declare(Method::POST, "/update/install", Admin, post(install_post)),
+        declare(Method::POST, "/update/reboot", Admin, post(reboot_post)),
+        declare(Method::POST, "/update/reboot/cancel", Admin, post(reboot_cancel_post)),
+    ]
 }
 
 #[derive(Template)]
@@ -66,7 +69,7 @@ async fn page(
         version: cell_systemd::image_version(),
         nav: user.nav("update"),
         notice,
-        csrf: user.session.csrf.clone(),
+        csrf: user.csrf(),
         view,
         general_error: errors.general.clone(),
         errors,
@@ -77,7 +80,6 @@ pub async fn update_get(
     State(state): State<AppState>,
     user: PageUser,
 ) -> Result<Html<String>, AppError> {
-    user.require_admin()?;
     page(&state, &user, Errors::default(), None).await
 }
 
@@ -113,7 +115,6 @@ async fn act(
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct UrlForm {
-    csrf: String,
     url: String,
 }
 
@@ -122,8 +123,6 @@ pub async fn url_post(
     user: PageUser,
     Form(form): Form<UrlForm>,
 ) -> Result<Response, AppError> {
-    user.require_admin()?;
-    user.check_csrf(&form.csrf)?;
     let url = form.url.trim();
     let url = (!url.is_empty()).then_some(url);
     act(
@@ -140,10 +139,7 @@ pub async fn url_post(
 pub async fn check_post(
     State(state): State<AppState>,
     user: PageUser,
-    Form(form): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
-    user.require_admin()?;
-    user.check_csrf(&form.csrf)?;
     act(
         &state,
         &user,
@@ -158,7 +154,6 @@ pub async fn check_post(
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct InstallForm {
-    csrf: String,
     version: String,
 }
 
@@ -167,8 +162,6 @@ pub async fn install_post(
     user: PageUser,
     Form(form): Form<InstallForm>,
 ) -> Result<Response, AppError> {
-    user.require_admin()?;
-    user.check_csrf(&form.csrf)?;
     act(
         &state,
         &user,
@@ -183,7 +176,6 @@ pub async fn install_post(
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct RebootForm {
-    csrf: String,
     at: String,
 }
 
@@ -192,8 +184,6 @@ pub async fn reboot_post(
     user: PageUser,
     Form(form): Form<RebootForm>,
 ) -> Result<Response, AppError> {
-    user.require_admin()?;
-    user.check_csrf(&form.csrf)?;
     let at = form.at.trim();
     let (body, done) = if at.is_empty() {
         (json!({}), "The cell is rebooting.")
@@ -214,10 +204,7 @@ pub async fn reboot_post(
 pub async fn reboot_cancel_post(
     State(state): State<AppState>,
     user: PageUser,
-    Form(form): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
-    user.require_admin()?;
-    user.check_csrf(&form.csrf)?;
     act(
         &state,
         &user,

@@ -7,23 +7,28 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Form;
 use cell_model::api::{FirewallView, PeerView, UserView, VpnView};
 use cell_model::vpn::PeerName;
 use celld_client::{Bytes, ClientError, Method};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::pages::{human_duration, render, CsrfForm, Errors, Nav, PageUser};
+use crate::routes::{page as declare, Routed};
+use crate::pages::{human_duration, render, Errors, Nav, PageUser};
 use crate::{AppError, AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/vpn", get(vpn_get).post(vpn_settings_post))
-        .route("/vpn/peers", post(peer_add_post))
-        .route("/vpn/peers/{name}", get(peer_get).post(peer_edit_post))
-        .route("/vpn/peers/{name}/{action}", post(peer_action_post))
-        .route("/firewall", get(firewall_get))
+pub fn routes() -> Vec<Routed> {
+    use crate::routes::Access::{Admin, User};
+    vec![
+        declare(Method::GET, "/vpn", User, get(vpn_get)),
+        declare(Method::POST, "/vpn", Admin, post(vpn_settings_post)),
+        declare(Method::POST, "/vpn/peers", Admin, post(peer_add_post)),
+        declare(Method::GET, "/vpn/peers/{name}", User, get(peer_get)),
+        declare(Method::POST, "/vpn/peers/{name}", Admin, post(peer_edit_post)),
+        declare(Method::POST, "/vpn/peers/{name}/{action}", Admin, post(peer_action_post)),
+        declare(Method::GET, "/firewall", Admin, get(firewall_get)),
+    ]
 }
 
 /// A device as a row of the page: its view plus what the template shows of it.
@@ -76,7 +81,6 @@ fn unix_now() -> u64 {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct PeerForm {
-    csrf: String,
     name: String,
     owner: String,
     public_key: String,
@@ -128,7 +132,6 @@ impl PeerForm {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct VpnForm {
-    csrf: String,
     subnet4: String,
     listen_port: String,
     endpoint: String,
@@ -193,7 +196,7 @@ async fn vpn_page(
         nav: user.nav("vpn"),
         notice,
         admin: user.is_admin(),
-        csrf: user.session.csrf.clone(),
+        csrf: user.csrf(),
         vpn,
         devices: peers.into_iter().map(|p| row(p, now)).collect(),
         users,
@@ -206,7 +209,7 @@ async fn vpn_page(
 
 fn fresh_form(user: &PageUser) -> PeerForm {
     PeerForm {
-        owner: user.session.principal.name.to_string(),
+        owner: user.session.current.name.to_string(),
         keepalive: "25".into(),
         ..PeerForm::default()
     }
@@ -240,8 +243,6 @@ pub async fn vpn_settings_post(
     user: PageUser,
     Form(form): Form<VpnForm>,
 ) -> Result<Response, AppError> {
-    user.require_admin()?;
-    user.check_csrf(&form.csrf)?;
     let Ok(port) = form.listen_port.trim().parse::<u16>() else {
         let errors = Errors::field("listen_port", "a port number, 1 to 65535");
         return refused(&state, &user, fresh_form(&user), Some(form), errors).await;
@@ -288,8 +289,6 @@ pub async fn peer_add_post(
     user: PageUser,
     Form(form): Form<PeerForm>,
 ) -> Result<Response, AppError> {
-    user.require_admin()?;
-    user.check_csrf(&form.csrf)?;
     let keepalive = match form.keepalive() {
         Ok(k) => k,
         Err(errors) => return refused(&state, &user, form, None, errors).await,
@@ -380,7 +379,7 @@ async fn device_page(
         nav: user.nav("vpn"),
         notice,
         admin: user.is_admin(),
-        csrf: user.session.csrf.clone(),
+        csrf: user.csrf(),
         device: row(peer, unix_now()),
         form,
         general_error: errors.general.clone(),
@@ -403,8 +402,6 @@ pub async fn peer_edit_post(
     Path(name): Path<String>,
     Form(form): Form<PeerForm>,
 ) -> Result<Response, AppError> {
-    user.require_admin()?;
-    user.check_csrf(&form.csrf)?;
     let name = parse_peer(&name)?;
     let keepalive = match form.keepalive() {
         Ok(k) => k,
@@ -458,10 +455,7 @@ pub async fn peer_action_post(
     State(state): State<AppState>,
     user: PageUser,
     Path((name, action)): Path<(String, String)>,
-    Form(form): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
-    user.require_admin()?;
-    user.check_csrf(&form.csrf)?;
     let name = parse_peer(&name)?;
     let path = format!("/v1/vpn/peers/{name}");
     let (method, body, done) = match action.as_str() {
@@ -507,7 +501,6 @@ pub async fn firewall_get(
     State(state): State<AppState>,
     user: PageUser,
 ) -> Result<Html<String>, AppError> {
-    user.require_admin()?;
     let firewall: FirewallView = state
         .celld
         .json(Method::GET, "/v1/firewall", &user.on_behalf(), None)

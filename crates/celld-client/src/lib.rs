@@ -27,8 +27,11 @@ fn timeout_for(method: &Method, path: &str) -> Duration {
         Method::POST => {
             matches!(path, "/v1/setup" | "/v1/auth/login" | "/v1/users")
                 || path.starts_with("/v1/recovery/shell-password")
+                || path.ends_with("/totp/confirm")
         }
         Method::PUT => path.ends_with("/password") || path == "/v1/recovery/shell-password",
+        // The owner's password is checked first.
+        Method::DELETE => path.ends_with("/totp"),
         _ => false,
     };
     if hashes {
@@ -75,10 +78,12 @@ pub enum ClientError {
     },
 }
 
-/// Header naming the user a request acts for (see celld's API).
-pub const ACTOR_HEADER: &str = "x-cell-actor";
+/// Header carrying the browser's session token (see celld's API).
+pub const SESSION_HEADER: &str = "x-cell-session";
 /// Header carrying the client's address.
 pub const SOURCE_HEADER: &str = "x-cell-source";
+/// Header carrying the client's User-Agent, at login.
+pub const USER_AGENT_HEADER: &str = "x-cell-user-agent";
 
 /// celld's whole answer to one request.
 #[derive(Debug, Clone)]
@@ -86,14 +91,27 @@ pub struct Answer {
     pub status: StatusCode,
     pub content_type: Option<String>,
     pub content_disposition: Option<String>,
+    /// How long a refused caller should wait (a throttled or busy login).
+    pub retry_after: Option<String>,
     pub body: Bytes,
 }
 
-/// On whose behalf, and from where, cell-web asks celld.
-#[derive(Debug, Clone, Default)]
+/// On whose behalf, and from where, cell-web asks celld: the session token from the
+/// browser's cookie (celld resolves who that is), the client's address and browser.
+#[derive(Clone, Default)]
 pub struct OnBehalf {
-    pub actor: Option<String>,
+    pub session: Option<String>,
     pub source: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl std::fmt::Debug for OnBehalf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnBehalf")
+            .field("session", &self.session.as_ref().map(|_| "<redacted>"))
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Decodes a successful answer; a refusal becomes `ClientError::Refused`.
@@ -194,11 +212,14 @@ impl CelldClient {
             .method(method)
             .uri(path)
             .header(header::HOST, "celld");
-        if let Some(actor) = &on_behalf.actor {
-            request = request.header(ACTOR_HEADER, actor.as_str());
+        if let Some(session) = &on_behalf.session {
+            request = request.header(SESSION_HEADER, session.as_str());
         }
         if let Some(source) = &on_behalf.source {
             request = request.header(SOURCE_HEADER, source.as_str());
+        }
+        if let Some(agent) = &on_behalf.user_agent {
+            request = request.header(USER_AGENT_HEADER, agent.as_str());
         }
         let body = match body {
             Some(bytes) => {
@@ -326,6 +347,7 @@ impl CelldClient {
         };
         let content_type = text_header(header::CONTENT_TYPE);
         let content_disposition = text_header(header::CONTENT_DISPOSITION);
+        let retry_after = text_header(header::RETRY_AFTER);
         let body = response
             .into_body()
             .collect()
@@ -337,6 +359,7 @@ impl CelldClient {
             status,
             content_type,
             content_disposition,
+            retry_after,
             body,
         })
     }
