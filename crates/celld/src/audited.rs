@@ -222,10 +222,9 @@ fn as_map(value: Option<&Value>) -> Option<BTreeMap<String, &Value>> {
         None => Some(BTreeMap::new()),
         Some(Value::Object(map)) => Some(map.iter().map(|(k, v)| (k.clone(), v)).collect()),
         Some(Value::Array(items))
-            if !items.is_empty()
-                && items
-                    .iter()
-                    .all(|i| i.get("name").and_then(Value::as_str).is_some()) =>
+            if items
+                .iter()
+                .all(|i| i.get("name").and_then(Value::as_str).is_some()) =>
         {
             Some(
                 items
@@ -243,6 +242,11 @@ fn show(value: Option<&Value>) -> String {
         None => "(none)".to_owned(),
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(items)) if items.is_empty() => "(none)".to_owned(),
+        // Never a whole record: it could carry a secret the walk did not reach.
+        Some(Value::Array(items)) if items.iter().any(|i| i.is_object() || i.is_array()) => {
+            format!("({} entries)", items.len())
+        }
+        Some(Value::Object(_)) => "(a record)".to_owned(),
         Some(Value::Array(items)) => items
             .iter()
             .map(|i| show(Some(i)))
@@ -290,6 +294,11 @@ mod tests {
             {"name": "carol", "password_hash": "$argon2id$carol", "recovery_codes": ["$a", "$b"]}
         ]});
         let changes = describe_json(before, after);
+        let from_nobody = describe_json(
+            json!({"users": []}),
+            json!({"users": [{"name": "bob", "password_hash": "$argon2id$x"}]}),
+        );
+        assert_eq!(from_nobody["users.bob.password_hash"], "set");
         assert_eq!(changes["users.bob.password_hash"], "changed");
         assert_eq!(changes["users.bob.totp_secret"], "set");
         assert_eq!(changes["users.carol.password_hash"], "set");

@@ -233,8 +233,25 @@ impl Daemon {
         )?)
     }
 
+    /// Opens a session for an enabled user without their password — what a login does once
+    /// the credentials are checked. In-process only (tests drive the API with it); no
+    /// route reaches it. Not yet saved: see [`Self::save_sessions`].
+    pub fn open_session(
+        &self,
+        name: &cell_model::Username,
+        origin: crate::sessions::Origin,
+    ) -> Option<(String, crate::sessions::Active)> {
+        let user = lock(&self.store)
+            .current()
+            .settings
+            .user(name)
+            .filter(|u| !u.disabled)
+            .cloned()?;
+        Some(lock(&self.sessions).create(&user, origin, jiff::Timestamp::now()))
+    }
+
     /// Writes the sessions file when something changed. Blocks on fsync.
-    pub(crate) fn save_sessions(&self) -> Result<(), cell_store::StoreError> {
+    pub fn save_sessions(&self) -> Result<(), cell_store::StoreError> {
         let _writer = lock(&self.session_writer);
         let (bytes, path) = {
             let mut sessions = lock(&self.sessions);
@@ -280,6 +297,10 @@ impl Daemon {
             "a risky change was not confirmed in time; reverted"
         );
         Ok(true)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     pub fn audit_path(&self) -> PathBuf {

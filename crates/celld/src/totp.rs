@@ -58,6 +58,12 @@ pub fn matching_step(secret_base32: &str, account: &str, code: &str) -> Option<u
         })
 }
 
+/// The code an authenticator app shows at `unix_seconds`; tests use it to play a phone
+/// whose clock runs a step ahead.
+pub fn code_at(secret_base32: &str, account: &str, unix_seconds: u64) -> Result<String, TotpError> {
+    Ok(totp(secret_base32, account)?.generate(unix_seconds))
+}
+
 /// The code an authenticator app shows now; tests use it to play the user's phone.
 pub fn current_code(secret_base32: &str, account: &str) -> Result<String, TotpError> {
     totp(secret_base32, account)?

@@ -88,7 +88,7 @@ impl Cell {
             .uri(path)
             .header(celld::api::SOURCE_HEADER, "192.0.2.10");
         if let Some(actor) = actor {
-            request = request.header(celld::api::ACTOR_HEADER, actor);
+            request = request.header(celld::api::SESSION_HEADER, self.session_of(actor));
         }
         let body = match body {
             Some(json) => {
@@ -111,6 +111,78 @@ impl Cell {
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
         (status, value)
+    }
+
+    /// A fresh session token of `name` (as cell-web would forward after a login), or an
+    /// invented one for a user who cannot have one.
+    fn session_of(&self, name: &str) -> String {
+        cell_model::Username::parse(name)
+            .ok()
+            .and_then(|name| {
+                self.daemon
+                    .open_session(&name, celld::sessions::Origin::default())
+            })
+            .map(|(token, _)| token)
+            .unwrap_or_else(|| "0".repeat(64))
+    }
+
+    /// A request carrying the session `token`.
+    async fn with_token(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(celld::api::SOURCE_HEADER, "192.0.2.10")
+            .header(celld::api::SESSION_HEADER, token);
+        let body = match body {
+            Some(json) => {
+                request = request.header("content-type", "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        let response = self
+            .router(WEB_UID)
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, value)
+    }
+
+    /// Logs `name` in with `password`: the session's token.
+    async fn log_in(&self, name: &str, password: &str) -> String {
+        let (status, body) = self
+            .anonymous(Method::POST, "/v1/auth/login", login(name, password))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// celld stops and starts again on the same state.
+    fn restart(self) -> Self {
+        let Self {
+            dir,
+            daemon,
+            system,
+            network,
+        } = self;
+        let config = daemon.config().clone();
+        drop(daemon);
+        let daemon = Daemon::start(config, system.clone(), network.clone()).unwrap();
+        Self {
+            dir,
+            daemon,
+            system,
+            network,
+        }
     }
 
     async fn root(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -269,7 +341,9 @@ async fn login_checks_the_password_and_throttles_failures() {
         .anonymous(Method::POST, "/v1/auth/login", login("alice", PASSWORD))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body, json!({"name": "alice", "role": "admin"}));
+    assert_eq!(body["session"]["name"], "alice");
+    assert_eq!(body["session"]["role"], "admin");
+    assert_eq!(body["token"].as_str().unwrap().len(), 64);
 
     let (status, body) = cell
         .anonymous(Method::POST, "/v1/auth/login", login("nobody", PASSWORD))
@@ -426,7 +500,7 @@ async fn peers_cannot_manage_and_the_last_admin_stays() {
         "a peer sees only themself"
     );
     let (status, _) = cell.web("mallory", Method::GET, "/v1/users", None).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "unknown actors are refused");
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "unknown actors are refused");
 
     let disable = json!({"disabled": true});
     let (status, _) = cell
@@ -544,11 +618,25 @@ async fn totp_second_factor_and_recovery_codes() {
         (status, body["field"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("second_factor"))
     );
-    let code = celld::totp::current_code(&secret, "alice").unwrap();
     let (status, _) = cell
         .anonymous(Method::POST, "/v1/auth/login", with(Some(&code)))
         .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the code that confirmed the enrolment does not log in as well"
+    );
+    // The phone's clock a step ahead: a new code, accepted once.
+    let now = jiff::Timestamp::now().as_second() as u64;
+    let next = celld::totp::code_at(&secret, "alice", now + 30).unwrap();
+    let (status, _) = cell
+        .anonymous(Method::POST, "/v1/auth/login", with(Some(&next)))
+        .await;
     assert_eq!(status, StatusCode::OK);
+    let (status, _) = cell
+        .anonymous(Method::POST, "/v1/auth/login", with(Some(&next)))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a replayed code is refused");
     let upper = recovery.to_uppercase();
     let (status, _) = cell
         .anonymous(Method::POST, "/v1/auth/login", with(Some(&upper)))
@@ -1391,11 +1479,13 @@ async fn a_pending_change_survives_a_restart_of_celld() {
         Some(&pending),
         "read back after the restart"
     );
-    let reverted = store
-        .revert_expired(jiff::Timestamp::now())
+    let (restored, _, fields) = store
+        .due_revert(jiff::Timestamp::now())
         .unwrap()
         .unwrap();
-    assert_eq!(reverted.fields, ["vpn.listen_port"]);
+    assert_eq!(fields, ["vpn.listen_port"]);
+    store.commit(restored).unwrap();
+    store.finish_revert().unwrap();
     assert_eq!(
         store.current().settings.vpn.as_ref().unwrap().listen_port,
         51820
@@ -1535,4 +1625,275 @@ async fn the_firewall_stands_from_first_boot_before_any_vpn() {
         cell.network.live_device().is_none(),
         "no WireGuard before setup"
     );
+}
+
+#[tokio::test]
+async fn a_named_actor_header_is_not_a_login() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri("/v1/users")
+        .header("x-cell-actor", "alice")
+        .body(Body::empty())
+        .unwrap();
+    let response = cell.router(WEB_UID).oneshot(request).await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::UNAUTHORIZED,
+        "cell-web cannot name a user: it must bring a session celld issued"
+    );
+}
+
+#[tokio::test]
+async fn sessions_survive_a_restart_and_end_with_the_credentials_they_were_opened_with() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    let bob = json!({"name": "bob", "role": "peer", "password": PASSWORD});
+    assert_eq!(cell.root(Method::POST, "/v1/users", Some(bob)).await.0, StatusCode::CREATED);
+    let alice = cell.log_in("alice", PASSWORD).await;
+    let bob_phone = cell.log_in("bob", PASSWORD).await;
+    let bob_laptop = cell.log_in("bob", PASSWORD).await;
+    let (status, me) = cell.with_token(&alice, Method::GET, "/v1/session", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["name"], "alice");
+    assert_eq!(me["csrf_token"].as_str().unwrap().len(), 64);
+
+    // celld restarts: the sessions are still there (only their hashes are on disk).
+    let cell = cell.restart();
+    let stored = std::fs::read_to_string(cell.dir.path().join("state/sessions.json")).unwrap();
+    assert!(!stored.contains(&alice) && !stored.contains(&bob_phone));
+    let (status, _) = cell.with_token(&alice, Method::GET, "/v1/status", None).await;
+    assert_eq!(status, StatusCode::OK, "the session survived the restart");
+
+    // An admin sees everyone's sessions, a peer only their own; a peer cannot end another's.
+    let (_, all) = cell.with_token(&alice, Method::GET, "/v1/sessions", None).await;
+    assert_eq!(all.as_array().unwrap().len(), 3, "{all}");
+    let (_, own) = cell.with_token(&bob_phone, Method::GET, "/v1/sessions", None).await;
+    assert_eq!(own.as_array().unwrap().len(), 2, "{own}");
+    assert!(own.as_array().unwrap().iter().all(|s| s["user"] == "bob"));
+    assert_eq!(own.as_array().unwrap().iter().filter(|s| s["current"] == true).count(), 1);
+    let alice_id = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["user"] == "alice")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = cell
+        .with_token(&bob_phone, Method::DELETE, &format!("/v1/sessions/{alice_id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Bob changes his own password on his phone: his laptop is logged out, his phone not.
+    let change = json!({"password": "bob's new password", "current_password": PASSWORD});
+    let (status, body) = cell
+        .with_token(&bob_phone, Method::PUT, "/v1/users/bob/password", Some(change))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        cell.with_token(&bob_laptop, Method::GET, "/v1/session", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        cell.with_token(&bob_phone, Method::GET, "/v1/session", None).await.0,
+        StatusCode::OK
+    );
+
+    // An admin resets it (as cellctl does, as root): the phone is logged out too.
+    let reset = json!({"password": "reset by root!!"});
+    let (status, _) = cell
+        .root(Method::PUT, "/v1/users/bob/password", Some(reset))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        cell.with_token(&bob_phone, Method::GET, "/v1/session", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Disabling ends sessions; logging out ends one.
+    let bob = cell.log_in("bob", "reset by root!!").await;
+    let (status, _) = cell
+        .with_token(&alice, Method::PATCH, "/v1/users/bob", Some(json!({"disabled": true})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        cell.with_token(&bob, Method::GET, "/v1/session", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _) = cell.with_token(&alice, Method::DELETE, "/v1/session", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        cell.with_token(&alice, Method::GET, "/v1/session", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let actions = cell.audit_actions();
+    for action in ["auth.login", "user.password_change", "user.password_reset", "auth.logout"] {
+        assert!(actions.iter().any(|a| a == action), "{action} in {actions:?}");
+    }
+}
+
+#[tokio::test]
+async fn removing_a_second_factor_needs_the_password_and_ends_other_sessions() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    let here = cell.log_in("alice", PASSWORD).await;
+    let (_, enrolment) = cell
+        .with_token(&here, Method::POST, "/v1/users/alice/totp", None)
+        .await;
+    let secret = enrolment["secret"].as_str().unwrap().to_owned();
+    let code = celld::totp::current_code(&secret, "alice").unwrap();
+    let (status, _) = cell
+        .with_token(
+            &here,
+            Method::POST,
+            "/v1/users/alice/totp/confirm",
+            Some(json!({ "code": code })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        cell.with_token(&here, Method::GET, "/v1/session", None).await.0,
+        StatusCode::OK,
+        "turning two-step login on keeps the session that did it"
+    );
+    let now = jiff::Timestamp::now().as_second() as u64;
+    let next = celld::totp::code_at(&secret, "alice", now + 30).unwrap();
+    let (status, body) = cell
+        .anonymous(
+            Method::POST,
+            "/v1/auth/login",
+            json!({"username": "alice", "password": PASSWORD, "second_factor": next}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let there = body["token"].as_str().unwrap().to_owned();
+
+    let (status, body) = cell
+        .with_token(&here, Method::DELETE, "/v1/users/alice/totp", None)
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("current_password"))
+    );
+    let wrong = json!({"current_password": "not my password"});
+    let (status, _) = cell
+        .with_token(&here, Method::DELETE, "/v1/users/alice/totp", Some(wrong))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let right = json!({ "current_password": PASSWORD });
+    let (status, _) = cell
+        .with_token(&here, Method::DELETE, "/v1/users/alice/totp", Some(right))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        cell.with_token(&there, Method::GET, "/v1/session", None).await.0,
+        StatusCode::UNAUTHORIZED,
+        "the other session ended with the second factor"
+    );
+    assert_eq!(
+        cell.with_token(&here, Method::GET, "/v1/session", None).await.0,
+        StatusCode::OK
+    );
+    let actions = cell.audit_actions();
+    assert_eq!(
+        actions.iter().filter(|a| *a == "user.totp_disable_refused").count(),
+        2,
+        "{actions:?}"
+    );
+    assert!(actions.iter().any(|a| a == "user.totp_disable"));
+}
+
+#[tokio::test]
+async fn a_burst_of_wrong_logins_gets_only_the_free_attempts_hashed() {
+    let cell = Arc::new(Cell::new());
+    cell.set_up().await;
+    let before = cell.root(Method::GET, "/v1/status", None).await.1["auth"]["password_checks"]
+        .as_u64()
+        .unwrap();
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let cell = cell.clone();
+        burst.spawn(async move {
+            cell.anonymous(
+                Method::POST,
+                "/v1/auth/login",
+                login("alice", "a wrong password"),
+            )
+            .await
+            .0
+        });
+    }
+    let statuses = burst.join_all().await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED
+        || *s == StatusCode::TOO_MANY_REQUESTS));
+    let status = cell.root(Method::GET, "/v1/status", None).await.1;
+    let checks = status["auth"]["password_checks"].as_u64().unwrap() - before;
+    assert!(
+        checks <= u64::from(celld::throttle::FREE_ATTEMPTS),
+        "{checks} hashes were checked for one account in one burst"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count() as u64,
+        checks
+    );
+}
+
+#[tokio::test]
+async fn reserved_names_are_refused_by_field() {
+    let cell = Cell::new();
+    let code = cell.setup_code().await;
+    let mut body = setup_body(&code);
+    body["admin_username"] = json!("root");
+    let (status, error) = cell.anonymous(Method::POST, "/v1/setup", body).await;
+    assert_eq!((status, error["field"].as_str()), (StatusCode::BAD_REQUEST, Some("admin_username")));
+    cell.set_up().await;
+    let root = json!({"name": "root", "role": "admin", "password": PASSWORD});
+    let (status, error) = cell.web("alice", Method::POST, "/v1/users", Some(root)).await;
+    assert_eq!((status, error["field"].as_str()), (StatusCode::BAD_REQUEST, Some("name")));
+    assert!(error["error"].as_str().unwrap().contains("reserved"), "{error}");
+}
+
+#[tokio::test]
+async fn every_field_of_a_device_change_is_audited_and_a_cut_tail_is_reported() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    let (status, _) = cell
+        .web("alice", Method::POST, "/v1/vpn/peers", Some(json!({"name": "phone", "keepalive": 25})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let patch = json!({
+        "access": {"calendar": true, "files": true, "mail": false, "webdav": false},
+        "internet_exit": true, "lan_access": true, "keepalive": 10
+    });
+    let (status, body) = cell
+        .web("alice", Method::PATCH, "/v1/vpn/peers/phone", Some(patch))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, entries) = cell
+        .root(Method::GET, "/v1/audit?action=vpn.peer.update", None)
+        .await;
+    let changes = entries[0]["changes"].as_object().unwrap();
+    for field in [
+        "vpn.peers.phone.access.calendar",
+        "vpn.peers.phone.internet_exit",
+        "vpn.peers.phone.lan_access",
+        "vpn.peers.phone.keepalive",
+    ] {
+        assert!(changes.contains_key(field), "{field} in {changes:?}");
+    }
+    let (_, verified) = cell.root(Method::GET, "/v1/audit/verify", None).await;
+    assert_eq!(verified["intact"], true, "{verified}");
+    let entries = verified["entries"].as_u64().unwrap();
+
+    // Cut the last two entries off the end.
+    let path = cell.dir.path().join("state/audit.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept: Vec<&str> = text.lines().take(entries as usize - 2).collect();
+    std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+    let (_, verified) = cell.root(Method::GET, "/v1/audit/verify", None).await;
+    assert_eq!(verified["intact"], false, "{verified}");
+    assert_eq!(verified["missing"], json!([entries - 1, entries]), "{verified}");
 }

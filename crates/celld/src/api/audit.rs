@@ -22,5 +22,14 @@ pub async fn audit_verify_get(
     State(daemon): State<Arc<Daemon>>,
     Admin(_): Admin,
 ) -> Result<Json<AuditVerification>, AppError> {
-    blocking(move || Ok(Json(lock(&daemon.audit).verify()?))).await
+    blocking(move || {
+        let generation = lock(&daemon.store).current().generation;
+        let log = lock(&daemon.audit);
+        Ok(Json(crate::audited::verify(
+            &log,
+            daemon.state_dir(),
+            generation,
+        )?))
+    })
+    .await
 }
