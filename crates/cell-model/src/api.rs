@@ -391,6 +391,7 @@ mod tests {
                 "cell_name": "cell",
                 "units": [{"unit": "celld.service", "state": "active"}],
                 "appliers": [],
+                "auth": {"password_checks": 0, "throttled": 0, "busy": 0},
             })
         );
         assert_eq!(serde_json::from_value::<Status>(json).unwrap(), status);

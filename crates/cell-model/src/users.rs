@@ -41,10 +41,30 @@ impl Username {
 /// Names a new account may not take: system accounts of the machine and its services,
 /// the actors the audit log uses for itself, and the mail roles every domain keeps.
 pub const RESERVED_USERNAMES: &[&str] = &[
-    "root", "daemon", "bin", "sys", "nobody", "system", "cell", "celld", "cell-web",
-    "cell-recovery", "recovery-console", "setup", "dovecot", "postfix", "radicale",
-    "www-data", "postmaster", "hostmaster", "webmaster", "abuse", "mailer-daemon",
-    "noreply", "no-reply", "security",
+    "root",
+    "daemon",
+    "bin",
+    "sys",
+    "nobody",
+    "system",
+    "cell",
+    "celld",
+    "cell-web",
+    "cell-recovery",
+    "recovery-console",
+    "setup",
+    "dovecot",
+    "postfix",
+    "radicale",
+    "www-data",
+    "postmaster",
+    "hostmaster",
+    "webmaster",
+    "abuse",
+    "mailer-daemon",
+    "noreply",
+    "no-reply",
+    "security",
 ];
 
 /// The name of an account being created: a [`Username`] that is not reserved.
@@ -56,7 +76,9 @@ impl NewUsername {
     pub fn parse(s: &str) -> Result<Self, String> {
         let name = Username::parse(s)?;
         if RESERVED_USERNAMES.contains(&s) {
-            return Err(format!("'{s}' is reserved for the system; choose another name"));
+            return Err(format!(
+                "'{s}' is reserved for the system; choose another name"
+            ));
         }
         Ok(Self(name))
     }

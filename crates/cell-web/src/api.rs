@@ -130,8 +130,7 @@ pub fn routed() -> Vec<Routed> {
     routes()
         .iter()
         .map(|route| {
-            let filter =
-                MethodFilter::try_from(route.method.clone()).unwrap_or(MethodFilter::GET);
+            let filter = MethodFilter::try_from(route.method.clone()).unwrap_or(MethodFilter::GET);
             let handler = match route.handler {
                 Handler::Forward => on(filter, forward),
                 Handler::Login => on(filter, login),
@@ -345,8 +344,7 @@ pub async fn authenticate(
             })
         }
         Ok(answer) => Err(LoginRefused {
-            status: StatusCode::from_u16(answer.status.as_u16())
-                .unwrap_or(StatusCode::BAD_GATEWAY),
+            status: StatusCode::from_u16(answer.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
             body: answer.body,
             retry_after: answer.retry_after,
         }),

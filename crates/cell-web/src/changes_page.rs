@@ -12,8 +12,8 @@ use cell_model::api::PendingChange;
 use cell_model::Status;
 use serde::Deserialize;
 
-use crate::routes::{page as declare, Routed};
 use crate::pages::{render, Nav, PageUser};
+use crate::routes::{page as declare, Routed};
 use crate::{AppError, AppState};
 
 pub fn routes() -> Vec<Routed> {

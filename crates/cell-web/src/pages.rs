@@ -73,7 +73,12 @@ pub fn routes() -> Vec<Routed> {
     vec![
         page(Method::GET, "/health", Public, get(health_get)),
         page(Method::GET, "/static/cell.css", Public, get(stylesheet_get)),
-        page(Method::GET, "/static/countdown.js", Public, get(countdown_get)),
+        page(
+            Method::GET,
+            "/static/countdown.js",
+            Public,
+            get(countdown_get),
+        ),
         page(Method::GET, "/", User, get(dashboard_get)),
         page(Method::GET, "/setup", Setup, get(setup_get)),
         page(Method::POST, "/setup", Setup, post(setup_post)),
@@ -84,15 +89,45 @@ pub fn routes() -> Vec<Routed> {
         page(Method::POST, "/settings", Admin, post(settings_post)),
         page(Method::GET, "/users", User, get(users_get)),
         page(Method::POST, "/users", Admin, post(users_post)),
-        page(Method::POST, "/users/reset-password", Admin, post(users_reset_password_post)),
-        page(Method::POST, "/users/{name}/{action}", Admin, post(user_action_post)),
+        page(
+            Method::POST,
+            "/users/reset-password",
+            Admin,
+            post(users_reset_password_post),
+        ),
+        page(
+            Method::POST,
+            "/users/{name}/{action}",
+            Admin,
+            post(user_action_post),
+        ),
         page(Method::GET, "/audit", Admin, get(audit_get)),
         page(Method::GET, "/account", User, get(account_get)),
-        page(Method::POST, "/account/password", User, post(account_password_post)),
+        page(
+            Method::POST,
+            "/account/password",
+            User,
+            post(account_password_post),
+        ),
         page(Method::POST, "/account/totp", User, post(account_totp_post)),
-        page(Method::POST, "/account/totp/confirm", User, post(account_totp_confirm_post)),
-        page(Method::POST, "/account/totp/remove", User, post(account_totp_remove_post)),
-        page(Method::POST, "/sessions/{id}/revoke", User, post(session_revoke_post)),
+        page(
+            Method::POST,
+            "/account/totp/confirm",
+            User,
+            post(account_totp_confirm_post),
+        ),
+        page(
+            Method::POST,
+            "/account/totp/remove",
+            User,
+            post(account_totp_remove_post),
+        ),
+        page(
+            Method::POST,
+            "/sessions/{id}/revoke",
+            User,
+            post(session_revoke_post),
+        ),
     ]
 }
 
@@ -531,8 +566,7 @@ pub async fn login_post(
             Ok(response)
         }
         Err(refused) => {
-            let refusal: Option<cell_model::ApiError> =
-                serde_json::from_slice(&refused.body).ok();
+            let refusal: Option<cell_model::ApiError> = serde_json::from_slice(&refused.body).ok();
             let ask_second_factor =
                 refusal.as_ref().and_then(|r| r.field.as_deref()) == Some("second_factor");
             let message = match refusal {
@@ -577,7 +611,10 @@ pub async fn login_post(
 }
 
 /// Logs out: celld ends the session.
-pub async fn logout_post(State(state): State<AppState>, user: PageUser) -> Result<Response, AppError> {
+pub async fn logout_post(
+    State(state): State<AppState>,
+    user: PageUser,
+) -> Result<Response, AppError> {
     if let Err(error) = state
         .celld
         .send(Method::DELETE, "/v1/session", &user.on_behalf(), None)
@@ -1312,7 +1349,10 @@ async fn session_rows(state: &AppState, user: &PageUser) -> Result<Vec<SessionRo
         .into_iter()
         .map(|s| SessionRow {
             device: device_name(s.user_agent.as_deref()),
-            address: s.source.clone().unwrap_or_else(|| "this machine".to_owned()),
+            address: s
+                .source
+                .clone()
+                .unwrap_or_else(|| "this machine".to_owned()),
             last_seen: ago(s.last_seen, now),
             created: ago(s.created, now),
             id: s.id,

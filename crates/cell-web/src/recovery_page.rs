@@ -11,16 +11,26 @@ use celld_client::{Bytes, Method};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::routes::{page as declare, Routed};
 use crate::pages::{render, Errors, Nav, PageUser};
+use crate::routes::{page as declare, Routed};
 use crate::{AppError, AppState};
 
 pub fn routes() -> Vec<Routed> {
     use crate::routes::Access::Admin;
     vec![
         declare(Method::GET, "/recovery", Admin, get(recovery_get)),
-        declare(Method::POST, "/recovery/shell-password", Admin, post(shell_password_post)),
-        declare(Method::POST, "/recovery/shell-password/remove", Admin, post(shell_password_remove_post)),
+        declare(
+            Method::POST,
+            "/recovery/shell-password",
+            Admin,
+            post(shell_password_post),
+        ),
+        declare(
+            Method::POST,
+            "/recovery/shell-password/remove",
+            Admin,
+            post(shell_password_remove_post),
+        ),
     ]
 }
 

@@ -188,13 +188,18 @@ fn refuse(kind: Kind, refusal: Refusal, secure: bool) -> Response {
             failure(StatusCode::FORBIDDEN, "this needs an administrator")
         }
         (Kind::Page, Refusal::NotAdmin) => AppError::Forbidden.into_response(),
-        (Kind::Api, Refusal::BadCsrf) => failure(StatusCode::FORBIDDEN, "missing or wrong CSRF token"),
+        (Kind::Api, Refusal::BadCsrf) => {
+            failure(StatusCode::FORBIDDEN, "missing or wrong CSRF token")
+        }
         (Kind::Page, Refusal::BadCsrf) => AppError::BadCsrf.into_response(),
         (_, Refusal::NotJson) => failure(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "send the body as JSON, with Content-Type: application/json",
         ),
-        (_, Refusal::TooLarge) => failure(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large"),
+        (_, Refusal::TooLarge) => failure(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is too large",
+        ),
         (Kind::Api, Refusal::Unavailable(error)) => {
             tracing::warn!(%error, "celld unavailable");
             failure(
@@ -202,16 +207,20 @@ fn refuse(kind: Kind, refusal: Refusal, secure: bool) -> Response {
                 "the cell's core service is not answering",
             )
         }
-        (Kind::Page, Refusal::Unavailable(error)) => AppError::CelldUnavailable(error).into_response(),
+        (Kind::Page, Refusal::Unavailable(error)) => {
+            AppError::CelldUnavailable(error).into_response()
+        }
         (Kind::Api, Refusal::MethodNotAllowed) => {
             failure(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         (Kind::Page, Refusal::MethodNotAllowed) => {
             (StatusCode::METHOD_NOT_ALLOWED, "method not allowed").into_response()
         }
-        (_, Refusal::Undeclared) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, "this route has no access declaration").into_response()
-        }
+        (_, Refusal::Undeclared) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "this route has no access declaration",
+        )
+            .into_response(),
     }
 }
 
@@ -232,10 +241,7 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
     };
     let secure = state.secure_cookies;
     let routes = declared();
-    let Some(route) = routes
-        .iter()
-        .find(|r| r.method == method && r.path == path)
-    else {
+    let Some(route) = routes.iter().find(|r| r.method == method && r.path == path) else {
         let kind = if path.starts_with("/api/") {
             Kind::Api
         } else {

@@ -12,8 +12,8 @@ use celld_client::{Bytes, Method};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::routes::{page as declare, Routed};
 use crate::pages::{render, Errors, Nav, PageUser};
+use crate::routes::{page as declare, Routed};
 use crate::{AppError, AppState};
 
 pub fn routes() -> Vec<Routed> {
@@ -24,7 +24,12 @@ pub fn routes() -> Vec<Routed> {
         declare(Method::POST, "/update/check", Admin, post(check_post)),
         declare(Method::POST, "/update/install", Admin, post(install_post)),
         declare(Method::POST, "/update/reboot", Admin, post(reboot_post)),
-        declare(Method::POST, "/update/reboot/cancel", Admin, post(reboot_cancel_post)),
+        declare(
+            Method::POST,
+            "/update/reboot/cancel",
+            Admin,
+            post(reboot_cancel_post),
+        ),
     ]
 }
 

@@ -14,8 +14,8 @@ use celld_client::{Bytes, ClientError, Method};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::routes::{page as declare, Routed};
 use crate::pages::{human_duration, render, Errors, Nav, PageUser};
+use crate::routes::{page as declare, Routed};
 use crate::{AppError, AppState};
 
 pub fn routes() -> Vec<Routed> {
@@ -25,8 +25,18 @@ pub fn routes() -> Vec<Routed> {
         declare(Method::POST, "/vpn", Admin, post(vpn_settings_post)),
         declare(Method::POST, "/vpn/peers", Admin, post(peer_add_post)),
         declare(Method::GET, "/vpn/peers/{name}", User, get(peer_get)),
-        declare(Method::POST, "/vpn/peers/{name}", Admin, post(peer_edit_post)),
-        declare(Method::POST, "/vpn/peers/{name}/{action}", Admin, post(peer_action_post)),
+        declare(
+            Method::POST,
+            "/vpn/peers/{name}",
+            Admin,
+            post(peer_edit_post),
+        ),
+        declare(
+            Method::POST,
+            "/vpn/peers/{name}/{action}",
+            Admin,
+            post(peer_action_post),
+        ),
         declare(Method::GET, "/firewall", Admin, get(firewall_get)),
     ]
 }
@@ -186,7 +196,6 @@ async fn vpn_page(
             subnet4: vpn.subnet4.clone(),
             listen_port: vpn.listen_port.to_string(),
             endpoint: vpn.endpoint.clone().unwrap_or_default(),
-            ..VpnForm::default()
         },
         None => VpnForm::default(),
     });

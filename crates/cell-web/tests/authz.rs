@@ -4,87 +4,10 @@
 //! session 401; a peer on an admin route 403; a missing or wrong CSRF token 403.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
+mod common;
 
+use common::*;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-const PASSWORD: &str = "correct horse battery";
-
-struct Response {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Response {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or(Value::Null)
-    }
-
-    fn cookie(&self) -> String {
-        self.head
-            .lines()
-            .find_map(|l| l.strip_prefix("set-cookie: "))
-            .and_then(|c| c.split(';').next())
-            .unwrap()
-            .to_owned()
-    }
-}
-
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    cookie: Option<&str>,
-    csrf: Option<&str>,
-    body: Option<&Value>,
-) -> Response {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nhost: cell\r\nconnection: close\r\n");
-    if let Some(cookie) = cookie {
-        request.push_str(&format!("cookie: {cookie}\r\n"));
-    }
-    if let Some(csrf) = csrf {
-        request.push_str(&format!("x-csrf-token: {csrf}\r\n"));
-    }
-    if !body.is_empty() {
-        request.push_str("content-type: application/json\r\n");
-    }
-    request.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    Response {
-        status,
-        head: head.to_lowercase(),
-        body: body.to_owned(),
-    }
-}
-
-struct Cell {
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-async fn start() -> Cell {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("celld.sock");
-    let listener = celld::socket::bind(&socket).unwrap();
-    let daemon = celld::daemon::testing::daemon(dir.path());
-    tokio::spawn(celld::serve(listener, daemon, std::future::pending()));
-    let state = cell_web::AppState::new(celld_client::CelldClient::new(socket), false);
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = tcp.local_addr().unwrap();
-    let app = cell_web::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move { axum::serve(tcp, app).await });
-    Cell { addr, dir }
-}
 
 /// Every operation of the document: method, concrete path, access, whether CSRF applies.
 fn operations(document: &Value) -> Vec<(String, String, String, bool)> {
@@ -392,49 +315,6 @@ async fn a_session_changes_settings_and_the_audit_log_shows_it() {
     )
     .await;
     assert_eq!(after.status, 401, "the session ended");
-}
-
-async fn http_form(addr: SocketAddr, path: &str, cookie: &str, body: &str) -> Response {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nhost: cell\r\nconnection: close\r\ncookie: {cookie}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    Response {
-        status: head.split_whitespace().nth(1).unwrap().parse().unwrap(),
-        head: head.to_lowercase(),
-        body: body.to_owned(),
-    }
-}
-
-/// Claims the cell with alice as its administrator and logs her in: (cookie, CSRF token).
-async fn set_up_as_alice(cell: &Cell) -> (String, String) {
-    let code = std::fs::read_to_string(cell.dir.path().join("state/setup-code")).unwrap();
-    let setup = json!({
-        "code": code.trim(), "cell_name": "home", "domain": {"mode": "internal"},
-        "timezone": "UTC", "admin_username": "alice", "admin_password": PASSWORD
-    });
-    let done = http(cell.addr, "POST", "/api/v1/setup", None, None, Some(&setup)).await;
-    assert_eq!(done.status, 200, "{}", done.body);
-    let login = http(
-        cell.addr,
-        "POST",
-        "/api/v1/session",
-        None,
-        None,
-        Some(&json!({"username": "alice", "password": PASSWORD})),
-    )
-    .await;
-    assert_eq!(login.status, 200, "{}", login.body);
-    (
-        login.cookie(),
-        login.json()["csrf_token"].as_str().unwrap().to_owned(),
-    )
 }
 
 #[tokio::test]

@@ -174,7 +174,10 @@ impl AuditLog {
                 self.owed = Some(owed);
                 return Err(error);
             }
-            tracing::warn!(seq = owed.seq, "wrote an audit entry owed since a failed append");
+            tracing::warn!(
+                seq = owed.seq,
+                "wrote an audit entry owed since a failed append"
+            );
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use cell_model::api::{AuditEntry, AuditVerification};
 use cell_model::Settings;
-use cell_store::{Stored, StoreError};
+use cell_store::{StoreError, Stored};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -106,8 +106,7 @@ pub fn heal(log: &mut AuditLog, state_dir: &Path, generation: u64) -> Result<(),
         return Ok(());
     };
     let (next_seq, last_hash) = log.head();
-    if head.generation == generation && head.entry.seq == next_seq && head.entry.prev == last_hash
-    {
+    if head.generation == generation && head.entry.seq == next_seq && head.entry.prev == last_hash {
         tracing::warn!(
             seq = head.entry.seq,
             generation,
@@ -179,7 +178,12 @@ pub fn describe_values<T: Serialize>(before: &T, after: &T) -> BTreeMap<String, 
     out
 }
 
-fn walk(path: &str, before: Option<&Value>, after: Option<&Value>, out: &mut BTreeMap<String, String>) {
+fn walk(
+    path: &str,
+    before: Option<&Value>,
+    after: Option<&Value>,
+    out: &mut BTreeMap<String, String>,
+) {
     let before = before.filter(|v| !v.is_null());
     let after = after.filter(|v| !v.is_null());
     if before == after {
@@ -317,8 +321,14 @@ mod tests {
         for zone in ["Europe/Berlin", "Europe/Paris", "Europe/Rome"] {
             let mut next = store.current().settings.clone();
             next.identity.timezone = cell_model::names::Timezone::parse(zone).unwrap();
-            commit(&mut store, &mut log, dir.path(), next, Record::new("alice", "settings.update"))
-                .unwrap();
+            commit(
+                &mut store,
+                &mut log,
+                dir.path(),
+                next,
+                Record::new("alice", "settings.update"),
+            )
+            .unwrap();
         }
         log.append(Record::new("-", "auth.failure")).unwrap();
         let generation = store.current().generation;
@@ -331,7 +341,10 @@ mod tests {
         let result = verify(&log, dir.path(), generation).unwrap();
         assert!(!result.intact);
         assert_eq!(result.missing, Some((2, 3)), "{result:?}");
-        assert!(result.problem.unwrap().contains("entries 2 to 3 are missing"));
+        assert!(result
+            .problem
+            .unwrap()
+            .contains("entries 2 to 3 are missing"));
     }
 
     #[test]
@@ -342,8 +355,14 @@ mod tests {
         let mut log = AuditLog::open(&path).unwrap();
         let mut next = store.current().settings.clone();
         next.identity.timezone = cell_model::names::Timezone::parse("Europe/Berlin").unwrap();
-        commit(&mut store, &mut log, dir.path(), next, Record::new("alice", "settings.update"))
-            .unwrap();
+        commit(
+            &mut store,
+            &mut log,
+            dir.path(),
+            next,
+            Record::new("alice", "settings.update"),
+        )
+        .unwrap();
         drop(log);
         std::fs::write(&path, "").unwrap(); // as if the append never reached the disk
         let mut log = AuditLog::open(&path).unwrap();

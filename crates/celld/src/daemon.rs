@@ -10,12 +10,12 @@ use cell_secrets::SecretStore;
 
 use crate::audit::{AuditError, AuditLog, Record};
 use crate::audited::{self, CommitError};
-use crate::passwords::HashGate;
-use crate::sessions::Sessions;
 use crate::network::{LiveNetwork, Network};
+use crate::passwords::HashGate;
 use crate::reconcile::identity::Identity;
 use crate::reconcile::vpn::{AddressesApplier, FirewallApplier, WireGuardApplier};
 use crate::reconcile::{Board, DynApplier, Reconciler, Timing};
+use crate::sessions::Sessions;
 use crate::settings_store::SettingsStore;
 use crate::setup_code::{SetupCode, SetupCodeError};
 use crate::sync::lock;
@@ -58,6 +58,8 @@ pub struct Config {
     pub wg_interface: String,
     /// How long a risky change waits for its confirmation before it is undone.
     pub confirm_window: Duration,
+    /// How long an unused session lasts.
+    pub session_idle: Duration,
     pub timing: Timing,
 }
 
@@ -70,6 +72,7 @@ impl Config {
             allowed_uids,
             wg_interface: DEFAULT_WG_INTERFACE.to_owned(),
             confirm_window: DEFAULT_CONFIRM_WINDOW,
+            session_idle: crate::sessions::IDLE_TIMEOUT,
             timing: Timing::default(),
         }
     }
@@ -135,7 +138,7 @@ impl Daemon {
         let wg_key = crate::vpn::server_key(&secrets)?;
         let mut audit = AuditLog::open(&config.state_dir.join(AUDIT_FILE))?;
         audited::heal(&mut audit, &config.state_dir, store.current().generation)?;
-        let sessions = Sessions::load(&config.state_dir);
+        let sessions = Sessions::load(&config.state_dir, config.session_idle);
         let setup_code = SetupCode::prepare(
             &config.state_dir,
             &config.run_dir,
@@ -369,12 +372,18 @@ pub mod testing {
     use crate::system::RecordedSystem;
 
     pub fn daemon(dir: &std::path::Path) -> Arc<Daemon> {
+        daemon_with(dir, |_| {})
+    }
+
+    /// A test daemon whose configuration `adjust` changes first.
+    pub fn daemon_with(dir: &std::path::Path, adjust: impl FnOnce(&mut Config)) -> Arc<Daemon> {
         let mut config = Config::new(
             dir.join("state"),
             dir.to_owned(),
             vec![nix::unistd::getuid().as_raw()],
         );
         config.wg_interface = "cellwg-test".into();
+        adjust(&mut config);
         let system = Arc::new(RecordedSystem::default());
         match Daemon::start(config, system, Arc::new(RecordedNetwork::default())) {
             Ok(daemon) => daemon,

@@ -206,7 +206,10 @@ mod tests {
         assert!(code_matches(" abcd efgh jkmn ", &one));
         assert!(!code_matches("abcd-efgh-jkmp", &one));
         let legacy = Secret::new(hex::encode(Sha256::digest(b"abcdefgh")));
-        assert!(code_matches("ABCD-EFGH", &legacy), "older cells' digests still work");
+        assert!(
+            code_matches("ABCD-EFGH", &legacy),
+            "older cells' digests still work"
+        );
     }
 
     #[tokio::test]

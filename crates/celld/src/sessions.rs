@@ -80,6 +80,8 @@ pub struct Origin {
 #[derive(Debug)]
 pub struct Sessions {
     path: PathBuf,
+    /// A session unused this long has ended.
+    idle: Duration,
     by_token_hash: HashMap<String, Record>,
     totp_steps: BTreeMap<Username, u64>,
     /// Something changed since the last save (only `last_seen` values, when false
@@ -110,12 +112,12 @@ fn random_hex<const N: usize>() -> String {
 
 fn after(time: Timestamp, span: Duration, now: Timestamp) -> bool {
     let span = jiff::SignedDuration::try_from(span).unwrap_or(jiff::SignedDuration::MAX);
-    time.checked_add(span).map_or(false, |end| now >= end)
+    time.checked_add(span).is_ok_and(|end| now >= end)
 }
 
 impl Sessions {
     /// Loads the store; a missing or unreadable file starts empty (everyone logs in again).
-    pub fn load(state_dir: &Path) -> Self {
+    pub fn load(state_dir: &Path, idle: Duration) -> Self {
         let path = state_dir.join(SESSIONS_FILE);
         let persisted = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice::<Persisted>(&bytes).unwrap_or_else(|error| {
@@ -130,6 +132,7 @@ impl Sessions {
         };
         Self {
             path,
+            idle,
             by_token_hash: persisted
                 .sessions
                 .into_iter()
@@ -187,8 +190,9 @@ impl Sessions {
     /// expired, or its user is gone, disabled or has changed their credentials.
     pub fn resolve(&mut self, token: &str, settings: &Settings, now: Timestamp) -> Option<Active> {
         let key = token_hash(token);
+        let idle = self.idle;
         let record = self.by_token_hash.get_mut(&key)?;
-        let Some(user) = live_user(record, settings, now) else {
+        let Some(user) = live_user(record, settings, now, idle) else {
             self.by_token_hash.remove(&key);
             self.dirty = true;
             return None;
@@ -226,7 +230,7 @@ impl Sessions {
         self.by_token_hash
             .values()
             .find(|r| r.id == id)
-            .filter(|r| live_user(r, settings, now).is_some())
+            .filter(|r| live_user(r, settings, now, self.idle).is_some())
             .map(|r| r.user.clone())
     }
 
@@ -242,7 +246,7 @@ impl Sessions {
             .by_token_hash
             .values()
             .filter(|r| only.is_none_or(|u| r.user == *u))
-            .filter(|r| live_user(r, settings, now).is_some())
+            .filter(|r| live_user(r, settings, now, self.idle).is_some())
             .map(|r| SessionInfo {
                 id: r.id.clone(),
                 user: r.user.clone(),
@@ -253,7 +257,7 @@ impl Sessions {
                 current: current == Some(r.id.as_str()),
             })
             .collect();
-        sessions.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.last_seen));
         sessions
     }
 
@@ -272,7 +276,7 @@ impl Sessions {
     pub fn prune(&mut self, settings: &Settings, now: Timestamp) {
         let before = self.by_token_hash.len();
         self.by_token_hash
-            .retain(|_, r| live_user(r, settings, now).is_some());
+            .retain(|_, r| live_user(r, settings, now, self.idle).is_some());
         self.totp_steps
             .retain(|user, _| settings.user(user).is_some());
         self.dirty |= self.by_token_hash.len() != before;
@@ -293,9 +297,13 @@ impl Sessions {
     }
 }
 
-fn live_user<'a>(record: &Record, settings: &'a Settings, now: Timestamp) -> Option<&'a User> {
-    if after(record.last_seen, IDLE_TIMEOUT, now) || after(record.created, ABSOLUTE_TIMEOUT, now)
-    {
+fn live_user<'a>(
+    record: &Record,
+    settings: &'a Settings,
+    now: Timestamp,
+    idle: Duration,
+) -> Option<&'a User> {
+    if after(record.last_seen, idle, now) || after(record.created, ABSOLUTE_TIMEOUT, now) {
         return None;
     }
     settings
@@ -330,7 +338,7 @@ mod tests {
     #[test]
     fn sessions_expire_when_idle_and_absolutely() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sessions = Sessions::load(dir.path());
+        let mut sessions = Sessions::load(dir.path(), IDLE_TIMEOUT);
         let settings = settings_with(vec![alice()]);
         let t0 = Timestamp::now();
         let (token, _) = sessions.create(&alice(), Origin::default(), t0);
@@ -353,7 +361,7 @@ mod tests {
     #[test]
     fn a_changed_password_or_a_disabled_user_ends_sessions_and_restamping_keeps_one() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sessions = Sessions::load(dir.path());
+        let mut sessions = Sessions::load(dir.path(), IDLE_TIMEOUT);
         let now = Timestamp::now();
         let (mine, me) = sessions.create(&alice(), Origin::default(), now);
         let (other, _) = sessions.create(&alice(), Origin::default(), now);
@@ -371,7 +379,7 @@ mod tests {
     #[test]
     fn the_store_survives_a_reload_and_keeps_only_hashes() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sessions = Sessions::load(dir.path());
+        let mut sessions = Sessions::load(dir.path(), IDLE_TIMEOUT);
         let now = Timestamp::now();
         let (token, active) = sessions.create(
             &alice(),
@@ -384,7 +392,7 @@ mod tests {
         let bytes = sessions.take_snapshot();
         assert!(!String::from_utf8_lossy(&bytes).contains(&token));
         std::fs::write(dir.path().join(SESSIONS_FILE), &bytes).unwrap();
-        let mut reloaded = Sessions::load(dir.path());
+        let mut reloaded = Sessions::load(dir.path(), IDLE_TIMEOUT);
         let settings = settings_with(vec![alice()]);
         let again = reloaded.resolve(&token, &settings, now).unwrap();
         assert_eq!(again.id, active.id);
@@ -400,7 +408,7 @@ mod tests {
     #[test]
     fn a_totp_step_is_accepted_once() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sessions = Sessions::load(dir.path());
+        let mut sessions = Sessions::load(dir.path(), IDLE_TIMEOUT);
         let alice = Username::parse("alice").unwrap();
         assert!(sessions.accept_totp_step(&alice, 100));
         assert!(!sessions.accept_totp_step(&alice, 100));

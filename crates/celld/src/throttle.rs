@@ -216,7 +216,10 @@ mod tests {
             source_key(Some("2001:db8:1:2::7")),
             source_key(Some("2001:db8:1:2:ffff::1"))
         );
-        assert_eq!(source_key(Some("2001:db8:1:2::7")), "addr:2001:db8:1:2::/64");
+        assert_eq!(
+            source_key(Some("2001:db8:1:2::7")),
+            "addr:2001:db8:1:2::/64"
+        );
         assert_ne!(
             source_key(Some("2001:db8:1:2::7")),
             source_key(Some("2001:db8:1:3::7"))

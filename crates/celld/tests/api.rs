@@ -500,7 +500,11 @@ async fn peers_cannot_manage_and_the_last_admin_stays() {
         "a peer sees only themself"
     );
     let (status, _) = cell.web("mallory", Method::GET, "/v1/users", None).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "unknown actors are refused");
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "unknown actors are refused"
+    );
 
     let disable = json!({"disabled": true});
     let (status, _) = cell
@@ -636,7 +640,11 @@ async fn totp_second_factor_and_recovery_codes() {
     let (status, _) = cell
         .anonymous(Method::POST, "/v1/auth/login", with(Some(&next)))
         .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "a replayed code is refused");
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a replayed code is refused"
+    );
     let upper = recovery.to_uppercase();
     let (status, _) = cell
         .anonymous(Method::POST, "/v1/auth/login", with(Some(&upper)))
@@ -1479,10 +1487,7 @@ async fn a_pending_change_survives_a_restart_of_celld() {
         Some(&pending),
         "read back after the restart"
     );
-    let (restored, _, fields) = store
-        .due_revert(jiff::Timestamp::now())
-        .unwrap()
-        .unwrap();
+    let (restored, _, fields) = store.due_revert(jiff::Timestamp::now()).unwrap().unwrap();
     assert_eq!(fields, ["vpn.listen_port"]);
     store.commit(restored).unwrap();
     store.finish_revert().unwrap();
@@ -1650,11 +1655,16 @@ async fn sessions_survive_a_restart_and_end_with_the_credentials_they_were_opene
     let cell = Cell::new();
     cell.set_up().await;
     let bob = json!({"name": "bob", "role": "peer", "password": PASSWORD});
-    assert_eq!(cell.root(Method::POST, "/v1/users", Some(bob)).await.0, StatusCode::CREATED);
+    assert_eq!(
+        cell.root(Method::POST, "/v1/users", Some(bob)).await.0,
+        StatusCode::CREATED
+    );
     let alice = cell.log_in("alice", PASSWORD).await;
     let bob_phone = cell.log_in("bob", PASSWORD).await;
     let bob_laptop = cell.log_in("bob", PASSWORD).await;
-    let (status, me) = cell.with_token(&alice, Method::GET, "/v1/session", None).await;
+    let (status, me) = cell
+        .with_token(&alice, Method::GET, "/v1/session", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(me["name"], "alice");
     assert_eq!(me["csrf_token"].as_str().unwrap().len(), 64);
@@ -1663,16 +1673,29 @@ async fn sessions_survive_a_restart_and_end_with_the_credentials_they_were_opene
     let cell = cell.restart();
     let stored = std::fs::read_to_string(cell.dir.path().join("state/sessions.json")).unwrap();
     assert!(!stored.contains(&alice) && !stored.contains(&bob_phone));
-    let (status, _) = cell.with_token(&alice, Method::GET, "/v1/status", None).await;
+    let (status, _) = cell
+        .with_token(&alice, Method::GET, "/v1/status", None)
+        .await;
     assert_eq!(status, StatusCode::OK, "the session survived the restart");
 
     // An admin sees everyone's sessions, a peer only their own; a peer cannot end another's.
-    let (_, all) = cell.with_token(&alice, Method::GET, "/v1/sessions", None).await;
+    let (_, all) = cell
+        .with_token(&alice, Method::GET, "/v1/sessions", None)
+        .await;
     assert_eq!(all.as_array().unwrap().len(), 3, "{all}");
-    let (_, own) = cell.with_token(&bob_phone, Method::GET, "/v1/sessions", None).await;
+    let (_, own) = cell
+        .with_token(&bob_phone, Method::GET, "/v1/sessions", None)
+        .await;
     assert_eq!(own.as_array().unwrap().len(), 2, "{own}");
     assert!(own.as_array().unwrap().iter().all(|s| s["user"] == "bob"));
-    assert_eq!(own.as_array().unwrap().iter().filter(|s| s["current"] == true).count(), 1);
+    assert_eq!(
+        own.as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["current"] == true)
+            .count(),
+        1
+    );
     let alice_id = all
         .as_array()
         .unwrap()
@@ -1683,22 +1706,36 @@ async fn sessions_survive_a_restart_and_end_with_the_credentials_they_were_opene
         .unwrap()
         .to_owned();
     let (status, _) = cell
-        .with_token(&bob_phone, Method::DELETE, &format!("/v1/sessions/{alice_id}"), None)
+        .with_token(
+            &bob_phone,
+            Method::DELETE,
+            &format!("/v1/sessions/{alice_id}"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Bob changes his own password on his phone: his laptop is logged out, his phone not.
     let change = json!({"password": "bob's new password", "current_password": PASSWORD});
     let (status, body) = cell
-        .with_token(&bob_phone, Method::PUT, "/v1/users/bob/password", Some(change))
+        .with_token(
+            &bob_phone,
+            Method::PUT,
+            "/v1/users/bob/password",
+            Some(change),
+        )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     assert_eq!(
-        cell.with_token(&bob_laptop, Method::GET, "/v1/session", None).await.0,
+        cell.with_token(&bob_laptop, Method::GET, "/v1/session", None)
+            .await
+            .0,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        cell.with_token(&bob_phone, Method::GET, "/v1/session", None).await.0,
+        cell.with_token(&bob_phone, Method::GET, "/v1/session", None)
+            .await
+            .0,
         StatusCode::OK
     );
 
@@ -1709,29 +1746,50 @@ async fn sessions_survive_a_restart_and_end_with_the_credentials_they_were_opene
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(
-        cell.with_token(&bob_phone, Method::GET, "/v1/session", None).await.0,
+        cell.with_token(&bob_phone, Method::GET, "/v1/session", None)
+            .await
+            .0,
         StatusCode::UNAUTHORIZED
     );
 
     // Disabling ends sessions; logging out ends one.
     let bob = cell.log_in("bob", "reset by root!!").await;
     let (status, _) = cell
-        .with_token(&alice, Method::PATCH, "/v1/users/bob", Some(json!({"disabled": true})))
+        .with_token(
+            &alice,
+            Method::PATCH,
+            "/v1/users/bob",
+            Some(json!({"disabled": true})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        cell.with_token(&bob, Method::GET, "/v1/session", None).await.0,
+        cell.with_token(&bob, Method::GET, "/v1/session", None)
+            .await
+            .0,
         StatusCode::UNAUTHORIZED
     );
-    let (status, _) = cell.with_token(&alice, Method::DELETE, "/v1/session", None).await;
+    let (status, _) = cell
+        .with_token(&alice, Method::DELETE, "/v1/session", None)
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(
-        cell.with_token(&alice, Method::GET, "/v1/session", None).await.0,
+        cell.with_token(&alice, Method::GET, "/v1/session", None)
+            .await
+            .0,
         StatusCode::UNAUTHORIZED
     );
     let actions = cell.audit_actions();
-    for action in ["auth.login", "user.password_change", "user.password_reset", "auth.logout"] {
-        assert!(actions.iter().any(|a| a == action), "{action} in {actions:?}");
+    for action in [
+        "auth.login",
+        "user.password_change",
+        "user.password_reset",
+        "auth.logout",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} in {actions:?}"
+        );
     }
 }
 
@@ -1755,7 +1813,9 @@ async fn removing_a_second_factor_needs_the_password_and_ends_other_sessions() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        cell.with_token(&here, Method::GET, "/v1/session", None).await.0,
+        cell.with_token(&here, Method::GET, "/v1/session", None)
+            .await
+            .0,
         StatusCode::OK,
         "turning two-step login on keeps the session that did it"
     );
@@ -1789,17 +1849,24 @@ async fn removing_a_second_factor_needs_the_password_and_ends_other_sessions() {
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(
-        cell.with_token(&there, Method::GET, "/v1/session", None).await.0,
+        cell.with_token(&there, Method::GET, "/v1/session", None)
+            .await
+            .0,
         StatusCode::UNAUTHORIZED,
         "the other session ended with the second factor"
     );
     assert_eq!(
-        cell.with_token(&here, Method::GET, "/v1/session", None).await.0,
+        cell.with_token(&here, Method::GET, "/v1/session", None)
+            .await
+            .0,
         StatusCode::OK
     );
     let actions = cell.audit_actions();
     assert_eq!(
-        actions.iter().filter(|a| *a == "user.totp_disable_refused").count(),
+        actions
+            .iter()
+            .filter(|a| *a == "user.totp_disable_refused")
+            .count(),
         2,
         "{actions:?}"
     );
@@ -1827,8 +1894,9 @@ async fn a_burst_of_wrong_logins_gets_only_the_free_attempts_hashed() {
         });
     }
     let statuses = burst.join_all().await;
-    assert!(statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED
-        || *s == StatusCode::TOO_MANY_REQUESTS));
+    assert!(statuses
+        .iter()
+        .all(|s| *s == StatusCode::UNAUTHORIZED || *s == StatusCode::TOO_MANY_REQUESTS));
     let status = cell.root(Method::GET, "/v1/status", None).await.1;
     let checks = status["auth"]["password_checks"].as_u64().unwrap() - before;
     assert!(
@@ -1836,7 +1904,10 @@ async fn a_burst_of_wrong_logins_gets_only_the_free_attempts_hashed() {
         "{checks} hashes were checked for one account in one burst"
     );
     assert_eq!(
-        statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count() as u64,
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::UNAUTHORIZED)
+            .count() as u64,
         checks
     );
 }
@@ -1848,12 +1919,23 @@ async fn reserved_names_are_refused_by_field() {
     let mut body = setup_body(&code);
     body["admin_username"] = json!("root");
     let (status, error) = cell.anonymous(Method::POST, "/v1/setup", body).await;
-    assert_eq!((status, error["field"].as_str()), (StatusCode::BAD_REQUEST, Some("admin_username")));
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("admin_username"))
+    );
     cell.set_up().await;
     let root = json!({"name": "root", "role": "admin", "password": PASSWORD});
-    let (status, error) = cell.web("alice", Method::POST, "/v1/users", Some(root)).await;
-    assert_eq!((status, error["field"].as_str()), (StatusCode::BAD_REQUEST, Some("name")));
-    assert!(error["error"].as_str().unwrap().contains("reserved"), "{error}");
+    let (status, error) = cell
+        .web("alice", Method::POST, "/v1/users", Some(root))
+        .await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("name"))
+    );
+    assert!(
+        error["error"].as_str().unwrap().contains("reserved"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -1861,7 +1943,12 @@ async fn every_field_of_a_device_change_is_audited_and_a_cut_tail_is_reported() 
     let cell = Cell::new();
     cell.set_up().await;
     let (status, _) = cell
-        .web("alice", Method::POST, "/v1/vpn/peers", Some(json!({"name": "phone", "keepalive": 25})))
+        .web(
+            "alice",
+            Method::POST,
+            "/v1/vpn/peers",
+            Some(json!({"name": "phone", "keepalive": 25})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let patch = json!({
@@ -1895,5 +1982,9 @@ async fn every_field_of_a_device_change_is_audited_and_a_cut_tail_is_reported() 
     std::fs::write(&path, kept.join("\n") + "\n").unwrap();
     let (_, verified) = cell.root(Method::GET, "/v1/audit/verify", None).await;
     assert_eq!(verified["intact"], false, "{verified}");
-    assert_eq!(verified["missing"], json!([entries - 1, entries]), "{verified}");
+    assert_eq!(
+        verified["missing"],
+        json!([entries - 1, entries]),
+        "{verified}"
+    );
 }

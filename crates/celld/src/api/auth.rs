@@ -126,10 +126,7 @@ async fn judge(daemon: &Arc<Daemon>, request: LoginRequest) -> Result<Verdict, A
     let Some(seed) = user.totp_secret.clone() else {
         return Ok(Verdict::Accepted(user));
     };
-    let Some(code) = request
-        .second_factor
-        .filter(|c| !c.trim().is_empty())
-    else {
+    let Some(code) = request.second_factor.filter(|c| !c.trim().is_empty()) else {
         return Ok(Verdict::NeedsSecondFactor);
     };
     if let Some(step) = totp::matching_step(seed.expose(), user.name.as_str(), &code) {
@@ -230,12 +227,7 @@ pub async fn sessions_get(
         .then(|| actor.user.as_ref().map(|(name, _)| name.clone()))
         .flatten();
     let current = actor.session.as_ref().map(|s| s.id.as_str());
-    Json(lock(&daemon.sessions).list(
-        &settings,
-        only.as_ref(),
-        current,
-        jiff::Timestamp::now(),
-    ))
+    Json(lock(&daemon.sessions).list(&settings, only.as_ref(), current, jiff::Timestamp::now()))
 }
 
 /// Ends a session: one's own, or anyone's for an admin.

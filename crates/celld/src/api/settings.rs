@@ -68,4 +68,3 @@ pub async fn settings_put(
     .await?;
     Ok(Json(view(after.generation, &after.settings)))
 }
-

@@ -38,9 +38,17 @@ pub async fn setup_post(
             retry_after: wait.as_secs().max(1),
         })?;
     if !lock(&daemon.setup_code).matches(&request.code) {
-        record(&daemon, Record::new("-", "setup.failure").source(source.clone())).await?;
+        record(
+            &daemon,
+            Record::new("-", "setup.failure").source(source.clone()),
+        )
+        .await?;
         if outcome == Outcome::LockedOut {
-            record(&daemon, Record::new("-", "setup.lockout").source(source.clone())).await?;
+            record(
+                &daemon,
+                Record::new("-", "setup.lockout").source(source.clone()),
+            )
+            .await?;
         }
         return Err(AppError::field(
             "code",

@@ -121,7 +121,11 @@ async fn check_current_password(
 
 /// After a change of one's own credentials (which ends every session of the account),
 /// the session that made it goes on.
-async fn keep_own_session(daemon: &Arc<Daemon>, actor: &Actor, name: &Username) -> Result<(), AppError> {
+async fn keep_own_session(
+    daemon: &Arc<Daemon>,
+    actor: &Actor,
+    name: &Username,
+) -> Result<(), AppError> {
     let Some(session) = &actor.session else {
         return Ok(());
     };
