@@ -39,6 +39,7 @@ help:
 	@echo "make run-vm   boot the disk image in qemu (UEFI), web UI on localhost:8080"
 	@echo "make test-vm  boot the disk image in qemu headless and check it; then the update test"
 	@echo "make bench    image size, boot-to-health time, idle memory; VPN add-peer and throughput;"
+	@echo "              /health under a login burst and celld's peak memory during one;"
 	@echo "              update install time, reboot-to-UI time and download size (qemu)"
 	@echo "make deps     install the build and test dependencies (Debian 12, root)"
 	@echo "make clean    remove build outputs (keeps the package cache)"
@@ -131,10 +132,12 @@ lint:
 test-unit:
 	cargo test --locked --workspace
 
-# T1: the VPN and firewall in network namespaces, with wireguard-go clients (root).
-test-netns:
+# T1: the VPN and firewall in network namespaces, with wireguard-go clients (root); the
+# login guard over the release binaries (the image's own) in a namespace of its own.
+test-netns: $(STAGING)/usr/bin/celld $(STAGING)/usr/bin/cell-web
 	cargo build --locked -p celld
 	tests/vpn-netns.sh target/debug/celld
+	tests/login-netns.sh $(STAGING)/usr/bin
 
 test-boot: $(TREE).stamp
 	tests/boot-nspawn.sh $(TREE)
@@ -164,6 +167,7 @@ test-vm: $(DISK) $(UPDATE_TEST)/server/SHA256SUMS
 bench: $(TREE).stamp $(DISK) $(UPDATE_TEST)/server/SHA256SUMS
 	scripts/bench $(TREE) $(DISK)
 	scripts/bench-vpn build/bench/vpn.txt
+	scripts/bench-login build/bench/login.txt
 	mkdir -p build/bench && rm -f build/bench/update.txt
 	CELL_BENCH_OUT=build/bench/update.txt \
 		tests/update-vm.sh $(DISK) $(VERSION) $(UPDATE_TEST)/server $(V2) $(V3) $(V_CORRUPT)

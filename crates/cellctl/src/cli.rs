@@ -37,6 +37,9 @@ pub enum Command {
     /// Read and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Where accounts are logged in to the web UI and API; end a session.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
     /// Over-the-air updates: check, install into the inactive slot, reboot.
     #[command(subcommand)]
     Update(UpdateCommand),
@@ -150,6 +153,14 @@ pub enum UsersCommand {
     },
     /// Remove an account's second factor (lost phone).
     RemoveTotp { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// Every live session: user, device, address, last seen.
+    List,
+    /// End a session (by the id `list` shows): that browser is logged out at once.
+    End { id: String },
 }
 
 #[derive(Debug, Subcommand)]

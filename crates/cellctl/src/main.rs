@@ -4,14 +4,16 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use cell_model::api::{AuditEntry, AuditVerification, EditableSettings, SettingsView, UserView};
+use cell_model::api::{
+    AuditEntry, AuditVerification, EditableSettings, SessionInfo, SettingsView, UserView,
+};
 use cell_model::update::{UpdateOutcome, UpdateView};
 use cell_model::Status;
 use celld_client::{Bytes, CelldClient, ClientError, Method, OnBehalf};
 use clap::{CommandFactory, Parser};
 use cli::{
-    AuditCommand, Cli, Command, PasswordSource, RoleArg, SettingsCommand, UpdateCommand,
-    UsersCommand,
+    AuditCommand, Cli, Command, PasswordSource, RoleArg, SessionsCommand, SettingsCommand,
+    UpdateCommand, UsersCommand,
 };
 use serde_json::{json, Value};
 
@@ -229,6 +231,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await?;
             ctl.print(&entries, || entries.iter().map(audit_line).collect())?;
         }
+        Command::Sessions(SessionsCommand::List) => {
+            let sessions: Vec<SessionInfo> = ctl.call(Method::GET, "/v1/sessions", None).await?;
+            ctl.print(&sessions, || {
+                sessions
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{}  {:<12} {:<16} last seen {}  {}\n",
+                            s.id,
+                            s.user,
+                            s.source.as_deref().unwrap_or("-"),
+                            s.last_seen.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                            s.user_agent.as_deref().unwrap_or("-")
+                        )
+                    })
+                    .collect()
+            })?;
+        }
+        Command::Sessions(SessionsCommand::End { id }) => {
+            let id = celld_client::encode_component(&id);
+            ctl.send(Method::DELETE, &format!("/v1/sessions/{id}"), None)
+                .await?;
+            ctl.print(&json!({"ended": id}), || format!("session {id} ended\n"))?;
+        }
         Command::Audit(AuditCommand::Verify) => {
             let result: AuditVerification = ctl.call(Method::GET, "/v1/audit/verify", None).await?;
             ctl.print(&result, || match (&result.intact, &result.problem) {
@@ -346,7 +372,7 @@ async fn users(ctl: &Ctl, command: UsersCommand) -> anyhow::Result<()> {
             )
             .await?;
             ctl.print(&json!({"reset": name}), || {
-                format!("password of {name} reset\n")
+                format!("password of {name} reset; their sessions were ended\n")
             })?;
         }
         UsersCommand::RemoveTotp { name } => {

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use std::cell::RefCell;
+
+use argon2::password_hash::{PasswordHash, SaltString};
 use argon2::Argon2;
 use cell_model::users::Secret;
 use rand::Rng;
@@ -16,21 +18,89 @@ use sha2::{Digest, Sha256};
 #[error("hashing a password: {0}")]
 pub struct HashError(String);
 
-pub fn hash(password: &str) -> Result<Secret, HashError> {
+thread_local! {
+    /// argon2's working memory (19 MiB for a password), lent to the thread that hashes
+    /// by [`HashGate`]: allocating and freeing it per hash fragments the allocator's heap
+    /// until a burst of logins holds hundreds of MB.
+    static ARGON2_MEMORY: RefCell<Vec<argon2::Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The working memory's reserved size, in 1 KiB blocks: above glibc's largest dynamic
+/// mmap threshold (32 MiB), so the allocator always maps it on its own and unmaps it
+/// when it is dropped, instead of keeping it in a heap. Only the blocks a hash uses
+/// (19 MiB for a password) are ever touched, so only those are resident.
+const RESERVED_BLOCKS: usize = 33 * 1024;
+
+fn argon2_into(
+    context: &Argon2<'_>,
+    secret: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    ARGON2_MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        let needed = context.params().block_count();
+        if memory.len() < needed {
+            if memory.capacity() < needed {
+                *memory = Vec::with_capacity(needed.max(RESERVED_BLOCKS));
+            }
+            memory.resize(needed, argon2::Block::default());
+        }
+        context.hash_password_into_with_memory(secret, salt, out, &mut memory[..needed])
+    })
+}
+
+/// An argon2id PHC string of `secret` under `context`, with a fresh salt.
+fn hash_with(context: &Argon2<'_>, secret: &[u8]) -> Result<Secret, HashError> {
     let salt_bytes: [u8; 16] = rand::rng().random();
     let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| HashError(e.to_string()))?;
-    let phc = Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| HashError(e.to_string()))?;
-    Ok(Secret::new(phc.to_string()))
+    let mut out = [0u8; 32];
+    argon2_into(context, secret, &salt_bytes, &mut out).map_err(|e| HashError(e.to_string()))?;
+    let output = argon2::password_hash::Output::new(&out).map_err(|e| HashError(e.to_string()))?;
+    let params = context.params();
+    Ok(Secret::new(format!(
+        "$argon2id$v=19$m={},t={},p={}${}${output}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        salt.as_str()
+    )))
+}
+
+/// Whether `secret` matches the PHC string `stored`; anything malformed matches nothing.
+fn matches_phc(secret: &[u8], stored: &str) -> Result<bool, String> {
+    let parsed = PasswordHash::new(stored).map_err(|e| e.to_string())?;
+    let algorithm = argon2::Algorithm::try_from(parsed.algorithm).map_err(|e| e.to_string())?;
+    let version = match parsed.version {
+        Some(version) => argon2::Version::try_from(version).map_err(|e| e.to_string())?,
+        None => argon2::Version::default(),
+    };
+    let params = argon2::Params::try_from(&parsed).map_err(|e| e.to_string())?;
+    let salt = parsed.salt.ok_or("no salt")?;
+    let mut salt_buffer = [0u8; 64];
+    let salt = salt
+        .decode_b64(&mut salt_buffer)
+        .map_err(|e| e.to_string())?;
+    let expected = parsed.hash.ok_or("no hash")?;
+    let mut out = vec![0u8; expected.len()];
+    argon2_into(
+        &Argon2::new(algorithm, version, params),
+        secret,
+        salt,
+        &mut out,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(same(&out, expected.as_bytes()))
+}
+
+pub fn hash(password: &str) -> Result<Secret, HashError> {
+    hash_with(&Argon2::default(), password.as_bytes())
 }
 
 /// Whether `password` matches `hash`. A malformed hash matches nothing.
 pub fn verify(password: &str, hash: &Secret) -> bool {
-    match PasswordHash::new(hash.expose()) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
+    match matches_phc(password.as_bytes(), hash.expose()) {
+        Ok(matches) => matches,
         Err(error) => {
             tracing::error!(%error, "a stored password hash is malformed");
             false
@@ -58,12 +128,7 @@ fn code_hasher() -> Argon2<'static> {
 
 /// A salted argon2id hash of a recovery code (as typed: case, dashes and spaces ignored).
 pub fn code_hash(code: &str) -> Result<Secret, HashError> {
-    let salt_bytes: [u8; 16] = rand::rng().random();
-    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| HashError(e.to_string()))?;
-    let phc = code_hasher()
-        .hash_password(normalise_code(code).as_bytes(), &salt)
-        .map_err(|e| HashError(e.to_string()))?;
-    Ok(Secret::new(phc.to_string()))
+    hash_with(&code_hasher(), normalise_code(code).as_bytes())
 }
 
 /// Whether `code` matches a stored recovery code: an argon2id hash, or the unsalted
@@ -74,24 +139,45 @@ pub fn code_matches(code: &str, stored: &Secret) -> bool {
         let digest = hex::encode(Sha256::digest(normal.as_bytes()));
         return same(digest.as_bytes(), stored.expose().as_bytes());
     }
-    match PasswordHash::new(stored.expose()) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(normal.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
-    }
+    matches_phc(normal.as_bytes(), stored.expose()).unwrap_or(false)
 }
 
 /// Hashing costs memory (19 MiB per password hash) and a core: at most
-/// [`HashGate::PERMITS`] run at once, off the async runtime. Others wait up to
-/// [`HashGate::WAIT`] for a turn and are then refused, so a burst of logins can neither
-/// exhaust a small cell's memory nor stall its API.
-#[derive(Debug)]
+/// [`HashGate::PERMITS`] run at once, on as many threads of their own, off the async
+/// runtime. Others wait up to [`HashGate::WAIT`] for a turn and are then refused, so a
+/// burst of logins can neither exhaust a small cell's memory nor stall its API. Own
+/// threads rather than the runtime's blocking pool: the allocator keeps a freed hash's
+/// memory for the thread that used it, so few threads bound what stays resident.
 pub struct HashGate {
     permits: tokio::sync::Semaphore,
     wait: Duration,
     checks: AtomicU64,
     busy: AtomicU64,
+    jobs: std::sync::mpsc::Sender<Job>,
+    /// Working memory between hashes while a burst lasts; emptied (given back to the
+    /// system) when the last request leaves the gate.
+    memory: std::sync::Arc<std::sync::Mutex<Vec<Vec<argon2::Block>>>>,
+    /// Requests waiting for a turn or hashing.
+    inside: std::sync::atomic::AtomicUsize,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+fn lock_memory(
+    memory: &std::sync::Mutex<Vec<Vec<argon2::Block>>>,
+) -> std::sync::MutexGuard<'_, Vec<Vec<argon2::Block>>> {
+    memory
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl std::fmt::Debug for HashGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashGate")
+            .field("checks", &self.checks)
+            .field("busy", &self.busy)
+            .finish_non_exhaustive()
+    }
 }
 
 /// No turn came within the gate's wait.
@@ -110,17 +196,55 @@ impl HashGate {
     pub const WAIT: Duration = Duration::from_secs(3);
 
     pub fn new(wait: Duration) -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..Self::PERMITS {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("cell-hash-{n}"))
+                .spawn(move || loop {
+                    let job = match queue.lock() {
+                        Ok(queue) => queue.recv(),
+                        Err(poisoned) => poisoned.into_inner().recv(),
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        // The gate is gone.
+                        Err(_) => return,
+                    }
+                });
+            if let Err(error) = spawned {
+                tracing::error!(%error, "cannot start a hashing thread");
+            }
+        }
         Self {
             permits: tokio::sync::Semaphore::new(Self::PERMITS),
             wait,
             checks: AtomicU64::new(0),
             busy: AtomicU64::new(0),
+            jobs,
+            memory: Default::default(),
+            inside: Default::default(),
         }
     }
 
     /// Runs `work` (which hashes or verifies) on a blocking thread once a turn is free.
     /// `verifications` says how many hashes it checks, for the counters.
     pub async fn run<T: Send + 'static>(
+        &self,
+        verifications: u64,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Busy> {
+        self.inside.fetch_add(1, Ordering::SeqCst);
+        let result = self.take_turn(verifications, work).await;
+        if self.inside.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // The burst is over: give the working memory back.
+            lock_memory(&self.memory).clear();
+        }
+        result
+    }
+
+    async fn take_turn<T: Send + 'static>(
         &self,
         verifications: u64,
         work: impl FnOnce() -> T + Send + 'static,
@@ -133,10 +257,24 @@ impl HashGate {
             }
         };
         self.checks.fetch_add(verifications, Ordering::Relaxed);
-        let result = tokio::task::spawn_blocking(work).await;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let memory = self.memory.clone();
+        let job: Job = Box::new(move || {
+            let mut lent = lock_memory(&memory).pop().unwrap_or_default();
+            ARGON2_MEMORY.with(|m| std::mem::swap(&mut *m.borrow_mut(), &mut lent));
+            let result = work();
+            ARGON2_MEMORY.with(|m| std::mem::swap(&mut *m.borrow_mut(), &mut lent));
+            lock_memory(&memory).push(lent);
+            let _ = reply.send(result);
+        });
+        if self.jobs.send(job).is_err() {
+            tracing::error!("the hashing threads are gone");
+            return Err(Busy);
+        }
+        let result = answer.await;
         drop(permit);
-        result.map_err(|error| {
-            tracing::error!(%error, "a hashing worker failed");
+        result.map_err(|_| {
+            tracing::error!("a hashing job ended without an answer");
             Busy
         })
     }
@@ -191,7 +329,22 @@ mod tests {
     #[test]
     fn hashes_are_argon2id_and_verify() {
         let hash = hash("correct horse battery").unwrap();
-        assert!(hash.expose().starts_with("$argon2id$"));
+        assert!(hash.expose().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        // What the argon2 crate itself (and Dovecot, Radicale) would say of it.
+        use argon2::password_hash::PasswordVerifier;
+        let parsed = PasswordHash::new(hash.expose()).unwrap();
+        assert!(Argon2::default()
+            .verify_password(b"correct horse battery", &parsed)
+            .is_ok());
+        // And a hash the crate made verifies here.
+        use argon2::password_hash::PasswordHasher;
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let theirs = Argon2::default()
+            .hash_password(b"another password", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify("another password", &Secret::new(theirs.clone())));
+        assert!(!verify("another passwore", &Secret::new(theirs)));
         assert!(verify("correct horse battery", &hash));
         assert!(!verify("correct horse batterz", &hash));
         assert!(!verify("anything", &Secret::new("not a hash".into())));
