@@ -35,7 +35,7 @@ help:
 	@echo "make flash DEVICE=/dev/sdX  write the disk image to a whole disk and verify it (asks first)"
 	@echo "make keys     make the missing signing keys in build/keys (never overwrites)"
 	@echo "make test     the whole test suite (lint, unit tests, namespace and booted-image tests)"
-	@echo "make test-netns  the VPN and firewall in network namespaces (root)"
+	@echo "make test-netns  the VPN and firewall in network namespaces; the login guard (root)"
 	@echo "make run-vm   boot the disk image in qemu (UEFI), web UI on localhost:8080"
 	@echo "make test-vm  boot the disk image in qemu headless and check it; then the update test"
 	@echo "make bench    image size, boot-to-health time, idle memory; VPN add-peer and throughput;"

@@ -161,6 +161,23 @@ check "the secret store is root-only and holds the server key" \
     [ "$($nspawn exec $name stat -c '%a %U' /var/lib/cell/secrets /var/lib/cell/secrets/wg-server.age | tr '\n' ' ')" = "700 root 600 root " ]
 check "the cell reached cell-health.target (celld and cell-web answer)" \
     [ "$($nspawn exec $name systemctl is-active cell-health.target)" = active ]
+
+# --- sessions live in celld: they outlast restarts and end with a reset ------------------
+session_alive() { [ "$(api GET /api/v1/session)" = 200 ]; }
+$nspawn exec $name systemctl restart cell-web.service
+check "alice's session survives a restart of cell-web" wait_until 30 session_alive
+$nspawn exec $name systemctl restart celld.service
+check "and a restart of celld" wait_until 30 session_alive
+check "the sessions file is root's alone and holds no token" \
+    [ "$($nspawn exec $name stat -c '%a %U' /var/lib/cell/sessions.json)" = "600 root" ]
+check "the console banner (with the setup code, before setup) is root's alone" \
+    [ "$($nspawn exec $name stat -Lc '%a %U' /run/issue.d/50-cell.issue)" = "600 root" ]
+printf 'a brand new password\n' | $nspawn exec $name cellctl users reset-password alice >/dev/null
+check "cellctl users reset-password ends alice's session at once" [ "$(api GET /api/v1/session)" = 401 ]
+check "she logs in with the new password" api_login alice "a brand new password"
+check "the audit chain still verifies, to its last entry" \
+    bash -c "$nspawn exec $name cellctl audit verify | grep -q '^intact'"
+
 failed=$(failed_units)
 check "still no failed unit after setup (failed: ${failed:-none})" [ -z "$failed" ]
 

@@ -158,6 +158,7 @@ check "the recovery console resets alice's password" expect \
     'send:\r' 'expect:Choice: ' 'send:2\r' 'expect:Whose password\? ' 'send:alice\r' \
     'expect:New password: ' 'send:second long password\r' 'expect:The same again: ' \
     'send:second long password\r' "expect:Type 'yes'" 'send:yes\r' 'expect:Done: set through celld'
+check "and the session alice had open in her browser ended at once" [ "$(api GET /api/v1/session)" = 401 ]
 check "alice logs in with the new password" \
     [ "$(api POST /api/v1/session '{"username":"alice","password":"second long password"}')" = 200 ]
 check "and no longer with the old one" \
