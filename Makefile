@@ -35,7 +35,7 @@ help:
 	@echo "make flash DEVICE=/dev/sdX  write the disk image to a whole disk and verify it (asks first)"
 	@echo "make keys     make the missing signing keys in build/keys (never overwrites)"
 	@echo "make test     the whole test suite (lint, unit tests, namespace and booted-image tests)"
-	@echo "make test-netns  the VPN and firewall in network namespaces; the login guard (root)"
+	@echo "make test-netns  the VPN and firewall in network namespaces; the login guard; DNS (root)"
 	@echo "make run-vm   boot the disk image in qemu (UEFI), web UI on localhost:8080"
 	@echo "make test-vm  boot the disk image in qemu headless and check it; then the update test"
 	@echo "make bench    image size, boot-to-health time, idle memory; VPN add-peer and throughput;"
@@ -135,9 +135,10 @@ test-unit:
 # T1: the VPN and firewall in network namespaces, with wireguard-go clients (root); the
 # login guard over the release binaries (the image's own) in a namespace of its own.
 test-netns: $(STAGING)/usr/bin/celld $(STAGING)/usr/bin/cell-web
-	cargo build --locked -p celld
+	cargo build --locked -p celld -p cell-dns
 	tests/vpn-netns.sh target/debug/celld
 	tests/login-netns.sh $(STAGING)/usr/bin
+	tests/dns-netns.sh target/debug/cell-dns
 
 test-boot: $(TREE).stamp
 	tests/boot-nspawn.sh $(TREE)

@@ -1,0 +1,383 @@
+//! The cell's zone as one snapshot per settings generation, and the answer to a query from
+//! a given source address. Pure: no sockets, so every rule is tested directly.
+//!
+//! Views: a source inside a VPN network is answered with the VPN addresses of the cell
+//! and its services, and a service the peer has no access to does not exist for it
+//! (NXDOMAIN, the same sets the firewall uses); any other source gets the LAN addresses.
+
+use std::net::IpAddr;
+
+use hickory_server::proto::op::ResponseCode;
+use hickory_server::proto::rr::rdata::{A, AAAA, NS, SOA};
+use hickory_server::proto::rr::{Name, RData, Record, RecordType};
+use serde::{Deserialize, Serialize};
+
+/// The zone as celld renders it from the settings (serialised to the file cell-dns
+/// reads).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneSnapshot {
+    /// The zone's origin, e.g. `home.cell.`.
+    pub origin: String,
+    /// The settings generation it was rendered from (the SOA serial).
+    pub serial: u32,
+    /// TTL of every record.
+    pub ttl: u32,
+    /// Names in the zone: the apex (`""`) and one per service.
+    pub names: Vec<ZoneName>,
+    /// Networks whose sources get the VPN view: (network address, prefix length).
+    pub vpn_networks: Vec<(IpAddr, u8)>,
+    /// VPN peers and the services each may reach.
+    pub peers: Vec<PeerAccess>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneName {
+    /// Relative to the origin: `""` for the apex, `calendar`, `files`.
+    pub label: String,
+    /// The service this name is for (None: the cell itself, visible to everyone).
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub lan: Vec<IpAddr>,
+    #[serde(default)]
+    pub vpn: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerAccess {
+    pub addresses: Vec<IpAddr>,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ZoneError {
+    #[error("{name:?} is not a domain name: {message}")]
+    BadName { name: String, message: String },
+}
+
+/// An answer: what a response carries besides the question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub code: ResponseCode,
+    pub authoritative: bool,
+    pub answers: Vec<Record>,
+    pub authorities: Vec<Record>,
+}
+
+impl Answer {
+    fn refused() -> Self {
+        Self {
+            code: ResponseCode::Refused,
+            authoritative: false,
+            answers: Vec::new(),
+            authorities: Vec::new(),
+        }
+    }
+}
+
+/// A snapshot ready to answer from: names parsed once.
+#[derive(Debug, Clone)]
+pub struct Zone {
+    origin: Name,
+    snapshot: ZoneSnapshot,
+    soa: Record,
+    ns: Record,
+    /// The names, absolute, with their entry.
+    names: Vec<(Name, ZoneName)>,
+}
+
+fn parse_name(name: &str) -> Result<Name, ZoneError> {
+    let mut parsed = Name::from_ascii(name).map_err(|e| ZoneError::BadName {
+        name: name.to_owned(),
+        message: e.to_string(),
+    })?;
+    parsed.set_fqdn(true);
+    Ok(parsed.to_lowercase())
+}
+
+fn within(address: IpAddr, network: IpAddr, prefix: u8) -> bool {
+    match (address, network) {
+        (IpAddr::V4(a), IpAddr::V4(n)) if prefix <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) if prefix <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+fn canonical(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl Zone {
+    pub fn new(snapshot: ZoneSnapshot) -> Result<Self, ZoneError> {
+        let origin = parse_name(&snapshot.origin)?;
+        let mut names = Vec::new();
+        for entry in &snapshot.names {
+            let name = if entry.label.is_empty() {
+                origin.clone()
+            } else {
+                parse_name(&entry.label)?
+                    .append_domain(&origin)
+                    .map_err(|e| ZoneError::BadName {
+                        name: entry.label.clone(),
+                        message: e.to_string(),
+                    })?
+            };
+            names.push((name, entry.clone()));
+        }
+        let hostmaster = Name::from_ascii("hostmaster")
+            .and_then(|h| h.append_domain(&origin))
+            .map_err(|e| ZoneError::BadName {
+                name: "hostmaster".into(),
+                message: e.to_string(),
+            })?;
+        let soa = Record::from_rdata(
+            origin.clone(),
+            snapshot.ttl,
+            RData::SOA(SOA::new(
+                origin.clone(),
+                hostmaster,
+                snapshot.serial,
+                3600,
+                600,
+                86400,
+                snapshot.ttl,
+            )),
+        );
+        let ns = Record::from_rdata(origin.clone(), snapshot.ttl, RData::NS(NS(origin.clone())));
+        Ok(Self {
+            origin,
+            snapshot,
+            soa,
+            ns,
+            names,
+        })
+    }
+
+    pub fn origin(&self) -> &Name {
+        &self.origin
+    }
+
+    pub fn snapshot(&self) -> &ZoneSnapshot {
+        &self.snapshot
+    }
+
+    /// Whether `source` gets the VPN view, and which services it may see there.
+    fn view(&self, source: IpAddr) -> View<'_> {
+        let source = canonical(source);
+        if !self
+            .snapshot
+            .vpn_networks
+            .iter()
+            .any(|(network, prefix)| within(source, *network, *prefix))
+        {
+            return View::Lan;
+        }
+        let services = self
+            .snapshot
+            .peers
+            .iter()
+            .find(|p| p.addresses.contains(&source))
+            .map(|p| p.services.as_slice())
+            .unwrap_or(&[]);
+        View::Vpn(services)
+    }
+
+    /// The answer to `name`/`kind` asked from `source`.
+    pub fn answer(&self, name: &Name, kind: RecordType, source: IpAddr) -> Answer {
+        let name = name.to_lowercase();
+        if !self.origin.zone_of(&name) {
+            return Answer::refused();
+        }
+        let view = self.view(source);
+        let entry = self
+            .names
+            .iter()
+            .find(|(n, entry)| *n == name && view.sees(entry));
+        let Some((owner, entry)) = entry else {
+            return self.negative(ResponseCode::NXDomain);
+        };
+        let addresses = match view {
+            View::Lan => &entry.lan,
+            View::Vpn(_) => &entry.vpn,
+        };
+        let mut answers = Vec::new();
+        let ttl = self.snapshot.ttl;
+        if name == self.origin {
+            match kind {
+                RecordType::SOA => answers.push(self.soa.clone()),
+                RecordType::NS => answers.push(self.ns.clone()),
+                _ => {}
+            }
+        }
+        for address in addresses {
+            match (kind, address) {
+                (RecordType::A | RecordType::ANY, IpAddr::V4(v4)) => {
+                    answers.push(Record::from_rdata(owner.clone(), ttl, RData::A(A(*v4))))
+                }
+                (RecordType::AAAA | RecordType::ANY, IpAddr::V6(v6)) => answers.push(
+                    Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(*v6))),
+                ),
+                _ => {}
+            }
+        }
+        if answers.is_empty() {
+            return self.negative(ResponseCode::NoError);
+        }
+        Answer {
+            code: ResponseCode::NoError,
+            authoritative: true,
+            answers,
+            authorities: Vec::new(),
+        }
+    }
+
+    /// NXDOMAIN, or NODATA (NOERROR without answers), with the SOA for negative caching.
+    fn negative(&self, code: ResponseCode) -> Answer {
+        Answer {
+            code,
+            authoritative: true,
+            answers: Vec::new(),
+            authorities: vec![self.soa.clone()],
+        }
+    }
+}
+
+enum View<'a> {
+    Lan,
+    Vpn(&'a [String]),
+}
+
+impl View<'_> {
+    fn sees(&self, entry: &ZoneName) -> bool {
+        match (self, &entry.service) {
+            (_, None) | (View::Lan, Some(_)) => true,
+            (View::Vpn(services), Some(service)) => services.contains(service),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    pub(crate) fn home() -> ZoneSnapshot {
+        ZoneSnapshot {
+            origin: "home.cell.".into(),
+            serial: 7,
+            ttl: 60,
+            names: vec![
+                ZoneName {
+                    label: String::new(),
+                    service: None,
+                    lan: vec!["192.168.1.2".parse().unwrap()],
+                    vpn: vec!["10.87.0.1".parse().unwrap(), "fd00::1".parse().unwrap()],
+                },
+                ZoneName {
+                    label: "calendar".into(),
+                    service: Some("calendar".into()),
+                    lan: vec!["192.168.1.2".parse().unwrap()],
+                    vpn: vec!["10.87.0.1".parse().unwrap()],
+                },
+            ],
+            vpn_networks: vec![
+                ("10.87.0.0".parse().unwrap(), 20),
+                ("fd00::".parse().unwrap(), 64),
+            ],
+            peers: vec![
+                PeerAccess {
+                    addresses: vec!["10.87.0.16".parse().unwrap()],
+                    services: vec!["calendar".into()],
+                },
+                PeerAccess {
+                    addresses: vec!["10.87.0.17".parse().unwrap()],
+                    services: vec![],
+                },
+            ],
+        }
+    }
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    fn addresses(answer: &Answer) -> Vec<String> {
+        answer.answers.iter().map(|r| r.data.to_string()).collect()
+    }
+
+    #[test]
+    fn the_apex_has_soa_ns_and_the_address_of_the_view() {
+        let zone = Zone::new(home()).unwrap();
+        let lan: IpAddr = "192.168.1.50".parse().unwrap();
+        let soa = zone.answer(&name("home.cell."), RecordType::SOA, lan);
+        assert_eq!(soa.code, ResponseCode::NoError);
+        assert!(soa.authoritative);
+        assert!(matches!(&soa.answers[0].data, RData::SOA(s) if s.serial == 7));
+        let ns = zone.answer(&name("HOME.cell."), RecordType::NS, lan);
+        assert_eq!(ns.answers.len(), 1, "case does not matter");
+        assert_eq!(
+            addresses(&zone.answer(&name("home.cell."), RecordType::A, lan)),
+            ["192.168.1.2"]
+        );
+        let vpn: IpAddr = "10.87.0.17".parse().unwrap();
+        assert_eq!(
+            addresses(&zone.answer(&name("home.cell."), RecordType::A, vpn)),
+            ["10.87.0.1"]
+        );
+        assert_eq!(
+            addresses(&zone.answer(&name("home.cell."), RecordType::AAAA, vpn)),
+            ["fd00::1"]
+        );
+    }
+
+    #[test]
+    fn a_peer_without_access_to_a_service_gets_nxdomain_for_it() {
+        let zone = Zone::new(home()).unwrap();
+        let with: IpAddr = "10.87.0.16".parse().unwrap();
+        let without: IpAddr = "10.87.0.17".parse().unwrap();
+        let lan: IpAddr = "192.168.1.50".parse().unwrap();
+        let calendar = name("calendar.home.cell.");
+        assert_eq!(
+            addresses(&zone.answer(&calendar, RecordType::A, with)),
+            ["10.87.0.1"]
+        );
+        let refused = zone.answer(&calendar, RecordType::A, without);
+        assert_eq!(refused.code, ResponseCode::NXDomain);
+        assert!(matches!(&refused.authorities[0].data, RData::SOA(_)));
+        assert_eq!(
+            addresses(&zone.answer(&calendar, RecordType::A, lan)),
+            ["192.168.1.2"]
+        );
+        let mapped: IpAddr = "::ffff:10.87.0.17".parse().unwrap();
+        assert_eq!(
+            zone.answer(&calendar, RecordType::A, mapped).code,
+            ResponseCode::NXDomain
+        );
+    }
+
+    #[test]
+    fn unknown_names_nodata_and_other_zones() {
+        let zone = Zone::new(home()).unwrap();
+        let lan: IpAddr = "192.168.1.50".parse().unwrap();
+        assert_eq!(
+            zone.answer(&name("nope.home.cell."), RecordType::A, lan)
+                .code,
+            ResponseCode::NXDomain
+        );
+        let nodata = zone.answer(&name("calendar.home.cell."), RecordType::MX, lan);
+        assert_eq!(nodata.code, ResponseCode::NoError);
+        assert!(nodata.answers.is_empty() && !nodata.authorities.is_empty());
+        let other = zone.answer(&name("example.org."), RecordType::A, lan);
+        assert_eq!(other.code, ResponseCode::Refused);
+        assert!(!other.authoritative);
+    }
+}
