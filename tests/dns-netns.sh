@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # T1: cell-dns, the real binary, answering real kdig queries in a network namespace of its
-# own: SOA and NS (UDP and TCP, authoritative), a service name answered with the LAN
+# own: SOA and NS (UDP and TCP, authoritative), user records (A, CNAME, MX), a service
+# name answered with the LAN
 # address to a LAN client and the VPN address to a VPN peer with access, NXDOMAIN to a peer
 # without; names outside the zone refused; a new zone snapshot written by celld picked up
 # with no restart (the time it took is reported).
@@ -33,7 +34,10 @@ if extra:
 zone = {"origin": "home.cell.", "serial": serial, "ttl": 60, "names": names,
         "vpn_networks": [["10.87.0.0", 20]],
         "peers": [{"addresses": ["10.87.0.16"], "services": ["files"]},
-                  {"addresses": ["10.87.0.17"], "services": []}]}
+                  {"addresses": ["10.87.0.17"], "services": []}],
+        "records": [{"name": "nas", "ttl": 120, "type": "A", "address": "192.168.1.7"},
+                    {"name": "www", "ttl": 120, "type": "CNAME", "target": "nas.home.cell."},
+                    {"name": "@", "ttl": 120, "type": "MX", "preference": 10, "exchange": "mx.example.org"}]}
 with open(path + ".new", "w") as f:
     json.dump(zone, f)
 os.rename(path + ".new", path)
@@ -64,6 +68,9 @@ check "a VPN peer without files access gets NXDOMAIN" \
     bash -c "kdig +time=2 +retry=0 @10.87.0.1 -b 10.87.0.17 files.home.cell A | grep -q 'status: NXDOMAIN'"
 check "the same over TCP" \
     bash -c "kdig +time=2 +retry=0 +tcp @10.87.0.1 -b 10.87.0.17 files.home.cell A | grep -q 'status: NXDOMAIN'"
+check "a CNAME answers with its target in the zone" \
+    [ "$(short @192.168.1.2 www.home.cell A | tr '\n' ' ')" = "nas.home.cell. 192.168.1.7 " ]
+check "a user MX record at the zone's apex" [ "$(short @192.168.1.2 home.cell MX)" = "10 mx.example.org." ]
 check "a name outside the zone is refused (no forwarding yet)" \
     bash -c "kdig +time=2 +retry=0 @192.168.1.2 example.org A | grep -q 'status: REFUSED'"
 check "a name in the zone that does not exist: NXDOMAIN with the SOA" \

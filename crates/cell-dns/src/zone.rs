@@ -7,8 +7,9 @@
 
 use std::net::IpAddr;
 
+use cell_model::dns::RecordData;
 use hickory_server::proto::op::ResponseCode;
-use hickory_server::proto::rr::rdata::{A, AAAA, NS, SOA};
+use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SOA, SRV, TXT};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +29,18 @@ pub struct ZoneSnapshot {
     pub vpn_networks: Vec<(IpAddr, u8)>,
     /// VPN peers and the services each may reach.
     pub peers: Vec<PeerAccess>,
+    /// The records people added, the same in every view.
+    #[serde(default)]
+    pub records: Vec<UserRecord>,
+}
+
+/// A record from the settings: name relative to the origin (`@` for the apex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub name: String,
+    pub ttl: u32,
+    #[serde(flatten)]
+    pub data: RecordData,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +97,8 @@ pub struct Zone {
     ns: Record,
     /// The names, absolute, with their entry.
     names: Vec<(Name, ZoneName)>,
+    /// The user records, ready to send.
+    records: Vec<Record>,
 }
 
 fn parse_name(name: &str) -> Result<Name, ZoneError> {
@@ -153,12 +168,18 @@ impl Zone {
             )),
         );
         let ns = Record::from_rdata(origin.clone(), snapshot.ttl, RData::NS(NS(origin.clone())));
+        let records = snapshot
+            .records
+            .iter()
+            .map(|r| user_record(&origin, r))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             origin,
             snapshot,
             soa,
             ns,
             names,
+            records,
         })
     }
 
@@ -198,40 +219,92 @@ impl Zone {
             return Answer::refused();
         }
         let view = self.view(source);
-        let entry = self
+        let mut answers = Vec::new();
+        let mut exists = false;
+        // A CNAME stands for the whole name: answer it, and what it points to in the zone.
+        if kind != RecordType::CNAME {
+            if let Some(alias) = self
+                .records
+                .iter()
+                .find(|r| r.name == name && r.record_type() == RecordType::CNAME)
+            {
+                answers.push(alias.clone());
+                if let RData::CNAME(CNAME(target)) = &alias.data {
+                    if self.origin.zone_of(target) {
+                        answers.extend(self.direct(target, kind, &view).0);
+                    }
+                }
+                return self.positive(answers);
+            }
+        }
+        let (direct, found) = self.direct(&name, kind, &view);
+        answers.extend(direct);
+        exists |= found;
+        if !answers.is_empty() {
+            return self.positive(answers);
+        }
+        // A name that exists only as the parent of others (an empty non-terminal) has no
+        // data, but is not a non-existent name either.
+        exists |= self
             .names
             .iter()
-            .find(|(n, entry)| *n == name && view.sees(entry));
-        let Some((owner, entry)) = entry else {
-            return self.negative(ResponseCode::NXDomain);
-        };
-        let addresses = match view {
-            View::Lan => &entry.lan,
-            View::Vpn(_) => &entry.vpn,
-        };
+            .filter(|(_, entry)| view.sees(entry))
+            .map(|(n, _)| n)
+            .chain(self.records.iter().map(|r| &r.name))
+            .any(|n| name.zone_of(n));
+        self.negative(if exists {
+            ResponseCode::NoError
+        } else {
+            ResponseCode::NXDomain
+        })
+    }
+
+    /// The records at exactly `name` of `kind` in `view` (no CNAME following), and whether
+    /// the name has anything at all.
+    fn direct(&self, name: &Name, kind: RecordType, view: &View<'_>) -> (Vec<Record>, bool) {
         let mut answers = Vec::new();
+        let mut exists = false;
         let ttl = self.snapshot.ttl;
-        if name == self.origin {
+        if *name == self.origin {
+            exists = true;
             match kind {
                 RecordType::SOA => answers.push(self.soa.clone()),
                 RecordType::NS => answers.push(self.ns.clone()),
                 _ => {}
             }
         }
-        for address in addresses {
-            match (kind, address) {
-                (RecordType::A | RecordType::ANY, IpAddr::V4(v4)) => {
-                    answers.push(Record::from_rdata(owner.clone(), ttl, RData::A(A(*v4))))
+        if let Some((owner, entry)) = self
+            .names
+            .iter()
+            .find(|(n, entry)| n == name && view.sees(entry))
+        {
+            exists = true;
+            let addresses = match view {
+                View::Lan => &entry.lan,
+                View::Vpn(_) => &entry.vpn,
+            };
+            for address in addresses {
+                match (kind, address) {
+                    (RecordType::A | RecordType::ANY, IpAddr::V4(v4)) => {
+                        answers.push(Record::from_rdata(owner.clone(), ttl, RData::A(A(*v4))))
+                    }
+                    (RecordType::AAAA | RecordType::ANY, IpAddr::V6(v6)) => answers.push(
+                        Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(*v6))),
+                    ),
+                    _ => {}
                 }
-                (RecordType::AAAA | RecordType::ANY, IpAddr::V6(v6)) => answers.push(
-                    Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(*v6))),
-                ),
-                _ => {}
             }
         }
-        if answers.is_empty() {
-            return self.negative(ResponseCode::NoError);
+        for record in self.records.iter().filter(|r| r.name == *name) {
+            exists = true;
+            if kind == RecordType::ANY || record.record_type() == kind {
+                answers.push(record.clone());
+            }
         }
+        (answers, exists)
+    }
+
+    fn positive(&self, answers: Vec<Record>) -> Answer {
         Answer {
             code: ResponseCode::NoError,
             authoritative: true,
@@ -249,6 +322,46 @@ impl Zone {
             authorities: vec![self.soa.clone()],
         }
     }
+}
+
+/// A target name as written in the settings: absolute, whether or not it ends in a dot.
+fn target(name: &str) -> Result<Name, ZoneError> {
+    parse_name(name.strip_suffix('.').unwrap_or(name))
+}
+
+fn user_record(origin: &Name, record: &UserRecord) -> Result<Record, ZoneError> {
+    let owner = if record.name == "@" {
+        origin.clone()
+    } else {
+        parse_name(&record.name)?
+            .append_domain(origin)
+            .map_err(|e| ZoneError::BadName {
+                name: record.name.clone(),
+                message: e.to_string(),
+            })?
+    };
+    let data = match &record.data {
+        RecordData::A { address } => RData::A(A(*address)),
+        RecordData::Aaaa { address } => RData::AAAA(AAAA(*address)),
+        RecordData::Cname { target: to } => RData::CNAME(CNAME(target(to)?)),
+        RecordData::Txt { text } => RData::TXT(TXT::new(
+            text.as_bytes()
+                .chunks(255)
+                .map(|chunk| String::from_utf8_lossy(chunk).into_owned())
+                .collect(),
+        )),
+        RecordData::Mx {
+            preference,
+            exchange,
+        } => RData::MX(MX::new(*preference, target(exchange)?)),
+        RecordData::Srv {
+            priority,
+            weight,
+            port,
+            target: to,
+        } => RData::SRV(SRV::new(*priority, *weight, *port, target(to)?)),
+    };
+    Ok(Record::from_rdata(owner, record.ttl, data))
 }
 
 enum View<'a> {
@@ -303,6 +416,14 @@ mod tests {
                     services: vec![],
                 },
             ],
+            records: serde_json::from_value(serde_json::json!([
+                {"name": "printer", "ttl": 120, "type": "A", "address": "192.168.1.9"},
+                {"name": "www", "ttl": 120, "type": "CNAME", "target": "printer.home.cell."},
+                {"name": "@", "ttl": 120, "type": "MX", "preference": 10, "exchange": "mail.example.org"},
+                {"name": "_sip._tcp", "ttl": 120, "type": "SRV", "priority": 1, "weight": 5, "port": 5060, "target": "printer.home.cell"},
+                {"name": "note", "ttl": 120, "type": "TXT", "text": "hello"}
+            ]))
+            .unwrap(),
         }
     }
 
@@ -362,6 +483,36 @@ mod tests {
             zone.answer(&calendar, RecordType::A, mapped).code,
             ResponseCode::NXDomain
         );
+    }
+
+    #[test]
+    fn user_records_cnames_and_empty_non_terminals() {
+        let zone = Zone::new(home()).unwrap();
+        let lan: IpAddr = "192.168.1.50".parse().unwrap();
+        assert_eq!(
+            addresses(&zone.answer(&name("printer.home.cell."), RecordType::A, lan)),
+            ["192.168.1.9"]
+        );
+        let www = zone.answer(&name("www.home.cell."), RecordType::A, lan);
+        assert_eq!(
+            addresses(&www),
+            ["printer.home.cell.", "192.168.1.9"],
+            "the CNAME and its target"
+        );
+        let mx = zone.answer(&name("home.cell."), RecordType::MX, lan);
+        assert_eq!(addresses(&mx), ["10 mail.example.org."]);
+        let srv = zone.answer(&name("_sip._tcp.home.cell."), RecordType::SRV, lan);
+        assert_eq!(srv.answers.len(), 1);
+        let txt = zone.answer(&name("note.home.cell."), RecordType::TXT, lan);
+        assert_eq!(txt.answers.len(), 1);
+        let ent = zone.answer(&name("_tcp.home.cell."), RecordType::A, lan);
+        assert_eq!(
+            (ent.code, ent.answers.len()),
+            (ResponseCode::NoError, 0),
+            "an empty non-terminal is NODATA"
+        );
+        let any = zone.answer(&name("home.cell."), RecordType::ANY, lan);
+        assert!(any.answers.len() >= 2, "{any:?}");
     }
 
     #[test]

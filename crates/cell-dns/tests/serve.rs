@@ -52,6 +52,7 @@ fn snapshot(serial: u32, extra: Option<&str>) -> ZoneSnapshot {
                 services: vec![],
             },
         ],
+        records: Vec::new(),
     }
 }
 

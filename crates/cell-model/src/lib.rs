@@ -4,6 +4,7 @@
 //! so a `Settings` value that exists is a valid one; errors name the field they concern.
 
 pub mod api;
+pub mod dns;
 mod field_error;
 pub mod names;
 pub mod net;
