@@ -7,60 +7,12 @@
 
 use std::net::IpAddr;
 
-use cell_model::dns::RecordData;
+use cell_model::dns::{DnsRecord, RecordData};
 use hickory_server::proto::op::ResponseCode;
 use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SOA, SRV, TXT};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
-use serde::{Deserialize, Serialize};
 
-/// The zone as celld renders it from the settings (serialised to the file cell-dns
-/// reads).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ZoneSnapshot {
-    /// The zone's origin, e.g. `home.cell.`.
-    pub origin: String,
-    /// The settings generation it was rendered from (the SOA serial).
-    pub serial: u32,
-    /// TTL of every record.
-    pub ttl: u32,
-    /// Names in the zone: the apex (`""`) and one per service.
-    pub names: Vec<ZoneName>,
-    /// Networks whose sources get the VPN view: (network address, prefix length).
-    pub vpn_networks: Vec<(IpAddr, u8)>,
-    /// VPN peers and the services each may reach.
-    pub peers: Vec<PeerAccess>,
-    /// The records people added, the same in every view.
-    #[serde(default)]
-    pub records: Vec<UserRecord>,
-}
-
-/// A record from the settings: name relative to the origin (`@` for the apex).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserRecord {
-    pub name: String,
-    pub ttl: u32,
-    #[serde(flatten)]
-    pub data: RecordData,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ZoneName {
-    /// Relative to the origin: `""` for the apex, `calendar`, `files`.
-    pub label: String,
-    /// The service this name is for (None: the cell itself, visible to everyone).
-    #[serde(default)]
-    pub service: Option<String>,
-    #[serde(default)]
-    pub lan: Vec<IpAddr>,
-    #[serde(default)]
-    pub vpn: Vec<IpAddr>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeerAccess {
-    pub addresses: Vec<IpAddr>,
-    pub services: Vec<String>,
-}
+pub use cell_model::dns::{PeerAccess, ZoneName, ZoneSnapshot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ZoneError {
@@ -329,7 +281,7 @@ fn target(name: &str) -> Result<Name, ZoneError> {
     parse_name(name.strip_suffix('.').unwrap_or(name))
 }
 
-fn user_record(origin: &Name, record: &UserRecord) -> Result<Record, ZoneError> {
+fn user_record(origin: &Name, record: &DnsRecord) -> Result<Record, ZoneError> {
     let owner = if record.name == "@" {
         origin.clone()
     } else {

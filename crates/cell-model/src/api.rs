@@ -358,6 +358,23 @@ pub struct AuditVerification {
     pub missing: Option<(u64, u64)>,
 }
 
+/// `GET /v1/dns`: the cell's zone, its records, and the names the cell gives itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsView {
+    /// The zone the cell answers for, e.g. `home.cell`.
+    pub zone: String,
+    pub records: Vec<crate::dns::DnsRecord>,
+    /// The zone as cell-dns has it, per the reconciler (names, views, records).
+    pub snapshot: Option<crate::dns::ZoneSnapshot>,
+}
+
+/// `PUT /v1/dns`: the records, all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsEdit {
+    pub records: Vec<crate::dns::DnsRecord>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

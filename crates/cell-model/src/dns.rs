@@ -2,7 +2,7 @@
 //! cell gives itself and its services. Validated here, so every stored record is one the
 //! zone can serve: each refusal names its field.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +92,46 @@ pub enum RecordData {
         port: u16,
         target: String,
     },
+}
+
+/// The cell's zone as celld renders it from the settings, per generation, into the file
+/// cell-dns reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneSnapshot {
+    /// The zone's origin, e.g. `home.cell.`.
+    pub origin: String,
+    /// The settings generation it was rendered from (the SOA serial).
+    pub serial: u32,
+    /// TTL of every record.
+    pub ttl: u32,
+    /// Names in the zone: the apex (`""`) and one per service.
+    pub names: Vec<ZoneName>,
+    /// Networks whose sources get the VPN view: (network address, prefix length).
+    pub vpn_networks: Vec<(IpAddr, u8)>,
+    /// VPN peers and the services each may reach.
+    pub peers: Vec<PeerAccess>,
+    /// The records people added, the same in every view.
+    #[serde(default)]
+    pub records: Vec<DnsRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneName {
+    /// Relative to the origin: `""` for the apex, `calendar`, `files`.
+    pub label: String,
+    /// The service this name is for (None: the cell itself, visible to everyone).
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub lan: Vec<IpAddr>,
+    #[serde(default)]
+    pub vpn: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerAccess {
+    pub addresses: Vec<IpAddr>,
+    pub services: Vec<String>,
 }
 
 fn name_problem(name: &str) -> Option<String> {

@@ -31,6 +31,9 @@ pub struct Settings {
         skip_serializing_if = "crate::update::UpdateSettings::is_default"
     )]
     pub update: crate::update::UpdateSettings,
+    /// Records people add to the cell's zone.
+    #[serde(default, skip_serializing_if = "crate::dns::Dns::is_default")]
+    pub dns: crate::dns::Dns,
 }
 
 /// The recovery console's settings.
@@ -199,6 +202,7 @@ impl Default for Settings {
             vpn: None,
             recovery: Recovery::default(),
             update: Default::default(),
+            dns: Default::default(),
         }
     }
 }

@@ -111,6 +111,8 @@ fn all_routes() -> Vec<ApiRoute> {
         route!(GET "/api/v1/vpn/peers/{name}/qr.png", User, Forward, "The configuration as a QR code (PNG)"),
         route!(GET "/api/v1/vpn/peers/{name}/qr.svg", User, Forward, "The configuration as a QR code (SVG)"),
         route!(GET "/api/v1/firewall", Admin, Forward, "The live nftables table inet cell"),
+        route!(GET "/api/v1/dns", User, Forward, "The cell's zone: its records and the names it answers, per view"),
+        route!(PUT "/api/v1/dns", Admin, Forward, "Replace the zone's records (A, AAAA, CNAME, TXT, MX, SRV); a refusal names the record and field"),
         route!(GET "/api/v1/recovery", Admin, Forward, "Whether the recovery console's root shell has a password"),
         route!(PUT "/api/v1/recovery/shell-password", Admin, Forward, "Set the password of the recovery console's root shell"),
         route!(DELETE "/api/v1/recovery/shell-password", Admin, Forward, "Remove it: the shell then needs presence at the console"),

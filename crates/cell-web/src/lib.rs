@@ -6,6 +6,7 @@
 pub mod api;
 mod changes_page;
 mod client_addr;
+mod dns_page;
 mod error;
 mod pages;
 mod recovery_page;

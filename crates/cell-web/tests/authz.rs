@@ -613,3 +613,57 @@ async fn the_wizard_ends_on_progress_and_a_risky_change_is_kept_from_its_banner(
         403
     );
 }
+
+#[tokio::test]
+async fn dns_records_are_added_and_removed_on_their_page() {
+    let cell = start().await;
+    let (cookie, csrf) = set_up_as_alice(&cell).await;
+    let page = http(cell.addr, "GET", "/dns", Some(&cookie), None, None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("home.cell"), "{}", page.body);
+    let bad = http_form(
+        cell.addr,
+        "/dns/records",
+        &cookie,
+        &format!("csrf={csrf}&name=calendar&kind=A&value=192.168.1.9&ttl=300"),
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("id=\"name-error\""), "{}", bad.body);
+    let unparsable = http_form(
+        cell.addr,
+        "/dns/records",
+        &cookie,
+        &format!("csrf={csrf}&name=mail&kind=MX&value=ten&ttl=300"),
+    )
+    .await;
+    assert!(
+        unparsable.body.contains("id=\"value-error\""),
+        "{}",
+        unparsable.body
+    );
+    let added = http_form(
+        cell.addr,
+        "/dns/records",
+        &cookie,
+        &format!("csrf={csrf}&name=printer&kind=A&value=192.168.1.9&ttl=120"),
+    )
+    .await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    assert!(
+        added.body.contains("<code>192.168.1.9</code>"),
+        "{}",
+        added.body
+    );
+    let api = http(cell.addr, "GET", "/api/v1/dns", Some(&cookie), None, None).await;
+    assert_eq!(api.json()["records"][0]["name"], "printer");
+    let removed = http_form(
+        cell.addr,
+        "/dns/records/0/remove",
+        &cookie,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert!(removed.body.contains("No records of your own yet"));
+}

@@ -219,23 +219,29 @@ fn walk(
     );
 }
 
-/// An object, or a list of objects that all have a `name`, as a map; nothing (None) counts
-/// as an empty map when the other side is one.
+/// An object, or a list of objects that each have a different `name`, as a map keyed by
+/// it (any other list of objects by position); nothing (None) counts as an empty map when
+/// the other side is one.
 fn as_map(value: Option<&Value>) -> Option<BTreeMap<String, &Value>> {
     match value {
         None => Some(BTreeMap::new()),
         Some(Value::Object(map)) => Some(map.iter().map(|(k, v)| (k.clone(), v)).collect()),
-        Some(Value::Array(items))
-            if items
+        Some(Value::Array(items)) if items.iter().all(Value::is_object) => {
+            let named: BTreeMap<String, &Value> = items
                 .iter()
-                .all(|i| i.get("name").and_then(Value::as_str).is_some()) =>
-        {
-            Some(
-                items
-                    .iter()
-                    .filter_map(|i| Some((i.get("name")?.as_str()?.to_owned(), i)))
-                    .collect(),
-            )
+                .filter_map(|i| Some((i.get("name")?.as_str()?.to_owned(), i)))
+                .collect();
+            if named.len() == items.len() {
+                Some(named)
+            } else {
+                Some(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(n, i)| (n.to_string(), i))
+                        .collect(),
+                )
+            }
         }
         Some(_) => None,
     }
@@ -298,6 +304,15 @@ mod tests {
             {"name": "carol", "password_hash": "$argon2id$carol", "recovery_codes": ["$a", "$b"]}
         ]});
         let changes = describe_json(before, after);
+        let same_name = describe_json(
+            json!({"records": []}),
+            json!({"records": [{"name": "a", "type": "A"}, {"name": "a", "type": "AAAA"}]}),
+        );
+        assert_eq!(same_name["records.0.type"], "(none) → A");
+        assert_eq!(
+            same_name["records.1.type"], "(none) → AAAA",
+            "{same_name:?}"
+        );
         let from_nobody = describe_json(
             json!({"users": []}),
             json!({"users": [{"name": "bob", "password_hash": "$argon2id$x"}]}),

@@ -12,6 +12,7 @@ use crate::audit::{AuditError, AuditLog, Record};
 use crate::audited::{self, CommitError};
 use crate::network::{LiveNetwork, Network};
 use crate::passwords::HashGate;
+use crate::reconcile::dns::DnsZoneApplier;
 use crate::reconcile::identity::Identity;
 use crate::reconcile::vpn::{AddressesApplier, FirewallApplier, WireGuardApplier};
 use crate::reconcile::{Board, DynApplier, Reconciler, Timing};
@@ -77,6 +78,9 @@ impl Config {
         }
     }
 }
+
+/// The zone cell-dns answers from, in the runtime directory.
+pub const DNS_ZONE_FILE: &str = "dns/zone.json";
 
 /// The WireGuard interface's name on the device.
 pub const DEFAULT_WG_INTERFACE: &str = "cellwg0";
@@ -154,6 +158,11 @@ impl Daemon {
                 wg_key.clone(),
             )),
             Box::new(AddressesApplier::new(network.clone(), interface)),
+            Box::new(DnsZoneApplier::new(
+                network.clone(),
+                interface,
+                config.run_dir.join(DNS_ZONE_FILE),
+            )),
         ];
         let reconciler = Reconciler::new(appliers, store.subscribe(), config.timing);
         let board = reconciler.board();

@@ -5,6 +5,7 @@ pub mod api;
 pub mod audit;
 pub mod audited;
 pub mod daemon;
+pub mod dns;
 pub mod network;
 pub mod passwords;
 pub mod peer;

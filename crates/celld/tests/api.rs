@@ -1547,7 +1547,10 @@ async fn handlers_commit_and_answer_without_waiting_for_the_machine() {
         .iter()
         .map(|a| a["applier"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["identity", "firewall", "wireguard", "addresses"]);
+    assert_eq!(
+        names,
+        ["identity", "firewall", "wireguard", "addresses", "dns"]
+    );
 }
 
 #[tokio::test]
@@ -1987,4 +1990,78 @@ async fn every_field_of_a_device_change_is_audited_and_a_cut_tail_is_reported() 
         json!([entries - 1, entries]),
         "{verified}"
     );
+}
+
+#[tokio::test]
+async fn dns_records_are_validated_stored_audited_and_rendered_for_cell_dns() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    let bad = json!({"records": [
+        {"name": "printer", "type": "A", "address": "192.168.1.9"},
+        {"name": "files", "type": "A", "address": "192.168.1.9"}
+    ]});
+    let (status, error) = cell.web("alice", Method::PUT, "/v1/dns", Some(bad)).await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("records.1.name"))
+    );
+    let generation = cell.generation().await;
+    let good = json!({"records": [
+        {"name": "printer", "type": "A", "address": "192.168.1.9"},
+        {"name": "www", "type": "CNAME", "target": "printer.home.cell."}
+    ]});
+    let (status, view) = cell.web("alice", Method::PUT, "/v1/dns", Some(good)).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["zone"], "home.cell");
+    assert_eq!(cell.generation().await, generation + 1);
+    let (status, _) = cell
+        .web(
+            "alice",
+            Method::PUT,
+            "/v1/dns",
+            Some(json!({"records": []})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = cell
+        .web(
+            "alice",
+            Method::PUT,
+            "/v1/dns",
+            Some(json!({"records": [{"name": "a", "type": "A", "address": "192.168.1.3"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    cell.daemon.settled().await;
+    let zone: Value = serde_json::from_slice(
+        &std::fs::read(cell.dir.path().join(celld::daemon::DNS_ZONE_FILE)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(zone["origin"], "home.cell.");
+    assert_eq!(zone["serial"], cell.generation().await);
+    assert_eq!(zone["records"][0]["name"], "a");
+    let labels: Vec<&str> = zone["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        ["", "calendar", "files"],
+        "the services set up: calendar and files"
+    );
+    let (_, entries) = cell.root(Method::GET, "/v1/audit?action=dns", None).await;
+    assert!(
+        entries[0]["changes"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with("dns.records")),
+        "{entries}"
+    );
+    let (status, _) = cell
+        .web("bob", Method::PUT, "/v1/dns", Some(json!({"records": []})))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "no such user");
 }

@@ -4,6 +4,7 @@ mod admission;
 mod audit;
 mod auth;
 mod changes;
+mod dns;
 mod error;
 mod extract;
 mod recovery;
@@ -71,6 +72,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/vpn/peers/{name}/qr.png", get(vpn::peer_qr_png_get))
         .route("/v1/vpn/peers/{name}/qr.svg", get(vpn::peer_qr_svg_get))
         .route("/v1/firewall", get(vpn::firewall_get))
+        .route("/v1/dns", get(dns::dns_get).put(dns::dns_put))
         .route("/v1/recovery", get(recovery::recovery_get))
         .route(
             "/v1/recovery/shell-password",

@@ -10,6 +10,7 @@
 //! on a timer (comparing live state rather than trusting the last write) and, while an
 //! applier fails, again with a growing delay until it works.
 
+pub mod dns;
 pub mod identity;
 pub mod vpn;
 
@@ -40,6 +41,11 @@ pub enum ApplyError {
     Network(#[from] NetworkError),
     #[error(transparent)]
     System(#[from] SystemError),
+    #[error("writing {path}: {message}")]
+    File {
+        path: std::path::PathBuf,
+        message: String,
+    },
 }
 
 pub type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Result<String, ApplyError>> + Send + 'a>>;

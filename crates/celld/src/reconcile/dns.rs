@@ -1,0 +1,84 @@
+//! The DNS zone: rendered from the settings in force and written for cell-dns, which swaps
+//! it in whole. Written only when it differs from what is there.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cell_model::{FieldError, Settings};
+
+use super::{Applier, ApplyError, ApplyFuture, Pass, UNCHANGED};
+use crate::network::LiveNetwork;
+
+pub struct DnsZoneApplier {
+    live: Arc<dyn LiveNetwork>,
+    /// The VPN interface, whose addresses are not the LAN's.
+    interface: String,
+    path: PathBuf,
+}
+
+impl DnsZoneApplier {
+    pub fn new(live: Arc<dyn LiveNetwork>, interface: &str, path: PathBuf) -> Self {
+        Self {
+            live,
+            interface: interface.to_owned(),
+            path,
+        }
+    }
+}
+
+/// The settings the zone is rendered from (the LAN addresses are read when applying).
+pub struct DnsPlan(Settings);
+
+impl Applier for DnsZoneApplier {
+    type Plan = DnsPlan;
+
+    fn name(&self) -> &'static str {
+        "dns"
+    }
+
+    fn plan(&self, settings: &Settings) -> Result<DnsPlan, FieldError> {
+        settings.dns.validate().map_err(|e| e.at("dns"))?;
+        Ok(DnsPlan(settings.clone()))
+    }
+
+    fn apply<'a>(&'a self, plan: &'a DnsPlan, pass: Pass) -> ApplyFuture<'a> {
+        Box::pin(async move {
+            let lan: Vec<IpAddr> = self
+                .live
+                .local_networks(&self.interface)
+                .await?
+                .into_iter()
+                .map(|(_, address, _)| address)
+                .filter(|address| !address.is_loopback())
+                .collect();
+            let serial = u32::try_from(pass.generation).unwrap_or(u32::MAX);
+            let zone = crate::dns::render(&plan.0, serial, &lan);
+            let bytes = serde_json::to_vec_pretty(&zone).unwrap_or_default();
+            let path = self.path.clone();
+            let written = tokio::task::spawn_blocking(move || -> Result<bool, String> {
+                if std::fs::read(&path).is_ok_and(|old| old == bytes) {
+                    return Ok(false);
+                }
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+                }
+                // cell-dns reads it; it holds nothing secret.
+                cell_store::atomic::write(&path, &bytes, 0o644).map_err(|e| e.to_string())?;
+                Ok(true)
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|written| written)
+            .map_err(|message| ApplyError::File {
+                path: self.path.clone(),
+                message,
+            })?;
+            Ok(if written {
+                format!("zone {} serial {serial} written", zone.origin)
+            } else {
+                UNCHANGED.to_owned()
+            })
+        })
+    }
+}
