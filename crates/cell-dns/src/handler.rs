@@ -11,6 +11,7 @@ use hickory_server::proto::rr::Name;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 
+use crate::forward::Forwarder;
 use crate::zone::Zone;
 
 /// The zone in force; [`ZoneHandle::replace`] swaps in the next generation.
@@ -31,15 +32,16 @@ impl ZoneHandle {
     }
 }
 
-/// Answers queries from the zone in force.
+/// Answers queries from the zone in force, and forwards the rest to its upstreams.
 #[derive(Debug, Clone)]
 pub struct CellDns {
     zone: ZoneHandle,
+    forwarder: Arc<Forwarder>,
 }
 
 impl CellDns {
-    pub fn new(zone: ZoneHandle) -> Self {
-        Self { zone }
+    pub fn new(zone: ZoneHandle, forwarder: Arc<Forwarder>) -> Self {
+        Self { zone, forwarder }
     }
 }
 
@@ -70,7 +72,38 @@ impl RequestHandler for CellDns {
         };
         let zone = self.zone.current();
         let name = Name::from(info.query.name().clone());
-        let answer = zone.answer(&name, info.query.query_type(), info.src.ip());
+        let kind = info.query.query_type();
+        let answer = zone.answer(&name, kind, info.src.ip());
+        let upstreams = &zone.snapshot().upstreams;
+        if answer.code == ResponseCode::Refused
+            && request.metadata.recursion_desired
+            && !upstreams.is_empty()
+        {
+            let mut metadata = Metadata::response_from_request(&request.metadata);
+            metadata.recursion_available = true;
+            let Some(forwarded) = self.forwarder.resolve(upstreams, &name, kind).await else {
+                let response = builder.error_msg(&request.metadata, ResponseCode::ServFail);
+                return match response_handle.send_response(response).await {
+                    Ok(info) => info,
+                    Err(_) => failed(request, ResponseCode::ServFail),
+                };
+            };
+            metadata.response_code = forwarded.metadata.response_code;
+            let response = builder.build(
+                metadata,
+                forwarded.answers.iter(),
+                forwarded.authorities.iter(),
+                std::iter::empty(),
+                forwarded.additionals.iter(),
+            );
+            return match response_handle.send_response(response).await {
+                Ok(info) => info,
+                Err(error) => {
+                    tracing::warn!(%error, "sending a forwarded DNS answer");
+                    failed(request, ResponseCode::ServFail)
+                }
+            };
+        }
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = answer.authoritative;
         metadata.recursion_available = false;

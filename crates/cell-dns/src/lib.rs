@@ -3,14 +3,17 @@
 //! not reach; a LAN client gets the LAN addresses). The zone comes from celld, rendered
 //! per settings generation, and is swapped whole.
 
+pub mod forward;
 pub mod handler;
 pub mod zone;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 
+pub use forward::Forwarder;
 pub use handler::{CellDns, ZoneHandle};
 pub use zone::{Zone, ZoneSnapshot};
 
@@ -19,8 +22,13 @@ const TCP_TIMEOUT: Duration = Duration::from_secs(5);
 const TCP_BUFFER: usize = 64 * 1024;
 
 /// A server answering from `zone` on the given sockets until it is shut down.
-pub fn serve(zone: ZoneHandle, udp: Vec<UdpSocket>, tcp: Vec<TcpListener>) -> Server<CellDns> {
-    let mut server = Server::new(CellDns::new(zone));
+pub fn serve(
+    zone: ZoneHandle,
+    forwarder: Arc<Forwarder>,
+    udp: Vec<UdpSocket>,
+    tcp: Vec<TcpListener>,
+) -> Server<CellDns> {
+    let mut server = Server::new(CellDns::new(zone, forwarder));
     for socket in udp {
         server.register_socket(socket);
     }

@@ -75,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("listening on {address} (TCP)"))?,
         );
     }
-    let mut server = cell_dns::serve(zone.clone(), udp, tcp);
+    let mut server = cell_dns::serve(zone.clone(), Default::default(), udp, tcp);
     tokio::spawn(follow(args.zone.clone(), zone.clone()));
     tracing::info!(listen = ?args.listen, serial = zone.current().snapshot().serial, "cell-dns answering");
     cell_systemd::notify_ready()?;

@@ -376,6 +376,7 @@ mod tests {
                 {"name": "note", "ttl": 120, "type": "TXT", "text": "hello"}
             ]))
             .unwrap(),
+            upstreams: Vec::new(),
         }
     }
 

@@ -53,6 +53,7 @@ fn snapshot(serial: u32, extra: Option<&str>) -> ZoneSnapshot {
             },
         ],
         records: Vec::new(),
+        upstreams: Vec::new(),
     }
 }
 
@@ -106,7 +107,7 @@ async fn start(zone: ZoneHandle) -> (SocketAddr, SocketAddr) {
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let udp_port = udp.local_addr().unwrap().port();
     let tcp_addr = tcp.local_addr().unwrap();
-    let server = cell_dns::serve(zone, vec![udp], vec![tcp]);
+    let server = cell_dns::serve(zone, Default::default(), vec![udp], vec![tcp]);
     // The server runs for the test's lifetime.
     std::mem::forget(server);
     (SocketAddr::from(([127, 0, 0, 1], udp_port)), tcp_addr)
@@ -176,4 +177,82 @@ async fn answers_over_udp_and_tcp_per_view_and_swaps_zones_without_losing_a_quer
         "the new record answers at once"
     );
     assert_eq!(load.await.unwrap(), 200, "no query lost during the swap");
+}
+
+/// A stand-in for the uplink's resolver: answers www.example.org A with 192.0.2.80 (TTL
+/// 300) and anything else NXDOMAIN, counting the queries it gets.
+async fn upstream() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use hickory_server::proto::rr::rdata::A;
+    use hickory_server::proto::rr::Record;
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        let mut buffer = vec![0u8; 4096];
+        loop {
+            let (n, from) = socket.recv_from(&mut buffer).await.unwrap();
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let query = Message::from_vec(&buffer[..n]).unwrap();
+            let mut answer = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+            answer.metadata.recursion_available = true;
+            let question = query.queries[0].clone();
+            if question.name().to_ascii() == "www.example.org." {
+                answer.add_answer(Record::from_rdata(
+                    question.name().clone(),
+                    300,
+                    RData::A(A("192.0.2.80".parse().unwrap())),
+                ));
+            } else {
+                answer.metadata.response_code = ResponseCode::NXDomain;
+            }
+            answer.add_query(question);
+            socket
+                .send_to(&answer.to_vec().unwrap(), from)
+                .await
+                .unwrap();
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test]
+async fn other_names_are_forwarded_and_cached() {
+    let (upstream, asked) = upstream().await;
+    let mut snapshot = snapshot(1, None);
+    snapshot.upstreams = vec![upstream];
+    let (udp_addr, tcp_addr) = start(ZoneHandle::new(Zone::new(snapshot).unwrap())).await;
+    let mut www = query("www.example.org.", RecordType::A);
+    www.metadata.recursion_desired = true;
+    let first = udp(udp_addr, "127.0.0.1", &www).await;
+    assert_eq!(first_a(&first).as_deref(), Some("192.0.2.80"), "{first:?}");
+    assert!(first.metadata.recursion_available && !first.metadata.authoritative);
+    let second = tcp(tcp_addr, &www).await;
+    assert_eq!(first_a(&second).as_deref(), Some("192.0.2.80"));
+    assert_eq!(
+        asked.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the second answer came from the cache"
+    );
+    let mut nope = query("nope.example.org.", RecordType::A);
+    nope.metadata.recursion_desired = true;
+    assert_eq!(
+        udp(udp_addr, "127.0.0.1", &nope)
+            .await
+            .metadata
+            .response_code,
+        ResponseCode::NXDomain
+    );
+    // The cell's own zone is never forwarded.
+    let own = udp(udp_addr, "127.0.0.1", &query("home.cell.", RecordType::SOA)).await;
+    assert!(own.metadata.authoritative);
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // Without recursion desired, names outside the zone stay refused.
+    let plain = udp(
+        udp_addr,
+        "127.0.0.1",
+        &query("www.example.org.", RecordType::A),
+    )
+    .await;
+    assert_eq!(plain.metadata.response_code, ResponseCode::Refused);
 }

@@ -113,6 +113,9 @@ pub struct ZoneSnapshot {
     /// The records people added, the same in every view.
     #[serde(default)]
     pub records: Vec<DnsRecord>,
+    /// Where names outside the zone are asked (none: they are refused).
+    #[serde(default)]
+    pub upstreams: Vec<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -81,6 +81,7 @@ pub fn render(settings: &Settings, serial: u32, lan: &[IpAddr]) -> ZoneSnapshot 
         vpn_networks,
         peers,
         records: settings.dns.records.clone(),
+        upstreams: Vec::new(),
     }
 }
 
