@@ -179,7 +179,10 @@ check "the recovery console starts a factory reset" expect \
     'send:\r' 'expect:Choice: ' 'send:5\r' "expect:Type 'erase'" 'send:erase\r' 'expect:Done: restarting to erase'
 at_wizard() { [ "$(api GET /api/v1/setup)" = 200 ] && grep -q '"setup_complete":false' "$answer"; }
 check "after the factory reset the cell is back at the setup wizard" wait_until 600 at_wizard
-check "and the serial port shows a new setup code" \
+# The console prints its menu once celld answers, which can be a moment after cell-web does.
+new_code_shown() {
     [ "$(grep -aoE 'Setup code: [A-Z2-9]{4}-[A-Z2-9]{4}' "$serial" | tail -n 1 | cut -d' ' -f3)" != "$code" ]
+}
+check "and the serial port shows a new setup code" wait_until 120 new_code_shown
 
 finish "# all VM checks passed"
