@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # T1: cell-dns, the real binary, answering real kdig queries in a network namespace of its
-# own: SOA and NS (UDP and TCP, authoritative), user records (A, CNAME, MX), a service
+# own, on the addresses its zone lists (one of them brought up only after it started): SOA and NS (UDP and TCP, authoritative), user records (A, CNAME, MX), a service
 # name answered with the LAN
 # address to a LAN client and the VPN address to a VPN peer with access, NXDOMAIN to a peer
 # without; names outside the zone refused; a new zone snapshot written by celld picked up
@@ -16,7 +16,8 @@ require_tool unshare
 local_cell_netns "$0" "$@"
 
 dns=$(realpath "${1:-target/debug/cell-dns}")
-for address in 192.168.1.2 192.168.1.50 10.87.0.1 10.87.0.16 10.87.0.17; do
+# 10.87.0.1, the VPN gateway, comes up after cell-dns started (as the VPN's does).
+for address in 192.168.1.2 192.168.1.3 192.168.1.50 10.87.0.16 10.87.0.17; do
     ip addr add "$address/32" dev lo
 done
 
@@ -29,10 +30,13 @@ names = [
     {"label": "", "lan": ["192.168.1.2"], "vpn": ["10.87.0.1"]},
     {"label": "files", "service": "files", "lan": ["192.168.1.2"], "vpn": ["10.87.0.1"]},
 ]
+listen = ["192.168.1.2", "10.87.0.1"]
 if extra:
     names.append({"label": extra, "lan": ["192.168.1.9"], "vpn": ["10.87.0.9"]})
+    listen.append("192.168.1.3")
 zone = {"origin": "home.cell.", "serial": serial, "ttl": 60, "names": names,
         "vpn_networks": [["10.87.0.0", 20]],
+        "listen": listen,
         "peers": [{"addresses": ["10.87.0.16"], "services": ["files"]},
                   {"addresses": ["10.87.0.17"], "services": []}],
         "records": [{"name": "nas", "ttl": 120, "type": "A", "address": "192.168.1.7"},
@@ -45,7 +49,7 @@ PY
 }
 
 write_zone 1
-"$dns" --zone "$tmp/zone.json" --listen 192.168.1.2:53 --listen 10.87.0.1:53 >"$tmp/dns.log" 2>&1 &
+"$dns" --zone "$tmp/zone.json" --port 53 >"$tmp/dns.log" 2>&1 &
 dns_pid=$!
 on_exit "kill $dns_pid 2>/dev/null; wait $dns_pid 2>/dev/null"
 on_failure "echo '--- cell-dns ---'; tail -n 20 '$tmp/dns.log'"
@@ -53,6 +57,7 @@ on_failure "echo '--- cell-dns ---'; tail -n 20 '$tmp/dns.log'"
 ask() { kdig +time=2 +retry=0 "$@" 2>&1; }
 answering() { ask @192.168.1.2 home.cell SOA | grep -q 'status: NOERROR'; }
 wait_until 10 answering || die "cell-dns does not answer"
+ip addr add 10.87.0.1/32 dev lo
 
 soa=$(ask @192.168.1.2 -b 192.168.1.50 home.cell SOA)
 check "SOA over UDP: NOERROR, authoritative, serial 1" \
@@ -84,6 +89,9 @@ took=$((($(date +%s%N) - start) / 1000000))
 echo "# a new zone answered after $took ms (no restart)"
 check "a record in a new zone snapshot answers without a restart" printer
 check "and the old answers still hold" [ "$(short @192.168.1.2 home.cell A)" = 192.168.1.2 ]
+check "an address the new zone lists is answered on" [ "$(short @192.168.1.3 home.cell A)" = 192.168.1.2 ]
+check "an address no zone lists is not" \
+    bash -c "! kdig +time=1 +retry=0 @192.168.1.50 home.cell SOA 2>&1 | grep -q 'status: NOERROR'"
 check "cell-dns is the same process" kill -0 "$dns_pid"
 printf '{broken' >"$tmp/zone.json.new" && mv "$tmp/zone.json.new" "$tmp/zone.json"
 sleep 0.6

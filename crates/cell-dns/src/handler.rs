@@ -74,7 +74,7 @@ impl RequestHandler for CellDns {
         let name = Name::from(info.query.name().clone());
         let kind = info.query.query_type();
         let answer = zone.answer(&name, kind, info.src.ip());
-        let upstreams = &zone.snapshot().upstreams;
+        let upstreams = zone.servers_for(&name);
         if answer.code == ResponseCode::Refused
             && request.metadata.recursion_desired
             && !upstreams.is_empty()

@@ -5,6 +5,7 @@
 
 pub mod forward;
 pub mod handler;
+pub mod listen;
 pub mod zone;
 
 use std::sync::Arc;
@@ -28,7 +29,12 @@ pub fn serve(
     udp: Vec<UdpSocket>,
     tcp: Vec<TcpListener>,
 ) -> Server<CellDns> {
-    let mut server = Server::new(CellDns::new(zone, forwarder));
+    serve_with(CellDns::new(zone, forwarder), udp, tcp)
+}
+
+/// A server answering with `handler` on the given sockets until it is shut down.
+pub fn serve_with(handler: CellDns, udp: Vec<UdpSocket>, tcp: Vec<TcpListener>) -> Server<CellDns> {
+    let mut server = Server::new(handler);
     for socket in udp {
         server.register_socket(socket);
     }

@@ -5,7 +5,7 @@
 //! and its services, and a service the peer has no access to does not exist for it
 //! (NXDOMAIN, the same sets the firewall uses); any other source gets the LAN addresses.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use cell_model::dns::{DnsRecord, RecordData};
 use hickory_server::proto::op::ResponseCode;
@@ -51,6 +51,8 @@ pub struct Zone {
     names: Vec<(Name, ZoneName)>,
     /// The user records, ready to send.
     records: Vec<Record>,
+    /// Zones asked of other servers, deepest first.
+    forward_zones: Vec<(Name, Vec<SocketAddr>)>,
 }
 
 fn parse_name(name: &str) -> Result<Name, ZoneError> {
@@ -125,6 +127,12 @@ impl Zone {
             .iter()
             .map(|r| user_record(&origin, r))
             .collect::<Result<_, _>>()?;
+        let mut forward_zones = snapshot
+            .forward_zones
+            .iter()
+            .map(|forward| Ok((parse_name(&forward.zone)?, forward.servers.clone())))
+            .collect::<Result<Vec<_>, ZoneError>>()?;
+        forward_zones.sort_by_key(|(zone, _)| std::cmp::Reverse(zone.num_labels()));
         Ok(Self {
             origin,
             snapshot,
@@ -132,7 +140,18 @@ impl Zone {
             ns,
             names,
             records,
+            forward_zones,
         })
+    }
+
+    /// Where a name outside the zone is asked: the deepest forwarding zone holding it,
+    /// else the upstreams (empty: nowhere).
+    pub fn servers_for(&self, name: &Name) -> &[SocketAddr] {
+        let name = name.to_lowercase();
+        self.forward_zones
+            .iter()
+            .find(|(zone, _)| zone.zone_of(&name))
+            .map_or(&self.snapshot.upstreams, |(_, servers)| servers)
     }
 
     pub fn origin(&self) -> &Name {
@@ -376,8 +395,33 @@ mod tests {
                 {"name": "note", "ttl": 120, "type": "TXT", "text": "hello"}
             ]))
             .unwrap(),
-            upstreams: Vec::new(),
+            upstreams: vec!["192.0.2.53:53".parse().unwrap()],
+            forward_zones: serde_json::from_value(serde_json::json!([
+                {"zone": "other.cell.", "servers": ["10.88.0.1:53"]},
+                {"zone": "deep.other.cell.", "servers": ["10.88.0.2:53"]}
+            ]))
+            .unwrap(),
+            listen: Vec::new(),
         }
+    }
+
+    #[test]
+    fn names_outside_go_to_the_deepest_forwarding_zone_or_the_upstreams() {
+        let zone = Zone::new(home()).unwrap();
+        let servers = |n: &str| zone.servers_for(&name(n)).to_vec();
+        assert_eq!(
+            servers("Files.Other.Cell."),
+            ["10.88.0.1:53".parse().unwrap()]
+        );
+        assert_eq!(
+            servers("x.deep.other.cell."),
+            ["10.88.0.2:53".parse().unwrap()]
+        );
+        assert_eq!(servers("example.org."), ["192.0.2.53:53".parse().unwrap()]);
+        assert_eq!(
+            servers("notother.cell."),
+            ["192.0.2.53:53".parse().unwrap()]
+        );
     }
 
     fn name(s: &str) -> Name {

@@ -54,6 +54,8 @@ fn snapshot(serial: u32, extra: Option<&str>) -> ZoneSnapshot {
         ],
         records: Vec::new(),
         upstreams: Vec::new(),
+        forward_zones: Vec::new(),
+        listen: Vec::new(),
     }
 }
 

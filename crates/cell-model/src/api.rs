@@ -364,15 +364,24 @@ pub struct DnsView {
     /// The zone the cell answers for, e.g. `home.cell`.
     pub zone: String,
     pub records: Vec<crate::dns::DnsRecord>,
+    /// Upstreams set by hand (none: the uplink's, which the snapshot lists).
+    pub upstreams: Vec<std::net::IpAddr>,
+    pub forward_zones: Vec<crate::dns::ForwardZone>,
     /// The zone as cell-dns has it, per the reconciler (names, views, records).
     pub snapshot: Option<crate::dns::ZoneSnapshot>,
 }
 
-/// `PUT /v1/dns`: the records, all of them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `PUT /v1/dns`: each part given replaces that part whole (records, upstreams,
+/// forwarding zones); a part left out stays as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsEdit {
-    pub records: Vec<crate::dns::DnsRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<Vec<crate::dns::DnsRecord>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstreams: Option<Vec<std::net::IpAddr>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_zones: Option<Vec<crate::dns::ForwardZone>>,
 }
 
 #[cfg(test)]

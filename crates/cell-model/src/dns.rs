@@ -20,6 +20,58 @@ const TTL_RANGE: std::ops::RangeInclusive<u32> = 30..=86_400;
 pub struct Dns {
     #[serde(default)]
     pub records: Vec<DnsRecord>,
+    /// Resolvers asked for names outside the cell's zone; none listed: the ones the
+    /// uplink's DHCP server gave.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<IpAddr>,
+    /// Zones another resolver answers (a linked cell's), asked there instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forward_zones: Vec<ForwardZone>,
+}
+
+/// Names under `zone` are asked of `servers` (port 53).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardZone {
+    pub zone: String,
+    pub servers: Vec<IpAddr>,
+}
+
+/// At most this many upstreams, and servers per forwarding zone.
+pub const MAX_SERVERS: usize = 4;
+const MAX_FORWARD_ZONES: usize = 32;
+
+fn server_problem(address: &IpAddr) -> Option<String> {
+    (address.is_unspecified() || address.is_multicast() || address.is_loopback())
+        .then(|| format!("{address} cannot be a DNS server's address"))
+}
+
+fn servers_problem(field: &str, servers: &[IpAddr]) -> Result<(), FieldError> {
+    if servers.len() > MAX_SERVERS {
+        return Err(FieldError::new(
+            field,
+            format!("at most {MAX_SERVERS} servers"),
+        ));
+    }
+    for (index, server) in servers.iter().enumerate() {
+        if let Some(problem) = server_problem(server) {
+            return Err(FieldError::new(format!("{field}.{index}"), problem));
+        }
+        if servers[..index].contains(server) {
+            return Err(FieldError::new(
+                format!("{field}.{index}"),
+                format!("{server} is listed twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `name` (absolute or not) is `zone` or below it.
+pub fn is_within(name: &str, zone: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let zone = zone.trim_end_matches('.').to_ascii_lowercase();
+    name == zone || name.ends_with(&format!(".{zone}"))
 }
 
 impl Dns {
@@ -27,8 +79,43 @@ impl Dns {
         self == &Self::default()
     }
 
-    /// Every record well formed, none at a service's name, no CNAME beside other data.
-    pub fn validate(&self) -> Result<(), FieldError> {
+    /// Every record well formed, none at a service's name, no CNAME beside other data;
+    /// servers that can be asked; forwarding zones outside the cell's own `zone`.
+    pub fn validate(&self, zone: &str) -> Result<(), FieldError> {
+        servers_problem("upstreams", &self.upstreams)?;
+        if self.forward_zones.len() > MAX_FORWARD_ZONES {
+            return Err(FieldError::new(
+                "forward_zones",
+                format!("at most {MAX_FORWARD_ZONES} zones"),
+            ));
+        }
+        for (index, forward) in self.forward_zones.iter().enumerate() {
+            let at = |e: FieldError| e.at(&format!("forward_zones.{index}"));
+            if let Some(problem) = target_problem(&forward.zone) {
+                return Err(at(FieldError::new("zone", problem)));
+            }
+            if is_within(&forward.zone, zone) || is_within(zone, &forward.zone) {
+                return Err(at(FieldError::new(
+                    "zone",
+                    format!(
+                        "'{}' overlaps the cell's own zone {zone}, which the cell answers itself",
+                        forward.zone
+                    ),
+                )));
+            }
+            if self.forward_zones[..index].iter().any(|other| {
+                is_within(&other.zone, &forward.zone) && is_within(&forward.zone, &other.zone)
+            }) {
+                return Err(at(FieldError::new(
+                    "zone",
+                    format!("'{}' is listed twice", forward.zone),
+                )));
+            }
+            if forward.servers.is_empty() {
+                return Err(at(FieldError::new("servers", "at least one server")));
+            }
+            servers_problem("servers", &forward.servers).map_err(at)?;
+        }
         for (index, record) in self.records.iter().enumerate() {
             let at = |e: FieldError| e.at(&format!("records.{index}"));
             record.validate().map_err(at)?;
@@ -116,6 +203,20 @@ pub struct ZoneSnapshot {
     /// Where names outside the zone are asked (none: they are refused).
     #[serde(default)]
     pub upstreams: Vec<std::net::SocketAddr>,
+    /// Zones asked of other servers than the upstreams (linked cells).
+    #[serde(default)]
+    pub forward_zones: Vec<ForwardTo>,
+    /// The addresses to answer on (port from cell-dns's command line): the cell's own on
+    /// its LAN and VPN, never a public one.
+    #[serde(default)]
+    pub listen: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardTo {
+    /// Absolute, e.g. `other.cell.`.
+    pub zone: String,
+    pub servers: Vec<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,7 +346,7 @@ mod tests {
             {"name": "_dmarc", "type": "TXT", "text": "v=DMARC1; p=none"},
             {"name": "_sip._tcp", "type": "SRV", "priority": 1, "weight": 5, "port": 5060, "target": "printer.home.cell"}
         ]}));
-        assert_eq!(good.validate(), Ok(()));
+        assert_eq!(good.validate("home.cell"), Ok(()));
         assert_eq!(good.records[1].ttl, DEFAULT_TTL);
     }
 
@@ -282,7 +383,7 @@ mod tests {
             ),
         ] {
             let error = dns(serde_json::json!({"records": [record]}))
-                .validate()
+                .validate("home.cell")
                 .unwrap_err();
             assert_eq!(error.field, field, "{error}");
         }
@@ -290,8 +391,57 @@ mod tests {
             {"name": "www", "type": "A", "address": "192.168.1.9"},
             {"name": "www", "type": "CNAME", "target": "x.org"}
         ]}));
-        let error = beside.validate().unwrap_err();
+        let error = beside.validate("home.cell").unwrap_err();
         assert_eq!(error.field, "records.0.name");
         assert!(error.message.contains("CNAME"), "{error}");
+    }
+
+    #[test]
+    fn upstreams_and_forwarding_zones_are_checked() {
+        let good = dns(serde_json::json!({
+            "upstreams": ["192.0.2.53", "2001:db8::53"],
+            "forward_zones": [{"zone": "other.cell", "servers": ["10.88.0.1"]}]
+        }));
+        assert_eq!(good.validate("home.cell"), Ok(()));
+        for (settings, field) in [
+            (
+                serde_json::json!({"upstreams": ["127.0.0.1"]}),
+                "upstreams.0",
+            ),
+            (
+                serde_json::json!({"upstreams": ["192.0.2.1", "192.0.2.1"]}),
+                "upstreams.1",
+            ),
+            (
+                serde_json::json!({"upstreams": ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5"]}),
+                "upstreams",
+            ),
+            (
+                serde_json::json!({"forward_zones": [{"zone": "kids.home.cell", "servers": ["10.88.0.1"]}]}),
+                "forward_zones.0.zone",
+            ),
+            (
+                serde_json::json!({"forward_zones": [{"zone": "cell", "servers": ["10.88.0.1"]}]}),
+                "forward_zones.0.zone",
+            ),
+            (
+                serde_json::json!({"forward_zones": [{"zone": "other.cell", "servers": []}]}),
+                "forward_zones.0.servers",
+            ),
+            (
+                serde_json::json!({"forward_zones": [
+                    {"zone": "other.cell", "servers": ["10.88.0.1"]},
+                    {"zone": "Other.cell.", "servers": ["10.88.0.2"]}
+                ]}),
+                "forward_zones.1.zone",
+            ),
+            (
+                serde_json::json!({"forward_zones": [{"zone": "a b", "servers": ["10.88.0.1"]}]}),
+                "forward_zones.0.zone",
+            ),
+        ] {
+            let error = dns(settings).validate("home.cell").unwrap_err();
+            assert_eq!(error.field, field, "{error}");
+        }
     }
 }

@@ -37,6 +37,9 @@ pub enum Command {
     /// Read and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The cell's DNS: records in its zone, upstream resolvers, forwarding zones.
+    #[command(subcommand)]
+    Dns(DnsCommand),
     /// Where accounts are logged in to the web UI and API; end a session.
     #[command(subcommand)]
     Sessions(SessionsCommand),
@@ -153,6 +156,42 @@ pub enum UsersCommand {
     },
     /// Remove an account's second factor (lost phone).
     RemoveTotp { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DnsCommand {
+    /// The zone, its records, the upstreams and forwarding zones in force.
+    List,
+    /// Add a record. VALUE by type: A/AAAA an address; CNAME a name; TXT the text; MX
+    /// "PREFERENCE EXCHANGE"; SRV "PRIORITY WEIGHT PORT TARGET".
+    Add {
+        /// Relative to the zone (`www`), or `@` for the zone itself.
+        name: String,
+        #[arg(value_parser = ["A", "AAAA", "CNAME", "TXT", "MX", "SRV"], ignore_case = true)]
+        kind: String,
+        #[arg(required = true, num_args = 1..)]
+        value: Vec<String>,
+        /// Seconds answers may be cached.
+        #[arg(long, default_value_t = cell_model::dns::DEFAULT_TTL)]
+        ttl: u32,
+    },
+    /// Remove the records of a name (only those of one type with --type).
+    Remove {
+        name: String,
+        #[arg(long = "type")]
+        kind: Option<String>,
+    },
+    /// Ask these resolvers for names outside the zone; with none, the ones the uplink's
+    /// DHCP server gives.
+    Upstreams { servers: Vec<std::net::IpAddr> },
+    /// Ask these servers for names under ZONE (a linked cell's zone).
+    Forward {
+        zone: String,
+        #[arg(required = true)]
+        servers: Vec<std::net::IpAddr>,
+    },
+    /// Stop forwarding ZONE.
+    Unforward { zone: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,4 +1,5 @@
 mod cli;
+mod dns;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -42,13 +43,13 @@ fn explain(error: ClientError) -> anyhow::Error {
     }
 }
 
-struct Ctl {
+pub(crate) struct Ctl {
     celld: CelldClient,
     json: bool,
 }
 
 impl Ctl {
-    async fn call<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn call<T: serde::de::DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -70,7 +71,7 @@ impl Ctl {
             .map_err(explain)
     }
 
-    fn print(
+    pub(crate) fn print(
         &self,
         value: &impl serde::Serialize,
         text: impl FnOnce() -> String,
@@ -214,6 +215,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
         }
         Command::Users(command) => users(&ctl, command).await?,
+        Command::Dns(command) => dns::run(&ctl, command).await?,
         Command::Audit(AuditCommand::List {
             actor,
             action,

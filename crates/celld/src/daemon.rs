@@ -53,6 +53,12 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Runtime files: the console banner (`/run/cell`).
     pub run_dir: PathBuf,
+    /// The zone snapshot rendered for cell-dns (`/run/cell-dns/zone.json` on the device,
+    /// a directory cell-dns can read without reaching celld's socket).
+    pub dns_zone: PathBuf,
+    /// What the uplink's DHCP server gave as resolvers, per systemd-resolved: the
+    /// upstreams when none are set.
+    pub uplink_resolvers: PathBuf,
     /// Users whose connections the local API accepts (root and cell-web on the device).
     pub allowed_uids: Vec<u32>,
     /// The WireGuard interface celld owns.
@@ -68,6 +74,8 @@ impl Config {
     /// The defaults of the device for everything but the paths and admitted users.
     pub fn new(state_dir: PathBuf, run_dir: PathBuf, allowed_uids: Vec<u32>) -> Self {
         Self {
+            dns_zone: run_dir.join(DNS_ZONE_FILE),
+            uplink_resolvers: PathBuf::from(UPLINK_RESOLVERS),
             state_dir,
             run_dir,
             allowed_uids,
@@ -79,8 +87,10 @@ impl Config {
     }
 }
 
-/// The zone cell-dns answers from, in the runtime directory.
+/// The zone cell-dns answers from, in the runtime directory (when not set apart).
 pub const DNS_ZONE_FILE: &str = "dns/zone.json";
+/// systemd-resolved's list of the uplink's DNS servers (not its own stub).
+pub const UPLINK_RESOLVERS: &str = "/run/systemd/resolve/resolv.conf";
 
 /// The WireGuard interface's name on the device.
 pub const DEFAULT_WG_INTERFACE: &str = "cellwg0";
@@ -161,7 +171,8 @@ impl Daemon {
             Box::new(DnsZoneApplier::new(
                 network.clone(),
                 interface,
-                config.run_dir.join(DNS_ZONE_FILE),
+                config.dns_zone.clone(),
+                config.uplink_resolvers.clone(),
             )),
         ];
         let reconciler = Reconciler::new(appliers, store.subscribe(), config.timing);

@@ -3,9 +3,9 @@
 //! to VPN peers — and, to each peer, only the services the firewall lets it reach (the
 //! same settings, the same sets). Pure: the DNS applier writes what this returns.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use cell_model::dns::{PeerAccess, ZoneName, ZoneSnapshot};
+use cell_model::dns::{ForwardTo, PeerAccess, ZoneName, ZoneSnapshot};
 use cell_model::vpn::Service;
 use cell_model::Settings;
 
@@ -22,8 +22,33 @@ fn enabled(settings: &Settings, service: Service) -> bool {
     }
 }
 
-/// The zone of generation `serial`, with `lan` the cell's addresses on its LAN.
-pub fn render(settings: &Settings, serial: u32, lan: &[IpAddr]) -> ZoneSnapshot {
+const DNS_PORT: u16 = 53;
+
+/// An address only the cell's own networks reach: cell-dns answers there, and never on a
+/// public one (the uplink of a cell with a public address).
+fn is_private(address: &IpAddr) -> bool {
+    match address {
+        IpAddr::V4(v4) => v4.is_private(),
+        IpAddr::V6(v6) => v6.is_unique_local(),
+    }
+}
+
+/// The resolvers in a resolv.conf (systemd-resolved's list of the uplink's servers):
+/// `nameserver` lines, without scoped link-local ones and loopback stubs.
+pub fn parse_resolv_conf(text: &str) -> Vec<IpAddr> {
+    let mut servers: Vec<IpAddr> = text
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.trim().parse::<IpAddr>().ok())
+        .filter(|address| !address.is_loopback() && !address.is_unspecified())
+        .collect();
+    servers.dedup();
+    servers
+}
+
+/// The zone of generation `serial`, with `lan` the cell's addresses on its LAN and
+/// `uplink` the resolvers the uplink's DHCP server gave.
+pub fn render(settings: &Settings, serial: u32, lan: &[IpAddr], uplink: &[IpAddr]) -> ZoneSnapshot {
     let vpn = settings.vpn.as_ref();
     let apex_vpn = vpn
         .map(|v| vec![IpAddr::V4(v.gateway4()), IpAddr::V6(v.gateway6())])
@@ -73,6 +98,37 @@ pub fn render(settings: &Settings, serial: u32, lan: &[IpAddr]) -> ZoneSnapshot 
                 .collect(),
         ),
     };
+    let mut listen: Vec<IpAddr> = lan.iter().copied().filter(is_private).collect();
+    if let Some(vpn) = vpn {
+        listen.extend([IpAddr::V4(vpn.gateway4()), IpAddr::V6(vpn.gateway6())]);
+    }
+    let chosen = if settings.dns.upstreams.is_empty() {
+        uplink
+    } else {
+        &settings.dns.upstreams
+    };
+    // The cell itself is no upstream: asking itself would loop.
+    let upstreams = chosen
+        .iter()
+        .filter(|address| !lan.contains(address) && !listen.contains(address))
+        .map(|address| SocketAddr::new(*address, DNS_PORT))
+        .collect();
+    let forward_zones = settings
+        .dns
+        .forward_zones
+        .iter()
+        .map(|forward| ForwardTo {
+            zone: format!(
+                "{}.",
+                forward.zone.trim_end_matches('.').to_ascii_lowercase()
+            ),
+            servers: forward
+                .servers
+                .iter()
+                .map(|address| SocketAddr::new(*address, DNS_PORT))
+                .collect(),
+        })
+        .collect();
     ZoneSnapshot {
         origin: format!("{}.", settings.zone()),
         serial,
@@ -81,7 +137,9 @@ pub fn render(settings: &Settings, serial: u32, lan: &[IpAddr]) -> ZoneSnapshot 
         vpn_networks,
         peers,
         records: settings.dns.records.clone(),
-        upstreams: Vec::new(),
+        upstreams,
+        forward_zones,
+        listen,
     }
 }
 
@@ -102,8 +160,17 @@ mod tests {
         ]))
         .unwrap();
         settings.vpn = Some(vpn);
-        let lan: Vec<IpAddr> = vec!["192.168.1.2".parse().unwrap()];
-        let zone = render(&settings, 9, &lan);
+        let lan: Vec<IpAddr> = vec![
+            "192.168.1.2".parse().unwrap(),
+            "203.0.113.7".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+            "fd12::2".parse().unwrap(),
+        ];
+        let uplink: Vec<IpAddr> = vec![
+            "192.168.1.1".parse().unwrap(),
+            "192.168.1.2".parse().unwrap(),
+        ];
+        let zone = render(&settings, 9, &lan, &uplink);
         assert_eq!(zone.origin, "cell.cell.");
         assert_eq!(zone.serial, 9);
         let labels: Vec<&str> = zone.names.iter().map(|n| n.label.as_str()).collect();
@@ -117,5 +184,47 @@ mod tests {
         assert_eq!(zone.peers[0].services, ["files"]);
         assert!(zone.peers[1].services.is_empty());
         assert_eq!(zone.vpn_networks[0], ("10.87.0.0".parse().unwrap(), 20));
+        let vpn = settings.vpn.as_ref().unwrap();
+        let listen_expected: Vec<IpAddr> = vec![
+            "192.168.1.2".parse().unwrap(),
+            "fd12::2".parse().unwrap(),
+            IpAddr::V4(vpn.gateway4()),
+            IpAddr::V6(vpn.gateway6()),
+        ];
+        assert_eq!(
+            zone.listen, listen_expected,
+            "private LAN addresses and the VPN gateways; never a public address"
+        );
+        assert_eq!(
+            zone.upstreams,
+            ["192.168.1.1:53".parse().unwrap()],
+            "the uplink's resolvers, never the cell itself"
+        );
+        settings.dns.upstreams = vec!["9.9.9.9".parse().unwrap()];
+        settings.dns.forward_zones = vec![cell_model::dns::ForwardZone {
+            zone: "Other.cell".into(),
+            servers: vec!["10.88.0.1".parse().unwrap()],
+        }];
+        let zone = render(&settings, 10, &lan, &uplink);
+        assert_eq!(
+            zone.upstreams,
+            ["9.9.9.9:53".parse().unwrap()],
+            "listed upstreams win"
+        );
+        assert_eq!(zone.forward_zones[0].zone, "other.cell.");
+        assert_eq!(
+            zone.forward_zones[0].servers,
+            ["10.88.0.1:53".parse().unwrap()]
+        );
+    }
+
+    #[test]
+    fn resolv_conf_gives_the_uplink_servers() {
+        let text = "# generated\nnameserver 192.168.1.1\nnameserver fe80::1%2\nnameserver 127.0.0.53\nnameserver 2001:db8::1\nsearch lan\n";
+        let servers: Vec<String> = parse_resolv_conf(text)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(servers, ["192.168.1.1", "2001:db8::1"]);
     }
 }

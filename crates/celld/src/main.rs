@@ -20,6 +20,12 @@ struct Args {
     /// Runtime files (the console banner); defaults to the socket's directory.
     #[arg(long, env = "CELLD_RUN_DIR")]
     run_dir: Option<PathBuf>,
+    /// The zone snapshot for cell-dns; defaults to dns/zone.json in the runtime directory.
+    #[arg(long, env = "CELLD_DNS_ZONE")]
+    dns_zone: Option<PathBuf>,
+    /// The uplink's resolvers as systemd-resolved lists them (resolv.conf format).
+    #[arg(long, env = "CELLD_UPLINK_RESOLVERS", default_value = celld::daemon::UPLINK_RESOLVERS)]
+    uplink_resolvers: PathBuf,
     /// The system user of cell-web, whose connections the API accepts besides root's.
     #[arg(long, default_value = "cell-web")]
     web_user: String,
@@ -74,6 +80,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut config = Config::new(args.state_dir.clone(), run_dir, allowed_uids);
     config.wg_interface = args.wg_interface;
+    if let Some(dns_zone) = args.dns_zone {
+        config.dns_zone = dns_zone;
+    }
+    config.uplink_resolvers = args.uplink_resolvers;
     config.confirm_window = std::time::Duration::from_secs(args.confirm_window);
     let daemon = Daemon::start(config, system, network)
         .with_context(|| format!("opening the state in {}", args.state_dir.display()))?;

@@ -46,6 +46,7 @@ impl Cell {
             vec![0, WEB_UID],
         );
         config.wg_interface = "cellwg-test".into();
+        config.uplink_resolvers = dir.path().join("resolv.conf");
         config.confirm_window = window;
         config.timing.retry_first = std::time::Duration::from_millis(20);
         config.timing.retry_max = std::time::Duration::from_millis(200);
@@ -2064,4 +2065,70 @@ async fn dns_records_are_validated_stored_audited_and_rendered_for_cell_dns() {
         .web("bob", Method::PUT, "/v1/dns", Some(json!({"records": []})))
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "no such user");
+}
+
+#[tokio::test]
+async fn upstreams_come_from_the_uplink_unless_listed_and_a_part_left_out_is_kept() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    std::fs::write(
+        cell.dir.path().join("resolv.conf"),
+        "nameserver 192.0.2.53\nnameserver 127.0.0.53\n",
+    )
+    .unwrap();
+    let records = json!({"records": [{"name": "nas", "type": "A", "address": "192.168.1.7"}]});
+    let (status, _) = cell
+        .web("alice", Method::PUT, "/v1/dns", Some(records))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    cell.daemon.settled().await;
+    let (_, view) = cell.web("alice", Method::GET, "/v1/dns", None).await;
+    assert_eq!(
+        view["snapshot"]["upstreams"],
+        json!(["192.0.2.53:53"]),
+        "{view}"
+    );
+    assert_eq!(view["upstreams"], json!([]));
+
+    let (status, error) = cell
+        .web(
+            "alice",
+            Method::PUT,
+            "/v1/dns",
+            Some(json!({"upstreams": ["9.9.9.9", "0.0.0.0"]})),
+        )
+        .await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("upstreams.1"))
+    );
+    let forward = json!({"upstreams": ["9.9.9.9"], "forward_zones": [{"zone": "other.cell", "servers": ["10.88.0.1"]}]});
+    let (status, view) = cell
+        .web("alice", Method::PUT, "/v1/dns", Some(forward))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(
+        view["records"][0]["name"], "nas",
+        "records left out are kept"
+    );
+    cell.daemon.settled().await;
+    let (_, view) = cell.web("alice", Method::GET, "/v1/dns", None).await;
+    assert_eq!(view["snapshot"]["upstreams"], json!(["9.9.9.9:53"]));
+    assert_eq!(
+        view["snapshot"]["forward_zones"],
+        json!([{"zone": "other.cell.", "servers": ["10.88.0.1:53"]}])
+    );
+    let (status, error) = cell
+        .web(
+            "alice",
+            Method::PUT,
+            "/v1/dns",
+            Some(json!({"forward_zones": [{"zone": "kids.home.cell", "servers": ["10.88.0.1"]}]})),
+        )
+        .await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("forward_zones.0.zone")),
+        "the cell's own zone is not forwarded"
+    );
 }

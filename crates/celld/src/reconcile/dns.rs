@@ -1,5 +1,6 @@
-//! The DNS zone: rendered from the settings in force and written for cell-dns, which swaps
-//! it in whole. Written only when it differs from what is there.
+//! The DNS zone: rendered from the settings in force, the cell's LAN addresses and the
+//! uplink's resolvers, and written for cell-dns, which swaps it in whole. Written only
+//! when it differs from what is there.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -15,19 +16,28 @@ pub struct DnsZoneApplier {
     /// The VPN interface, whose addresses are not the LAN's.
     interface: String,
     path: PathBuf,
+    /// systemd-resolved's resolv.conf: the uplink's resolvers.
+    uplink_resolvers: PathBuf,
 }
 
 impl DnsZoneApplier {
-    pub fn new(live: Arc<dyn LiveNetwork>, interface: &str, path: PathBuf) -> Self {
+    pub fn new(
+        live: Arc<dyn LiveNetwork>,
+        interface: &str,
+        path: PathBuf,
+        uplink_resolvers: PathBuf,
+    ) -> Self {
         Self {
             live,
             interface: interface.to_owned(),
             path,
+            uplink_resolvers,
         }
     }
 }
 
-/// The settings the zone is rendered from (the LAN addresses are read when applying).
+/// The settings the zone is rendered from (the LAN addresses and the uplink's resolvers
+/// are read when applying).
 pub struct DnsPlan(Settings);
 
 impl Applier for DnsZoneApplier {
@@ -38,7 +48,10 @@ impl Applier for DnsZoneApplier {
     }
 
     fn plan(&self, settings: &Settings) -> Result<DnsPlan, FieldError> {
-        settings.dns.validate().map_err(|e| e.at("dns"))?;
+        settings
+            .dns
+            .validate(&settings.zone())
+            .map_err(|e| e.at("dns"))?;
         Ok(DnsPlan(settings.clone()))
     }
 
@@ -52,10 +65,20 @@ impl Applier for DnsZoneApplier {
                 .map(|(_, address, _)| address)
                 .filter(|address| !address.is_loopback())
                 .collect();
-            let serial = u32::try_from(pass.generation).unwrap_or(u32::MAX);
-            let zone = crate::dns::render(&plan.0, serial, &lan);
-            let bytes = serde_json::to_vec_pretty(&zone).unwrap_or_default();
             let path = self.path.clone();
+            let resolvers = self.uplink_resolvers.clone();
+            // No file (no DHCP lease yet, resolved not running): no uplink resolvers, and
+            // names outside the zone are refused until they come.
+            let uplink = tokio::task::spawn_blocking(move || {
+                std::fs::read_to_string(resolvers)
+                    .map(|text| crate::dns::parse_resolv_conf(&text))
+                    .unwrap_or_default()
+            })
+            .await
+            .unwrap_or_default();
+            let serial = u32::try_from(pass.generation).unwrap_or(u32::MAX);
+            let zone = crate::dns::render(&plan.0, serial, &lan, &uplink);
+            let bytes = serde_json::to_vec_pretty(&zone).unwrap_or_default();
             let written = tokio::task::spawn_blocking(move || -> Result<bool, String> {
                 if std::fs::read(&path).is_ok_and(|old| old == bytes) {
                     return Ok(false);
