@@ -17,7 +17,7 @@ TREE_DIR     := $(BUILD)/image/tree
 DISK_DIR     := $(BUILD)/image/disk
 TREE         := $(TREE_DIR)/cell_$(VERSION)
 DISK         := $(DISK_DIR)/cell_$(VERSION).raw
-BINARIES     := celld cell-web cellctl cell-recovery cell-update
+BINARIES     := celld cell-web cell-dns cellctl cell-recovery cell-update
 IMAGE_INPUTS := mkosi.conf $(shell find image rootfs units -type f 2>/dev/null) \
                 $(addprefix $(STAGING)/usr/bin/,$(BINARIES)) $(STAGING)/.cellctl-docs \
                 $(STAGING)/usr/lib/systemd/import-pubring.gpg
@@ -35,7 +35,8 @@ help:
 	@echo "make flash DEVICE=/dev/sdX  write the disk image to a whole disk and verify it (asks first)"
 	@echo "make keys     make the missing signing keys in build/keys (never overwrites)"
 	@echo "make test     the whole test suite (lint, unit tests, namespace and booted-image tests)"
-	@echo "make test-netns  the VPN and firewall in network namespaces; the login guard; DNS (root)"
+	@echo "make test-netns  the VPN and firewall in network namespaces; the login guard; DNS, and"
+	@echo "              cell-dns against NSD (root)"
 	@echo "make run-vm   boot the disk image in qemu (UEFI), web UI on localhost:8080"
 	@echo "make test-vm  boot the disk image in qemu headless and check it; then the update test"
 	@echo "make bench    image size, boot-to-health time, idle memory; VPN add-peer and throughput;"
@@ -139,6 +140,7 @@ test-netns: $(STAGING)/usr/bin/celld $(STAGING)/usr/bin/cell-web
 	tests/vpn-netns.sh target/debug/celld
 	tests/login-netns.sh $(STAGING)/usr/bin
 	tests/dns-netns.sh target/debug/cell-dns
+	tests/dns-diff-netns.sh target/debug/cell-dns
 
 test-boot: $(TREE).stamp
 	tests/boot-nspawn.sh $(TREE)

@@ -15,6 +15,7 @@ base=http://$address
 CELL_BASE=$base
 # shellcheck source=tests/lib/check.sh
 . tests/lib/check.sh
+require_tool kdig "boot-nspawn: missing kdig (make deps)"
 
 show_logs() {
     echo "--- container journal (last 60 lines) ---"
@@ -161,6 +162,31 @@ check "the secret store is root-only and holds the server key" \
     [ "$($nspawn exec $name stat -c '%a %U' /var/lib/cell/secrets /var/lib/cell/secrets/wg-server.age | tr '\n' ' ')" = "700 root 600 root " ]
 check "the cell reached cell-health.target (celld and cell-web answer)" \
     [ "$($nspawn exec $name systemctl is-active cell-health.target)" = active ]
+
+# --- DNS: cell-dns answers on the cell's address from the zone celld renders --------------
+check "cell-dns.service is active" [ "$($nspawn exec $name systemctl is-active cell-dns.service)" = active ]
+dns_pid=$($nspawn exec $name systemctl show -P MainPID cell-dns.service)
+dns_status=$($nspawn exec $name cat /proc/"$dns_pid"/status)
+check "cell-dns runs as an unprivileged user with only CAP_NET_BIND_SERVICE" \
+    bash -c "grep -E '^Uid:' <<<'$dns_status' | awk '{exit !(\$2 != 0 && \$3 != 0)}' && grep -qE '^CapEff:\s+0000000000000400$' <<<'$dns_status'"
+check "cell-dns is not in group cell (celld's API is out of its reach)" \
+    bash -c "! $nspawn exec $name id -nG cell-dns | grep -qw cell"
+check "the zone is root's, readable by group cell-dns only (got '$($nspawn exec $name stat -c '%a %U %G' /run/cell-dns/zone.json 2>&1)')" \
+    [ "$($nspawn exec $name stat -c '%a %U %G' /run/cell-dns/zone.json)" = "640 root cell-dns" ]
+soa_answered() { kdig +time=1 +retry=0 @"$address" home.cell SOA 2>&1 | grep -q 'status: NOERROR'; }
+wait_until 10 soa_answered || true
+soa=$(kdig +time=2 +retry=0 @"$address" home.cell SOA 2>&1 || true)
+check "kdig from the LAN side: home.cell SOA, authoritative" \
+    bash -c 'grep -q "status: NOERROR" <<<"$1" && grep -q "Flags: qr aa" <<<"$1"' _ "$soa"
+check "calendar.home.cell is the cell's LAN address" \
+    [ "$(kdig +time=2 +retry=0 +short @"$address" calendar.home.cell A)" = "$address" ]
+check "over TCP too" [ "$(kdig +time=2 +retry=0 +tcp +short @"$address" home.cell A)" = "$address" ]
+check "a disabled service has no name (files: NXDOMAIN)" \
+    bash -c "kdig +time=2 +retry=0 @$address files.home.cell A 2>&1 | grep -q 'status: NXDOMAIN'"
+$nspawn exec $name cellctl dns add printer A 192.168.1.9 >/dev/null
+printer_answers() { [ "$(kdig +time=1 +retry=0 +short @"$address" printer.home.cell A 2>/dev/null)" = 192.168.1.9 ]; }
+check "a record added with cellctl answers within 5 s" wait_until 5 printer_answers
+check "cellctl dns list shows it" bash -c "$nspawn exec $name cellctl dns list | grep -qE '^printer +300 A +192.168.1.9'"
 
 # --- sessions live in celld: they outlast restarts and end with a reset ------------------
 session_alive() { [ "$(api GET /api/v1/session)" = 200 ]; }

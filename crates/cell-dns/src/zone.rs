@@ -40,6 +40,18 @@ impl Answer {
     }
 }
 
+/// At most this many CNAMEs are followed in one answer.
+const MAX_CHAIN: usize = 8;
+/// The RRset an ANY query gets, by preference (RFC 8482: one RRset).
+const ANY_ORDER: [RecordType; 6] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::CNAME,
+    RecordType::MX,
+    RecordType::TXT,
+    RecordType::SRV,
+];
+
 /// A snapshot ready to answer from: names parsed once.
 #[derive(Debug, Clone)]
 pub struct Zone {
@@ -190,44 +202,81 @@ impl Zone {
             return Answer::refused();
         }
         let view = self.view(source);
+        if kind == RecordType::ANY {
+            return self.any(&name, &view);
+        }
         let mut answers = Vec::new();
-        let mut exists = false;
-        // A CNAME stands for the whole name: answer it, and what it points to in the zone.
-        if kind != RecordType::CNAME {
-            if let Some(alias) = self
-                .records
-                .iter()
-                .find(|r| r.name == name && r.record_type() == RecordType::CNAME)
-            {
-                answers.push(alias.clone());
-                if let RData::CNAME(CNAME(target)) = &alias.data {
-                    if self.origin.zone_of(target) {
-                        answers.extend(self.direct(target, kind, &view).0);
+        let mut current = name;
+        // A CNAME stands for the whole name: answer it, and follow it while it stays in
+        // the zone; the response code is that of the last name (RFC 6604).
+        for _ in 0..MAX_CHAIN {
+            if kind != RecordType::CNAME {
+                if let Some(alias) = self.cname_at(&current) {
+                    answers.push(alias.clone());
+                    let RData::CNAME(CNAME(target)) = &alias.data else {
+                        break;
+                    };
+                    let looped = answers.iter().any(|r| r.name == *target);
+                    if !self.origin.zone_of(target) || looped {
+                        break;
                     }
+                    current = target.clone();
+                    continue;
                 }
-                return self.positive(answers);
             }
+            let (direct, found) = self.direct(&current, kind, &view);
+            if !direct.is_empty() {
+                answers.extend(direct);
+                break;
+            }
+            let mut negative = self.negative(if found || self.has_children(&current, &view) {
+                ResponseCode::NoError
+            } else {
+                ResponseCode::NXDomain
+            });
+            negative.answers = answers;
+            return negative;
         }
-        let (direct, found) = self.direct(&name, kind, &view);
-        answers.extend(direct);
-        exists |= found;
-        if !answers.is_empty() {
-            return self.positive(answers);
+        self.positive(answers)
+    }
+
+    /// ANY, answered as RFC 8482 allows and NSD does: one RRset of the name — the SOA at
+    /// the apex, else the first of A, AAAA, CNAME, MX, TXT, SRV it has.
+    fn any(&self, name: &Name, view: &View<'_>) -> Answer {
+        if *name == self.origin {
+            return self.positive(vec![self.soa.clone()]);
         }
-        // A name that exists only as the parent of others (an empty non-terminal) has no
-        // data, but is not a non-existent name either.
-        exists |= self
-            .names
+        let (all, found) = self.direct(name, RecordType::ANY, view);
+        let chosen = ANY_ORDER.iter().find_map(|kind| {
+            let set: Vec<Record> = all
+                .iter()
+                .filter(|r| r.record_type() == *kind)
+                .cloned()
+                .collect();
+            (!set.is_empty()).then_some(set)
+        });
+        match chosen {
+            Some(set) => self.positive(set),
+            None if found || self.has_children(name, view) => self.negative(ResponseCode::NoError),
+            None => self.negative(ResponseCode::NXDomain),
+        }
+    }
+
+    fn cname_at(&self, name: &Name) -> Option<&Record> {
+        self.records
+            .iter()
+            .find(|r| r.name == *name && r.record_type() == RecordType::CNAME)
+    }
+
+    /// Whether a name exists only as the parent of others (an empty non-terminal): no
+    /// data, but not a non-existent name either.
+    fn has_children(&self, name: &Name, view: &View<'_>) -> bool {
+        self.names
             .iter()
             .filter(|(_, entry)| view.sees(entry))
             .map(|(n, _)| n)
             .chain(self.records.iter().map(|r| &r.name))
-            .any(|n| name.zone_of(n));
-        self.negative(if exists {
-            ResponseCode::NoError
-        } else {
-            ResponseCode::NXDomain
-        })
+            .any(|n| name.zone_of(n))
     }
 
     /// The records at exactly `name` of `kind` in `view` (no CNAME following), and whether
@@ -295,6 +344,20 @@ impl Zone {
     }
 }
 
+/// A TXT text as character-strings of at most 255 bytes each, cut between characters.
+fn character_strings(text: &str) -> Vec<String> {
+    let mut strings = Vec::new();
+    let mut current = String::new();
+    for c in text.chars() {
+        if current.len() + c.len_utf8() > 255 {
+            strings.push(std::mem::take(&mut current));
+        }
+        current.push(c);
+    }
+    strings.push(current);
+    strings
+}
+
 /// A target name as written in the settings: absolute, whether or not it ends in a dot.
 fn target(name: &str) -> Result<Name, ZoneError> {
     parse_name(name.strip_suffix('.').unwrap_or(name))
@@ -315,12 +378,7 @@ fn user_record(origin: &Name, record: &DnsRecord) -> Result<Record, ZoneError> {
         RecordData::A { address } => RData::A(A(*address)),
         RecordData::Aaaa { address } => RData::AAAA(AAAA(*address)),
         RecordData::Cname { target: to } => RData::CNAME(CNAME(target(to)?)),
-        RecordData::Txt { text } => RData::TXT(TXT::new(
-            text.as_bytes()
-                .chunks(255)
-                .map(|chunk| String::from_utf8_lossy(chunk).into_owned())
-                .collect(),
-        )),
+        RecordData::Txt { text } => RData::TXT(TXT::new(character_strings(text))),
         RecordData::Mx {
             preference,
             exchange,
@@ -509,7 +567,50 @@ mod tests {
             "an empty non-terminal is NODATA"
         );
         let any = zone.answer(&name("home.cell."), RecordType::ANY, lan);
-        assert!(any.answers.len() >= 2, "{any:?}");
+        assert_eq!(addresses(&any).len(), 1, "ANY gets one RRset: {any:?}");
+        assert_eq!(any.answers[0].record_type(), RecordType::SOA);
+        let any = zone.answer(&name("_sip._tcp.home.cell."), RecordType::ANY, lan);
+        assert_eq!(any.answers[0].record_type(), RecordType::SRV);
+    }
+
+    #[test]
+    fn cname_chains_end_with_the_code_of_their_last_name() {
+        let mut snapshot = home();
+        snapshot.records = serde_json::from_value(serde_json::json!([
+            {"name": "a", "ttl": 120, "type": "CNAME", "target": "b.home.cell."},
+            {"name": "b", "ttl": 120, "type": "CNAME", "target": "c.home.cell."},
+            {"name": "c", "ttl": 120, "type": "A", "address": "192.168.1.3"},
+            {"name": "gone", "ttl": 120, "type": "CNAME", "target": "missing.home.cell."},
+            {"name": "loop1", "ttl": 120, "type": "CNAME", "target": "loop2.home.cell."},
+            {"name": "loop2", "ttl": 120, "type": "CNAME", "target": "loop1.home.cell."}
+        ]))
+        .unwrap();
+        let zone = Zone::new(snapshot).unwrap();
+        let lan: IpAddr = "192.168.1.50".parse().unwrap();
+        let chain = zone.answer(&name("a.home.cell."), RecordType::A, lan);
+        assert_eq!(
+            addresses(&chain),
+            ["b.home.cell.", "c.home.cell.", "192.168.1.3"]
+        );
+        let nodata = zone.answer(&name("a.home.cell."), RecordType::TXT, lan);
+        assert_eq!(
+            (nodata.code, nodata.answers.len(), nodata.authorities.len()),
+            (ResponseCode::NoError, 2, 1),
+            "the CNAMEs, then NODATA with the SOA"
+        );
+        let gone = zone.answer(&name("gone.home.cell."), RecordType::A, lan);
+        assert_eq!((gone.code, gone.answers.len()), (ResponseCode::NXDomain, 1));
+        let looped = zone.answer(&name("loop1.home.cell."), RecordType::A, lan);
+        assert_eq!(looped.answers.len(), 2, "a loop is answered once around");
+    }
+
+    #[test]
+    fn long_text_is_cut_between_characters() {
+        let text = "é".repeat(200);
+        let strings = character_strings(&text);
+        assert_eq!(strings.concat(), text);
+        assert!(strings.iter().all(|s| s.len() <= 255), "{strings:?}");
+        assert_eq!(strings.len(), 2);
     }
 
     #[test]

@@ -86,8 +86,8 @@ impl Applier for DnsZoneApplier {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
                 }
-                // cell-dns reads it; it holds nothing secret.
-                cell_store::atomic::write(&path, &bytes, 0o644).map_err(|e| e.to_string())?;
+                // cell-dns reads it through the directory's group (setgid on the device).
+                cell_store::atomic::write(&path, &bytes, 0o640).map_err(|e| e.to_string())?;
                 Ok(true)
             })
             .await
