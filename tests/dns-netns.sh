@@ -10,8 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/check.sh
 . tests/lib/local-cell.sh
+. tests/lib/nsd.sh
 require_root "dns-netns: needs root for a network namespace"
 require_tool kdig "dns-netns: missing kdig (make deps)"
+require_tool nsd "dns-netns: missing nsd (make deps)"
 require_tool unshare
 local_cell_netns "$0" "$@"
 
@@ -31,12 +33,13 @@ names = [
     {"label": "files", "service": "files", "lan": ["192.168.1.2"], "vpn": ["10.87.0.1"]},
 ]
 listen = ["192.168.1.2", "10.87.0.1"]
+upstreams = ["198.51.100.53:53"]
 if extra:
     names.append({"label": extra, "lan": ["192.168.1.9"], "vpn": ["10.87.0.9"]})
     listen.append("192.168.1.3")
 zone = {"origin": "home.cell.", "serial": serial, "ttl": 60, "names": names,
         "vpn_networks": [["10.87.0.0", 20]],
-        "listen": listen,
+        "listen": listen, "upstreams": upstreams,
         "peers": [{"addresses": ["10.87.0.16"], "services": ["files"]},
                   {"addresses": ["10.87.0.17"], "services": []}],
         "records": [{"name": "nas", "ttl": 120, "type": "A", "address": "192.168.1.7"},
@@ -76,10 +79,61 @@ check "the same over TCP" \
 check "a CNAME answers with its target in the zone" \
     [ "$(short @192.168.1.2 www.home.cell A | tr '\n' ' ')" = "nas.home.cell. 192.168.1.7 " ]
 check "a user MX record at the zone's apex" [ "$(short @192.168.1.2 home.cell MX)" = "10 mx.example.org." ]
-check "a name outside the zone is refused (no forwarding yet)" \
-    bash -c "kdig +time=2 +retry=0 @192.168.1.2 example.org A | grep -q 'status: REFUSED'"
+check "a name outside the zone, asked without recursion, is refused" \
+    bash -c "kdig +time=2 +retry=0 +norecurse @192.168.1.2 www.example.org A | grep -q 'status: REFUSED'"
 check "a name in the zone that does not exist: NXDOMAIN with the SOA" \
     bash -c "kdig +time=2 +retry=0 @192.168.1.2 nope.home.cell A | grep -qE 'status: NXDOMAIN' && kdig +time=2 +retry=0 @192.168.1.2 nope.home.cell A | grep -q 'AUTHORITY SECTION'"
+
+# --- forwarding: an "internet" in a namespace of its own, NSD serving example.org there ---
+internet=cell-dns-test-$$
+ip netns add "$internet"
+on_exit "ip netns del $internet 2>/dev/null"
+ip link add cell-up type veth peer name inet0 netns "$internet"
+ip addr add 198.51.100.1/24 dev cell-up && ip link set cell-up up
+ip netns exec "$internet" ip addr add 198.51.100.53/24 dev inet0
+ip netns exec "$internet" ip link set inet0 up
+ip netns exec "$internet" ip link set lo up
+cat >"$tmp/example.org.zone" <<'ZONE'
+$ORIGIN example.org.
+@ 3600 IN SOA ns.example.org. admin.example.org. 1 3600 600 86400 300
+@ 3600 IN NS ns.example.org.
+ns 3600 IN A 198.51.100.53
+www 300 IN A 203.0.113.80
+big 300 IN TXT "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+big 300 IN TXT "1111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111"
+big 300 IN TXT "2222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222"
+big 300 IN TXT "3333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333"
+big 300 IN TXT "4444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444"
+big 300 IN TXT "5555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555"
+ZONE
+# NSD in the internet namespace; the queries reaching it are counted there by nftables.
+ip netns exec "$internet" nft -f - <<'NFT'
+table inet count {
+    counter dns { }
+    chain input { type filter hook input priority 0; udp dport 53 counter name dns; tcp dport 53 tcp flags syn counter name dns; }
+}
+NFT
+upstream_queries() {
+    ip netns exec "$internet" nft -j list counter inet count dns |
+        python3 -c 'import json,sys; print([o["counter"]["packets"] for o in json.load(sys.stdin)["nftables"] if "counter" in o][0])'
+}
+nsd_start 198.51.100.53 example.org "$tmp/example.org.zone" "$tmp/nsd" "$internet"
+before=$(upstream_queries)
+first=$(kdig +time=3 +retry=0 @192.168.1.2 www.example.org A 2>&1)
+check "a name outside the zone is forwarded upstream: www.example.org is 203.0.113.80, recursion available" \
+    bash -c 'grep -qE "www\.example\.org\.\s+[0-9]+\s+IN\s+A\s+203\.0\.113\.80" <<<"$1" && grep -q "Flags: qr rd ra" <<<"$1"' _ "$first"
+after_first=$(upstream_queries)
+second=$(kdig +time=3 +retry=0 @192.168.1.2 www.example.org A 2>&1)
+after_second=$(upstream_queries)
+check "the first answer asked upstream once ($before -> $after_first)" [ $((after_first - before)) -eq 1 ]
+check "the second came from the cache, with no upstream query ($after_first -> $after_second)" \
+    [ "$after_second" -eq "$after_first" ]
+check "and the same address" grep -q 203.0.113.80 <<<"$second"
+check "an upstream NXDOMAIN is passed on" \
+    bash -c "kdig +time=3 +retry=0 @192.168.1.2 nope.example.org A 2>&1 | grep -q 'status: NXDOMAIN'"
+big=$(kdig +time=3 +retry=0 @192.168.1.2 big.example.org TXT 2>&1)
+check "an answer too big for UDP upstream is fetched over TCP (6 TXT records)" \
+    [ "$(grep -cE 'big\.example\.org\.\s+[0-9]+\s+IN\s+TXT' <<<"$big")" = 6 ]
 
 start=$(date +%s%N)
 write_zone 2 printer

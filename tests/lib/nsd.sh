@@ -1,15 +1,16 @@
 # NSD, the reference authoritative server, run by the DNS tests in their own namespaces.
 # Sourced after tests/lib/check.sh (uses $tmp, on_exit, on_failure, wait_until).
 #
-#   nsd_start ADDRESS ZONE ZONEFILE [DIR]   serves ZONE from ZONEFILE on ADDRESS port 53,
-#                                            in the foreground, as root, with no database,
-#                                            minimal responses; its files in DIR
-#                                            (default $tmp/nsd); sets nsd_pid
+#   nsd_start ADDRESS ZONE ZONEFILE [DIR] [NETNS]
+#                           serves ZONE from ZONEFILE on ADDRESS port 53, in the
+#                           foreground, as root, with no database, minimal responses; its
+#                           files in DIR (default $tmp/nsd); in the named network namespace
+#                           NETNS if given (ADDRESS must be reachable from here); sets nsd_pid
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # variables here are for the scripts that source this
 
 nsd_start() {
-    local address=$1 zone=$2 zonefile=$3 dir=${4:-$tmp/nsd}
+    local address=$1 zone=$2 zonefile=$3 dir=${4:-$tmp/nsd} netns=${5:-}
     mkdir -p "$dir"
     cp "$zonefile" "$dir/zone"
     cat >"$dir/nsd.conf" <<CONF
@@ -34,7 +35,7 @@ zone:
     name: $zone
     zonefile: zone
 CONF
-    nsd -d -c "$dir/nsd.conf" >"$dir/stdout.log" 2>&1 &
+    ${netns:+ip netns exec "$netns"} nsd -d -c "$dir/nsd.conf" >"$dir/stdout.log" 2>&1 &
     nsd_pid=$!
     on_exit "kill $nsd_pid 2>/dev/null; wait $nsd_pid 2>/dev/null"
     on_failure "echo '--- nsd ---'; tail -n 20 '$dir/nsd.log' '$dir/stdout.log'"
