@@ -170,7 +170,7 @@ dns_status=$($nspawn exec $name cat /proc/"$dns_pid"/status)
 check "cell-dns runs as an unprivileged user with only CAP_NET_BIND_SERVICE" \
     bash -c "grep -E '^Uid:' <<<'$dns_status' | awk '{exit !(\$2 != 0 && \$3 != 0)}' && grep -qE '^CapEff:\s+0000000000000400$' <<<'$dns_status'"
 check "cell-dns is not in group cell (celld's API is out of its reach)" \
-    bash -c "! $nspawn exec $name id -nG cell-dns | grep -qw cell"
+    bash -c "! $nspawn exec $name id -nG cell-dns | tr ' ' '\n' | grep -qx cell"
 check "the zone is root's, readable by group cell-dns only (got '$($nspawn exec $name stat -c '%a %U %G' /run/cell-dns/zone.json 2>&1)')" \
     [ "$($nspawn exec $name stat -c '%a %U %G' /run/cell-dns/zone.json)" = "640 root cell-dns" ]
 soa_answered() { kdig +time=1 +retry=0 @"$address" home.cell SOA 2>&1 | grep -q 'status: NOERROR'; }
