@@ -34,7 +34,7 @@ on_exit stop_vm
 
 # --- the VPN's far side, ready before qemu binds the WireGuard port to it ---------------
 require_root "boot-vm: needs root for the VPN clients' network namespaces"
-for tool in wg-quick wireguard-go ip curl; do require_tool "$tool" "boot-vm: missing $tool (make deps)"; done
+for tool in wg-quick wireguard-go ip curl kdig; do require_tool "$tool" "boot-vm: missing $tool (make deps)"; done
 id=$$
 clients=(vmc1ns$id vmc2ns$id)
 devices=(vmx$id vmn$id)          # at most 15 characters; wireguard-go's sockets are shared
@@ -119,7 +119,11 @@ names=(exit noexit)
 for i in 0 1; do
     check "the .conf of ${names[$i]} downloads through the REST API" \
         [ "$(api GET "/api/v1/vpn/peers/${names[$i]}/config")" = 200 ]
-    cp "$answer" "$tmp/${devices[$i]}.conf"
+    check "the .conf of ${names[$i]} names the cell's DNS server and zone" \
+        grep -qE '^DNS = 10\.87\.0\.1, [0-9a-f:]+, home\.cell$' "$answer"
+    # wg-quick hands the DNS line to resolvconf, which would rewrite this host's
+    # resolv.conf: the test asks the cell's DNS server through the tunnel itself instead.
+    grep -v '^DNS = ' "$answer" >"$tmp/${devices[$i]}.conf"
 done
 # Runs a command with its output in $tmp/vpn.log (shown when the test fails).
 quietly() { "$@" >>"$tmp/vpn.log" 2>&1; }
@@ -144,6 +148,8 @@ for i in 0 1; do
     check "${names[$i]} reaches the cell through the tunnel" \
         wait_until 30 quietly ip netns exec "${clients[$i]}" ping -c 1 -W 2 10.87.0.1
 done
+vpn_name() { [ "$(ip netns exec "${clients[1]}" kdig +time=2 +retry=0 +short @10.87.0.1 home.cell A 2>/dev/null)" = 10.87.0.1 ]; }
+check "through its tunnel a device resolves home.cell to the cell's VPN address (cell-dns)" wait_until 20 vpn_name
 reach_internet() { ip netns exec "$1" curl -s -o /dev/null --max-time 10 "http://$internet:$internet_port/"; }
 check "the device with internet exit reaches $internet beyond the cell" wait_until 10 reach_internet "${clients[0]}"
 # The other device is routed there through its tunnel by hand: the cell must drop it.

@@ -9,7 +9,10 @@ use crate::key_base64;
 pub struct ClientConfig {
     pub private_key: Option<[u8; 32]>,
     pub addresses: Vec<(IpAddr, u8)>,
+    /// Resolvers the client uses while the tunnel is up.
     pub dns: Vec<IpAddr>,
+    /// Search domains, so that short names work (wg-quick takes them on the DNS line).
+    pub search: Vec<String>,
     pub server_public_key: [u8; 32],
     /// `host:port`, IPv6 hosts in brackets.
     pub endpoint: String,
@@ -47,7 +50,12 @@ impl ClientConfig {
         }
         let _ = writeln!(out, "Address = {}", list(&self.addresses));
         if !self.dns.is_empty() {
-            let dns: Vec<String> = self.dns.iter().map(IpAddr::to_string).collect();
+            let dns: Vec<String> = self
+                .dns
+                .iter()
+                .map(IpAddr::to_string)
+                .chain(self.search.iter().cloned())
+                .collect();
             let _ = writeln!(out, "DNS = {}", dns.join(", "));
         }
         out.push_str("\n[Peer]\n");
@@ -74,6 +82,7 @@ mod tests {
                 ("fd00::10".parse().unwrap(), 128),
             ],
             dns: vec![],
+            search: vec!["home.cell".into()],
             server_public_key: [2; 32],
             endpoint: "vpn.example.org:51820".into(),
             allowed_ips: vec![("10.87.0.0".parse().unwrap(), 20)],
@@ -94,10 +103,12 @@ mod tests {
         let own_key = ClientConfig {
             private_key: None,
             keepalive: 0,
+            dns: vec!["10.87.0.1".parse().unwrap()],
             ..config
         };
         let text = own_key.render();
         assert!(!text.contains("\nPrivateKey ="));
         assert!(!text.contains("PersistentKeepalive"));
+        assert!(text.contains("DNS = 10.87.0.1, home.cell\n"), "{text}");
     }
 }

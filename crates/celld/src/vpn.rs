@@ -237,8 +237,10 @@ pub fn endpoint(settings: &Settings, vpn: &Vpn) -> Option<String> {
 }
 
 /// The client's wg-quick configuration. `lan` are the cell's LAN networks, routed through
-/// the tunnel for peers with LAN access.
+/// the tunnel for peers with LAN access; names resolve through the cell's DNS server at its
+/// VPN address, with `zone` as the search domain.
 pub fn client_config(
+    zone: &str,
     vpn: &Vpn,
     peer: &Peer,
     endpoint: String,
@@ -267,8 +269,8 @@ pub fn client_config(
     cell_wg::ClientConfig {
         private_key,
         addresses,
-        // The cell's DNS server arrives with the DNS work; until then clients keep theirs.
-        dns: Vec::new(),
+        dns: vec![IpAddr::V4(vpn.gateway4()), IpAddr::V6(vpn.gateway6())],
+        search: vec![zone.to_owned()],
         server_public_key: server_public,
         endpoint,
         allowed_ips,

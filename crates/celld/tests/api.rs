@@ -920,6 +920,11 @@ async fn peer_users_see_and_download_only_their_own_devices() {
     );
     assert!(conf.contains("Address = 10.87.0.16/32"), "{conf}");
     assert!(conf.contains("PersistentKeepalive = 25"), "{conf}");
+    assert!(
+        conf.lines()
+            .any(|l| l.starts_with("DNS = 10.87.0.1, fd") && l.ends_with(", home.cell")),
+        "the cell's DNS server and zone: {conf}"
+    );
     let (status, _) = cell
         .web("bob", Method::GET, "/v1/vpn/peers/alicephone/config", None)
         .await;

@@ -425,6 +425,7 @@ async fn config_text(
         Vec::new()
     };
     let config = vpn::client_config(
+        &settings.zone(),
         vpn,
         &peer,
         endpoint,
