@@ -135,12 +135,13 @@ test-unit:
 
 # T1: the VPN and firewall in network namespaces, with wireguard-go clients (root); the
 # login guard over the release binaries (the image's own) in a namespace of its own.
-test-netns: $(STAGING)/usr/bin/celld $(STAGING)/usr/bin/cell-web
+test-netns: $(STAGING)/usr/bin/celld $(STAGING)/usr/bin/cell-web $(STAGING)/usr/bin/cell-dns
 	cargo build --locked -p celld -p cell-dns
 	tests/vpn-netns.sh target/debug/celld
 	tests/login-netns.sh $(STAGING)/usr/bin
 	tests/dns-netns.sh target/debug/cell-dns
 	tests/dns-diff-netns.sh target/debug/cell-dns
+	tests/dns-live-netns.sh $(STAGING)/usr/bin
 
 test-boot: $(TREE).stamp
 	tests/boot-nspawn.sh $(TREE)
