@@ -41,6 +41,7 @@ help:
 	@echo "make test-vm  boot the disk image in qemu headless and check it; then the update test"
 	@echo "make bench    image size, boot-to-health time, idle memory; VPN add-peer and throughput;"
 	@echo "              /health under a login burst and celld's peak memory during one;"
+	@echo "              cell-dns beside NSD and Knot (dnsperf: q/s, p99, loss; memory);"
 	@echo "              update install time, reboot-to-UI time and download size (qemu)"
 	@echo "make deps     install the build and test dependencies (Debian 12, root)"
 	@echo "make clean    remove build outputs (keeps the package cache)"
@@ -172,6 +173,7 @@ bench: $(TREE).stamp $(DISK) $(UPDATE_TEST)/server/SHA256SUMS
 	scripts/bench $(TREE) $(DISK)
 	scripts/bench-vpn build/bench/vpn.txt
 	scripts/bench-login build/bench/login.txt
+	scripts/bench-dns build/bench/dns.txt
 	mkdir -p build/bench && rm -f build/bench/update.txt
 	CELL_BENCH_OUT=build/bench/update.txt \
 		tests/update-vm.sh $(DISK) $(VERSION) $(UPDATE_TEST)/server $(V2) $(V3) $(V_CORRUPT)

@@ -27,6 +27,8 @@ server:
     logfile: "$dir/nsd.log"
     server-count: 1
     minimal-responses: yes
+    # Debian builds NSD with response rate limiting on (200/s per source): off, for tests.
+    rrl-ratelimit: 0
     hide-version: yes
     verbosity: 1
 remote-control:

@@ -70,7 +70,9 @@ impl ZoneFile {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    cell_systemd::init_logging("cell-dns")?;
+    // hickory logs every query at info: one journal line per query would cost more than
+    // answering it.
+    cell_systemd::init_logging_with("cell-dns", "info,hickory_server=warn")?;
     let mut file = ZoneFile {
         path: args.zone.clone(),
         seen: None,

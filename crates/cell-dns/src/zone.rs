@@ -5,6 +5,7 @@
 //! and its services, and a service the peer has no access to does not exist for it
 //! (NXDOMAIN, the same sets the firewall uses); any other source gets the LAN addresses.
 
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
 use cell_model::dns::{DnsRecord, RecordData};
@@ -61,8 +62,11 @@ pub struct Zone {
     ns: Record,
     /// The names, absolute, with their entry.
     names: Vec<(Name, ZoneName)>,
-    /// The user records, ready to send.
-    records: Vec<Record>,
+    /// The user records, ready to send, by owner name.
+    records: HashMap<Name, Vec<Record>>,
+    /// Every name above a user record, up to the origin: they exist (as empty
+    /// non-terminals, if nothing else).
+    record_ancestors: HashSet<Name>,
     /// Zones asked of other servers, deepest first.
     forward_zones: Vec<(Name, Vec<SocketAddr>)>,
 }
@@ -134,11 +138,18 @@ impl Zone {
             )),
         );
         let ns = Record::from_rdata(origin.clone(), snapshot.ttl, RData::NS(NS(origin.clone())));
-        let records = snapshot
-            .records
-            .iter()
-            .map(|r| user_record(&origin, r))
-            .collect::<Result<_, _>>()?;
+        let mut records: HashMap<Name, Vec<Record>> = HashMap::new();
+        let mut record_ancestors = HashSet::new();
+        for record in &snapshot.records {
+            let record = user_record(&origin, record)?;
+            let mut above = record.name.base_name();
+            while above.num_labels() > origin.num_labels() {
+                let next = above.base_name();
+                record_ancestors.insert(above);
+                above = next;
+            }
+            records.entry(record.name.clone()).or_default().push(record);
+        }
         let mut forward_zones = snapshot
             .forward_zones
             .iter()
@@ -152,6 +163,7 @@ impl Zone {
             ns,
             names,
             records,
+            record_ancestors,
             forward_zones,
         })
     }
@@ -262,21 +274,25 @@ impl Zone {
         }
     }
 
+    fn records_at(&self, name: &Name) -> &[Record] {
+        self.records.get(name).map_or(&[], Vec::as_slice)
+    }
+
     fn cname_at(&self, name: &Name) -> Option<&Record> {
-        self.records
+        self.records_at(name)
             .iter()
-            .find(|r| r.name == *name && r.record_type() == RecordType::CNAME)
+            .find(|r| r.record_type() == RecordType::CNAME)
     }
 
     /// Whether a name exists only as the parent of others (an empty non-terminal): no
     /// data, but not a non-existent name either.
     fn has_children(&self, name: &Name, view: &View<'_>) -> bool {
-        self.names
-            .iter()
-            .filter(|(_, entry)| view.sees(entry))
-            .map(|(n, _)| n)
-            .chain(self.records.iter().map(|r| &r.name))
-            .any(|n| name.zone_of(n))
+        self.record_ancestors.contains(name)
+            || self
+                .names
+                .iter()
+                .filter(|(_, entry)| view.sees(entry))
+                .any(|(n, _)| n != name && name.zone_of(n))
     }
 
     /// The records at exactly `name` of `kind` in `view` (no CNAME following), and whether
@@ -315,7 +331,7 @@ impl Zone {
                 }
             }
         }
-        for record in self.records.iter().filter(|r| r.name == *name) {
+        for record in self.records_at(name) {
             exists = true;
             if kind == RecordType::ANY || record.record_type() == kind {
                 answers.push(record.clone());

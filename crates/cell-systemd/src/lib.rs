@@ -33,7 +33,17 @@ impl LogTarget {
 /// Installs the global tracing subscriber. The level comes from `$CELL_LOG`
 /// (`tracing_subscriber` filter syntax), `info` when unset or invalid.
 pub fn init_logging(syslog_identifier: &str) -> Result<LogTarget, Error> {
-    let filter = EnvFilter::try_from_env("CELL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    init_logging_with(syslog_identifier, "info")
+}
+
+/// [`init_logging`] with another filter when `$CELL_LOG` is unset, e.g. to keep a library
+/// that logs every request at `info` quiet.
+pub fn init_logging_with(
+    syslog_identifier: &str,
+    default_filter: &str,
+) -> Result<LogTarget, Error> {
+    let filter =
+        EnvFilter::try_from_env("CELL_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
     let target = LogTarget::detect();
     let registry = tracing_subscriber::registry().with(filter);
     match target {
