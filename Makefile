@@ -26,7 +26,7 @@ CELL_IMAGE   := target/debug/cell-image
 KEYS_DIR     := $(BUILD)/keys
 UPDATE_DIR   := $(BUILD)/update
 
-.PHONY: help keys run image publish flash run-vm test test-unit test-netns test-boot test-browser test-vm lint bench deps tree clean
+.PHONY: help keys run image publish flash run-vm test test-unit test-fuzz test-netns test-boot test-browser test-vm lint bench deps tree clean
 
 help:
 	@echo "make run      build what is out of date and boot the cell under systemd-nspawn"
@@ -125,7 +125,7 @@ run-vm: $(DISK)
 	scripts/run-vm $(DISK)
 
 # --- tests -----------------------------------------------------------------------------
-test: deps lint test-unit test-netns test-boot test-browser test-vm
+test: deps lint test-unit test-fuzz test-netns test-boot test-browser test-vm
 
 lint:
 	cargo fmt --all -- --check
@@ -133,6 +133,11 @@ lint:
 
 test-unit:
 	cargo test --locked --workspace
+
+# cell-dns's request path under libFuzzer for a bounded time (nightly, cargo-fuzz).
+FUZZ_SECONDS ?= 60
+test-fuzz:
+	tests/fuzz-dns.sh $(FUZZ_SECONDS)
 
 # T1: the VPN and firewall in network namespaces, with wireguard-go clients (root); the
 # login guard over the release binaries (the image's own) in a namespace of its own.

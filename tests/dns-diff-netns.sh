@@ -3,7 +3,8 @@
 # snapshot celld would render; tests/dns/diff.zone, its LAN view as a master file) in a
 # network namespace, and answer every query in tests/dns/diff-queries.txt (NXDOMAIN,
 # NODATA, empty non-terminals, CNAME chains, ANY, case, TCP, truncation and the TCP retry
-# after it) with the same response code, flags, answer and authority sections.
+# after it) with the same response code, flags, answer and authority sections; malformed
+# packets get FORMERR or nothing, never a crash.
 #   tests/dns-diff-netns.sh [path/to/cell-dns]     (root; skips with a message otherwise)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,4 +34,7 @@ if python3 tests/lib/dns-diff.py 192.168.1.2 192.168.1.3 tests/dns/diff-queries.
 else
     fail "cell-dns answers like NSD"
 fi
+malformed=$(python3 tests/lib/dns-malformed.py 192.168.1.2 nas.diff.cell)
+check "malformed packets are answered FORMERR/REFUSED/NOTIMP or dropped ($malformed otherwise)" [ "$malformed" = 0 ]
+check "and cell-dns answers on" answering
 finish "# the differential DNS test passed"

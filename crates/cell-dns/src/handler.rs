@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use hickory_server::net::runtime::Time;
-use hickory_server::proto::op::{Header, HeaderCounts, Metadata, ResponseCode};
+use hickory_server::proto::op::{Header, HeaderCounts, Metadata, OpCode, ResponseCode};
 use hickory_server::proto::rr::Name;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
@@ -62,6 +62,14 @@ impl RequestHandler for CellDns {
         mut response_handle: R,
     ) -> ResponseInfo {
         let builder = MessageResponseBuilder::from_message_request(request);
+        // Queries only: no updates, notifies or zone transfers of the cell's names.
+        if request.metadata.op_code != OpCode::Query {
+            let response = builder.error_msg(&request.metadata, ResponseCode::NotImp);
+            return match response_handle.send_response(response).await {
+                Ok(info) => info,
+                Err(_) => failed(request, ResponseCode::NotImp),
+            };
+        }
         let Ok(info) = request.request_info() else {
             // Not exactly one question: FORMERR, as the RFCs ask.
             let response = builder.error_msg(&request.metadata, ResponseCode::FormErr);

@@ -6,6 +6,7 @@
 pub mod forward;
 pub mod handler;
 pub mod listen;
+pub mod wire;
 pub mod zone;
 
 use std::sync::Arc;

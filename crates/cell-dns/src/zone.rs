@@ -210,7 +210,8 @@ impl Zone {
     /// The answer to `name`/`kind` asked from `source`.
     pub fn answer(&self, name: &Name, kind: RecordType, source: IpAddr) -> Answer {
         let name = name.to_lowercase();
-        if !self.origin.zone_of(&name) {
+        // Zone transfers are not offered: the zone differs per asker anyway.
+        if !self.origin.zone_of(&name) || matches!(kind, RecordType::AXFR | RecordType::IXFR) {
             return Answer::refused();
         }
         let view = self.view(source);
@@ -424,7 +425,7 @@ impl View<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
@@ -587,6 +588,8 @@ mod tests {
         assert_eq!(any.answers[0].record_type(), RecordType::SOA);
         let any = zone.answer(&name("_sip._tcp.home.cell."), RecordType::ANY, lan);
         assert_eq!(any.answers[0].record_type(), RecordType::SRV);
+        let axfr = zone.answer(&name("home.cell."), RecordType::AXFR, lan);
+        assert_eq!(axfr.code, ResponseCode::Refused, "no zone transfers");
     }
 
     #[test]
