@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, UdpSocket};
 
 pub use forward::Forwarder;
 pub use handler::{CellDns, ZoneHandle};
-pub use zone::{Zone, ZoneSnapshot};
+pub use zone::{Explanation, Zone, ZoneSnapshot};
 
 /// How long a TCP client may take to send its query.
 const TCP_TIMEOUT: Duration = Duration::from_secs(5);

@@ -41,6 +41,16 @@ impl Answer {
     }
 }
 
+/// An answer as text: the response code, the records, and for a name outside the zone the
+/// servers it would be asked of (none: refused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    pub code: String,
+    pub answers: Vec<String>,
+    pub authorities: Vec<String>,
+    pub forwarded_to: Vec<SocketAddr>,
+}
+
 /// At most this many CNAMEs are followed in one answer.
 const MAX_CHAIN: usize = 8;
 /// The RRset an ANY query gets, by preference (RFC 8482: one RRset).
@@ -251,6 +261,45 @@ impl Zone {
             return negative;
         }
         self.positive(answers)
+    }
+
+    /// What `source` would be told for `name`/`kind`, as text for people: the query box
+    /// of the DNS page. A name outside the zone shows where it would be forwarded.
+    pub fn explain(
+        &self,
+        name: &str,
+        kind: &str,
+        source: IpAddr,
+    ) -> Result<Explanation, ZoneError> {
+        let bad = |message: String| ZoneError::BadName {
+            name: name.to_owned(),
+            message,
+        };
+        let mut asked = Name::from_ascii(name.trim()).map_err(|e| bad(e.to_string()))?;
+        asked.set_fqdn(true);
+        let kind: RecordType = kind
+            .trim()
+            .to_ascii_uppercase()
+            .parse()
+            .map_err(|_| bad(format!("'{kind}' is not a record type")))?;
+        let answer = self.answer(&asked, kind, source);
+        let outside = !self.origin.zone_of(&asked.to_lowercase());
+        Ok(Explanation {
+            code: match answer.code {
+                ResponseCode::NoError if answer.answers.is_empty() => "NOERROR, no data".to_owned(),
+                ResponseCode::NoError => "NOERROR".to_owned(),
+                ResponseCode::NXDomain => "NXDOMAIN: no such name".to_owned(),
+                ResponseCode::Refused => "REFUSED".to_owned(),
+                other => other.to_string(),
+            },
+            answers: answer.answers.iter().map(ToString::to_string).collect(),
+            authorities: answer.authorities.iter().map(ToString::to_string).collect(),
+            forwarded_to: if outside {
+                self.servers_for(&asked).to_vec()
+            } else {
+                Vec::new()
+            },
+        })
     }
 
     /// ANY, answered as RFC 8482 allows and NSD does: one RRset of the name — the SOA at
@@ -621,6 +670,22 @@ pub(crate) mod tests {
         assert_eq!((gone.code, gone.answers.len()), (ResponseCode::NXDomain, 1));
         let looped = zone.answer(&name("loop1.home.cell."), RecordType::A, lan);
         assert_eq!(looped.answers.len(), 2, "a loop is answered once around");
+    }
+
+    #[test]
+    fn explanations_are_the_answers_as_text() {
+        let zone = Zone::new(home()).unwrap();
+        let peer: IpAddr = "10.87.0.17".parse().unwrap();
+        let hidden = zone.explain("calendar.home.cell", "a", peer).unwrap();
+        assert_eq!(hidden.code, "NXDOMAIN: no such name");
+        let www = zone
+            .explain("www.home.cell", "A", "192.168.1.50".parse().unwrap())
+            .unwrap();
+        assert_eq!(www.answers.len(), 2, "{www:?}");
+        assert!(www.answers[0].contains("CNAME"), "{www:?}");
+        let outside = zone.explain("example.org", "A", peer).unwrap();
+        assert_eq!(outside.forwarded_to, ["192.0.2.53:53".parse().unwrap()]);
+        assert!(zone.explain("home.cell", "BOGUS", peer).is_err());
     }
 
     #[test]

@@ -283,6 +283,114 @@ fn target_problem(target: &str) -> Option<String> {
     })
 }
 
+/// The record types people may add, as they are written.
+pub const RECORD_TYPES: [&str; 6] = ["A", "AAAA", "CNAME", "TXT", "MX", "SRV"];
+
+impl RecordData {
+    /// The type as written (`A`, `MX`…).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::A { .. } => "A",
+            Self::Aaaa { .. } => "AAAA",
+            Self::Cname { .. } => "CNAME",
+            Self::Txt { .. } => "TXT",
+            Self::Mx { .. } => "MX",
+            Self::Srv { .. } => "SRV",
+        }
+    }
+
+    /// The value as a person writes it: an address, a name, the text, `10 mail.example.org`
+    /// (MX) or `1 5 5060 sip.example.org` (SRV). [`RecordData::parse`] reads it back.
+    pub fn value_text(&self) -> String {
+        match self {
+            Self::A { address } => address.to_string(),
+            Self::Aaaa { address } => address.to_string(),
+            Self::Cname { target } => target.clone(),
+            Self::Txt { text } => text.clone(),
+            Self::Mx {
+                preference,
+                exchange,
+            } => format!("{preference} {exchange}"),
+            Self::Srv {
+                priority,
+                weight,
+                port,
+                target,
+            } => format!("{priority} {weight} {port} {target}"),
+        }
+    }
+
+    /// A record's data from its type and value as written (see [`RecordData::value_text`]);
+    /// a refusal names `kind` or `value`. Names are checked by [`Dns::validate`].
+    pub fn parse(kind: &str, value: &str) -> Result<Self, FieldError> {
+        let value = value.trim();
+        let words: Vec<&str> = value.split_whitespace().collect();
+        let number = |word: &str, what: &str| -> Result<u16, FieldError> {
+            word.parse().map_err(|_| {
+                FieldError::new(
+                    "value",
+                    format!("{what} must be a number from 0 to 65535, not '{word}'"),
+                )
+            })
+        };
+        let address_problem = |kind: &str| {
+            FieldError::new(
+                "value",
+                format!(
+                    "'{value}' is not an {} address",
+                    if kind == "A" { "IPv4" } else { "IPv6" }
+                ),
+            )
+        };
+        match (kind.to_ascii_uppercase().as_str(), words.as_slice()) {
+            ("A", [one]) => Ok(Self::A {
+                address: one.parse().map_err(|_| address_problem("A"))?,
+            }),
+            ("AAAA", [one]) => Ok(Self::Aaaa {
+                address: one.parse().map_err(|_| address_problem("AAAA"))?,
+            }),
+            ("CNAME", [one]) => Ok(Self::Cname {
+                target: (*one).to_owned(),
+            }),
+            ("TXT", _) if !value.is_empty() => Ok(Self::Txt {
+                text: value.to_owned(),
+            }),
+            ("MX", [preference, exchange]) => Ok(Self::Mx {
+                preference: number(preference, "the preference")?,
+                exchange: (*exchange).to_owned(),
+            }),
+            ("SRV", [priority, weight, port, target]) => Ok(Self::Srv {
+                priority: number(priority, "the priority")?,
+                weight: number(weight, "the weight")?,
+                port: number(port, "the port")?,
+                target: (*target).to_owned(),
+            }),
+            ("A", _) => Err(FieldError::new("value", "an A record is one IPv4 address")),
+            ("AAAA", _) => Err(FieldError::new(
+                "value",
+                "an AAAA record is one IPv6 address",
+            )),
+            ("CNAME", _) => Err(FieldError::new("value", "a CNAME record is one name")),
+            ("TXT", _) => Err(FieldError::new("value", "a TXT record needs text")),
+            ("MX", _) => Err(FieldError::new(
+                "value",
+                "an MX record is a preference and a name: 10 mail.example.org",
+            )),
+            ("SRV", _) => Err(FieldError::new(
+                "value",
+                "an SRV record is priority, weight, port and a name: 1 5 5060 sip.example.org",
+            )),
+            _ => Err(FieldError::new(
+                "kind",
+                format!(
+                    "'{kind}' is not a record type the cell serves ({})",
+                    RECORD_TYPES.join(", ")
+                ),
+            )),
+        }
+    }
+}
+
 impl DnsRecord {
     fn validate(&self) -> Result<(), FieldError> {
         if let Some(problem) = name_problem(&self.name) {
@@ -443,5 +551,33 @@ mod tests {
             let error = dns(settings).validate("home.cell").unwrap_err();
             assert_eq!(error.field, field, "{error}");
         }
+    }
+
+    #[test]
+    fn values_as_written_read_back() {
+        for (kind, value) in [
+            ("A", "192.168.1.9"),
+            ("AAAA", "fd00::9"),
+            ("CNAME", "printer.home.cell."),
+            ("TXT", "v=spf1 -all"),
+            ("MX", "10 mail.example.org."),
+            ("SRV", "1 5 5060 sip.example.org."),
+        ] {
+            let data = RecordData::parse(kind, value).unwrap();
+            assert_eq!((data.kind(), data.value_text().as_str()), (kind, value));
+        }
+        assert_eq!(
+            RecordData::parse("mx", "ten mail").unwrap_err().field,
+            "value"
+        );
+        assert_eq!(
+            RecordData::parse("A", "1.2.3.4 5.6.7.8").unwrap_err().field,
+            "value"
+        );
+        assert_eq!(
+            RecordData::parse("A", "fd00::1").unwrap_err().field,
+            "value"
+        );
+        assert_eq!(RecordData::parse("NAPTR", "x").unwrap_err().field, "kind");
     }
 }

@@ -667,3 +667,111 @@ async fn dns_records_are_added_and_removed_on_their_page() {
     assert_eq!(removed.status, 200, "{}", removed.body);
     assert!(removed.body.contains("No records of your own yet"));
 }
+
+#[tokio::test]
+async fn the_query_box_upstreams_and_forwarding_zones() {
+    let cell = start().await;
+    let (cookie, csrf) = set_up_as_alice(&cell).await;
+    let form = |body: String| {
+        let cookie = cookie.clone();
+        async move {
+            let path = body.split_once('|').map_or("", |(p, _)| p).to_owned();
+            let data = body.split_once('|').map_or("", |(_, d)| d).to_owned();
+            http_form(cell.addr, &path, &cookie, &data).await
+        }
+    };
+    let added = form(format!(
+        "/dns/records|csrf={csrf}&name=printer&kind=A&value=192.168.1.9&ttl=120"
+    ))
+    .await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    // The query box answers from the zone the reconciler rendered: wait for it.
+    let ask = |query: &str| {
+        let cookie = cookie.clone();
+        let path = format!("/dns?{query}");
+        async move { http(cell.addr, "GET", &path, Some(&cookie), None, None).await }
+    };
+    let mut answer = ask("ask=printer.home.cell&type=A&from=").await;
+    for _ in 0..50 {
+        if answer.body.contains("<strong>NOERROR</strong>") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        answer = ask("ask=printer.home.cell&type=A&from=").await;
+    }
+    assert!(
+        answer.body.contains("<strong>NOERROR</strong>"),
+        "{}",
+        answer.body
+    );
+    assert!(answer.body.contains("192.168.1.9"), "{}", answer.body);
+    let missing = ask("ask=nope.home.cell&type=A").await;
+    assert!(missing.body.contains("NXDOMAIN"), "{}", missing.body);
+    let outside = ask("ask=example.org&type=A").await;
+    assert!(
+        outside.body.contains("<strong>REFUSED</strong>"),
+        "no upstream yet: {}",
+        outside.body
+    );
+    let nonsense = ask("ask=home.cell&type=BOGUS").await;
+    assert!(
+        nonsense.body.contains("id=\"ask-error\""),
+        "{}",
+        nonsense.body
+    );
+
+    let bad = form(format!(
+        "/dns/upstreams|csrf={csrf}&upstreams=9.9.9.9,+nonsense"
+    ))
+    .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("id=\"upstreams-error\""), "{}", bad.body);
+    let refused = form(format!("/dns/upstreams|csrf={csrf}&upstreams=127.0.0.1")).await;
+    assert_eq!(refused.status, 400, "celld refuses loopback");
+    assert!(
+        refused.body.contains("id=\"upstreams-error\""),
+        "{}",
+        refused.body
+    );
+    let saved = form(format!("/dns/upstreams|csrf={csrf}&upstreams=9.9.9.9")).await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    let api = http(cell.addr, "GET", "/api/v1/dns", Some(&cookie), None, None).await;
+    assert_eq!(api.json()["upstreams"], serde_json::json!(["9.9.9.9"]));
+
+    let own = form(format!(
+        "/dns/forward|csrf={csrf}&zone=kids.home.cell&servers=10.88.0.1"
+    ))
+    .await;
+    assert_eq!(own.status, 400);
+    assert!(own.body.contains("id=\"zone-error\""), "{}", own.body);
+    let forwarded = form(format!(
+        "/dns/forward|csrf={csrf}&zone=other.cell&servers=10.88.0.1"
+    ))
+    .await;
+    assert_eq!(forwarded.status, 200, "{}", forwarded.body);
+    assert!(
+        forwarded.body.contains("<td><code>other.cell</code></td>"),
+        "{}",
+        forwarded.body
+    );
+    let mut via = ask("ask=files.other.cell&type=A").await;
+    for _ in 0..50 {
+        if via.body.contains("10.88.0.1:53") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        via = ask("ask=files.other.cell&type=A").await;
+    }
+    assert!(
+        via.body.contains("forwarded to <code>10.88.0.1:53</code>"),
+        "{}",
+        via.body
+    );
+    let removed = form(format!("/dns/forward/0/remove|csrf={csrf}")).await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert!(
+        !removed.body.contains("<td><code>other.cell</code></td>"),
+        "{}",
+        removed.body
+    );
+}

@@ -1,7 +1,7 @@
 //! `cellctl dns`: the zone's records, upstreams and forwarding zones, edited through
 //! celld's PUT /v1/dns (which validates; a refusal names the field).
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use cell_model::api::DnsView;
 use cell_model::dns::{DnsRecord, ForwardZone, RecordData};
 use celld_client::Method;
@@ -12,70 +12,13 @@ use crate::Ctl;
 
 /// A record from the command line's words, e.g. `MX ["10", "mail.example.org"]`.
 pub fn record(name: &str, kind: &str, value: &[String], ttl: u32) -> anyhow::Result<DnsRecord> {
-    let kind = kind.to_ascii_uppercase();
-    let words: Vec<&str> = value.iter().flat_map(|v| v.split_whitespace()).collect();
-    let number = |word: &str, what: &str| -> anyhow::Result<u16> {
-        word.parse()
-            .with_context(|| format!("{what} must be a number from 0 to 65535, not '{word}'"))
-    };
-    let data = match (kind.as_str(), words.as_slice()) {
-        ("A" | "AAAA" | "CNAME", [one]) => {
-            let field = if kind == "CNAME" { "target" } else { "address" };
-            json!({ "type": kind, field: one })
-        }
-        ("TXT", _) if !value.is_empty() => json!({"type": "TXT", "text": value.join(" ")}),
-        ("MX", [preference, exchange]) => json!({
-            "type": "MX",
-            "preference": number(preference, "the preference")?,
-            "exchange": exchange,
-        }),
-        ("SRV", [priority, weight, port, target]) => json!({
-            "type": "SRV",
-            "priority": number(priority, "the priority")?,
-            "weight": number(weight, "the weight")?,
-            "port": number(port, "the port")?,
-            "target": target,
-        }),
-        ("A" | "AAAA", _) => bail!("{kind} takes one address"),
-        ("CNAME", _) => bail!("CNAME takes one target name"),
-        ("MX", _) => bail!("MX takes PREFERENCE EXCHANGE, e.g. 10 mail.example.org"),
-        ("SRV", _) => bail!("SRV takes PRIORITY WEIGHT PORT TARGET, e.g. 1 5 5060 sip.example.org"),
-        _ => bail!("unknown record type {kind}"),
-    };
-    let mut record = data;
-    record["name"] = json!(name);
-    record["ttl"] = json!(ttl);
-    serde_json::from_value(record).map_err(|e| anyhow::anyhow!("{kind} record: {e}"))
-}
-
-fn value_text(data: &RecordData) -> String {
-    match data {
-        RecordData::A { address } => address.to_string(),
-        RecordData::Aaaa { address } => address.to_string(),
-        RecordData::Cname { target } => target.clone(),
-        RecordData::Txt { text } => format!("\"{text}\""),
-        RecordData::Mx {
-            preference,
-            exchange,
-        } => format!("{preference} {exchange}"),
-        RecordData::Srv {
-            priority,
-            weight,
-            port,
-            target,
-        } => format!("{priority} {weight} {port} {target}"),
-    }
-}
-
-fn kind_text(data: &RecordData) -> &'static str {
-    match data {
-        RecordData::A { .. } => "A",
-        RecordData::Aaaa { .. } => "AAAA",
-        RecordData::Cname { .. } => "CNAME",
-        RecordData::Txt { .. } => "TXT",
-        RecordData::Mx { .. } => "MX",
-        RecordData::Srv { .. } => "SRV",
-    }
+    let data =
+        RecordData::parse(kind, &value.join(" ")).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    Ok(DnsRecord {
+        name: name.to_owned(),
+        ttl,
+        data,
+    })
 }
 
 fn view_text(view: &DnsView) -> String {
@@ -85,8 +28,11 @@ fn view_text(view: &DnsView) -> String {
             "{:<24} {:>6} {:<5} {}\n",
             record.name,
             record.ttl,
-            kind_text(&record.data),
-            value_text(&record.data)
+            record.data.kind(),
+            match &record.data {
+                RecordData::Txt { text } => format!("\"{text}\""),
+                other => other.value_text(),
+            }
         );
     }
     let in_force: Vec<String> = view
@@ -144,7 +90,7 @@ pub async fn run(ctl: &Ctl, command: DnsCommand) -> anyhow::Result<()> {
                     r.name != name
                         || kind
                             .as_deref()
-                            .is_some_and(|k| !k.eq_ignore_ascii_case(kind_text(&r.data)))
+                            .is_some_and(|k| !k.eq_ignore_ascii_case(r.data.kind()))
                 })
                 .collect();
             if records.len() == before {
@@ -228,6 +174,7 @@ mod tests {
         assert!(record("a", "A", &words("not-an-address"), 300).is_err());
         assert!(record("a", "A", &words("1.2.3.4 5.6.7.8"), 300).is_err());
         let error = record("@", "MX", &words("ten mail"), 300).unwrap_err();
+        assert!(record("a", "NAPTR", &words("x"), 300).is_err());
         assert!(error.to_string().contains("preference"), "{error}");
     }
 }

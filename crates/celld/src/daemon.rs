@@ -403,6 +403,8 @@ pub mod testing {
             vec![nix::unistd::getuid().as_raw()],
         );
         config.wg_interface = "cellwg-test".into();
+        // Never this host's resolvers: a test's uplink has none unless it writes some.
+        config.uplink_resolvers = dir.join("resolv.conf");
         adjust(&mut config);
         let system = Arc::new(RecordedSystem::default());
         match Daemon::start(config, system, Arc::new(RecordedNetwork::default())) {

@@ -909,6 +909,15 @@ async fn peer_users_see_and_download_only_their_own_devices() {
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["bobphone"]);
+    cell.daemon.settled().await;
+    let (_, dns) = cell.web("bob", Method::GET, "/v1/dns", None).await;
+    assert_eq!(
+        dns["snapshot"]["peers"].as_array().map(Vec::len),
+        Some(1),
+        "a peer user sees the zone's access list of their own device only: {dns}"
+    );
+    let (_, dns) = cell.web("alice", Method::GET, "/v1/dns", None).await;
+    assert_eq!(dns["snapshot"]["peers"].as_array().map(Vec::len), Some(2));
     let (status, conf) = cell
         .web("bob", Method::GET, "/v1/vpn/peers/bobphone/config", None)
         .await;

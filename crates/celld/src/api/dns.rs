@@ -14,11 +14,32 @@ use crate::audit::Record;
 use crate::daemon::Daemon;
 use crate::sync::lock;
 
-fn view(daemon: &Daemon) -> DnsView {
+/// The DNS settings and the zone in force; to anyone but an administrator, the zone's
+/// per-device access lists only for their own devices.
+fn view(daemon: &Daemon, actor: &Actor) -> DnsView {
     let settings = lock(&daemon.store).current().settings.clone();
-    let snapshot = std::fs::read(&daemon.config().dns_zone)
+    let mut snapshot = std::fs::read(&daemon.config().dns_zone)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<ZoneSnapshot>(&bytes).ok());
+    if let (Some(zone), false) = (snapshot.as_mut(), actor.is_admin()) {
+        let own: Vec<std::net::IpAddr> = settings
+            .vpn
+            .iter()
+            .flat_map(|vpn| {
+                vpn.peers
+                    .iter()
+                    .filter(|peer| peer.owner.as_str() == actor.name)
+                    .flat_map(|peer| {
+                        vpn.peer_address4(peer)
+                            .map(std::net::IpAddr::V4)
+                            .into_iter()
+                            .chain([std::net::IpAddr::V6(vpn.peer_address6(peer))])
+                    })
+            })
+            .collect();
+        zone.peers
+            .retain(|peer| peer.addresses.iter().any(|address| own.contains(address)));
+    }
     DnsView {
         zone: settings.zone(),
         records: settings.dns.records,
@@ -29,8 +50,8 @@ fn view(daemon: &Daemon) -> DnsView {
 }
 
 /// Everyone logged in may see the zone's records (they are answered to anyone anyway).
-pub async fn dns_get(State(daemon): State<Arc<Daemon>>, _actor: Actor) -> Json<DnsView> {
-    Json(view(&daemon))
+pub async fn dns_get(State(daemon): State<Arc<Daemon>>, actor: Actor) -> Json<DnsView> {
+    Json(view(&daemon, &actor))
 }
 
 pub async fn dns_put(
@@ -38,6 +59,7 @@ pub async fn dns_put(
     Admin(actor): Admin,
     ValidJson(edit): ValidJson<DnsEdit>,
 ) -> Result<Json<DnsView>, AppError> {
+    let actor_view = actor.clone();
     let worker = daemon.clone();
     blocking(move || {
         let record = Record::new(&actor.name, "dns.update").source(actor.source.clone());
@@ -58,5 +80,5 @@ pub async fn dns_put(
         Ok(())
     })
     .await?;
-    Ok(Json(view(&daemon)))
+    Ok(Json(view(&daemon, &actor_view)))
 }
