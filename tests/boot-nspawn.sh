@@ -188,6 +188,17 @@ printer_answers() { [ "$(kdig +time=1 +retry=0 +short @"$address" printer.home.c
 check "a record added with cellctl answers within 5 s" wait_until 5 printer_answers
 check "cellctl dns list shows it" bash -c "$nspawn exec $name cellctl dns list | grep -qE '^printer +300 A +192.168.1.9'"
 
+# --- NTP: chrony, configured by celld, serves the LAN -----------------------------------
+ntp_running() { [ "$($nspawn exec $name systemctl is-active cell-ntp.service)" = active ]; }
+check "celld started cell-ntp.service (chrony) with the configuration it rendered" wait_until 30 ntp_running
+check "chrony serves the LAN's network and the VPN's, nothing else" \
+    bash -c "$nspawn exec $name cat /run/cell-chrony/chrony.conf | grep -qx 'allow 10.77.$net.0/24' && $nspawn exec $name cat /run/cell-chrony/chrony.conf | grep -qx 'allow 10.87.0.0/20'"
+ntp_answer() { python3 tests/lib/ntp-query.py "$address" 2 >"$tmp/ntp.txt" 2>&1; }
+check "an NTP client on the LAN side gets the time ($(wait_until 20 ntp_answer; cat "$tmp/ntp.txt"): stratum, offset ms, leap)" \
+    grep -qE '^[0-9]+ -?[0-9.]+ [0-2]$' "$tmp/ntp.txt"
+ntp_state() { [ "$(api GET /api/v1/ntp)" = 200 ] && [ "$(field 'v["sync"]["stratum"] if v["sync"] else "none"')" != none ]; }
+check "the API shows chrony's state (its stratum)" wait_until 20 ntp_state
+
 # --- sessions live in celld: they outlast restarts and end with a reset ------------------
 session_alive() { [ "$(api GET /api/v1/session)" = 200 ]; }
 $nspawn exec $name systemctl restart cell-web.service

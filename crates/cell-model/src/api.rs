@@ -384,6 +384,30 @@ pub struct DnsEdit {
     pub forward_zones: Option<Vec<crate::dns::ForwardZone>>,
 }
 
+/// chrony's synchronisation, as `chronyc tracking` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NtpSync {
+    pub synchronised: bool,
+    /// The source in use (an address), if any.
+    pub reference: Option<String>,
+    pub stratum: u8,
+    /// How far the system clock is from true time, by chrony's estimate.
+    pub offset_ms: f64,
+    /// chrony's leap status: `Normal`, `Not synchronised`…
+    pub leap: String,
+}
+
+/// `GET /v1/ntp`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NtpView {
+    pub ntp: crate::ntp::Ntp,
+    /// The sources in force (the listed ones, or the default pool).
+    pub sources: Vec<crate::ntp::NtpServer>,
+    pub sync: Option<NtpSync>,
+    /// Why the state could not be read (chrony not running yet…).
+    pub error: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ pub mod dns;
 mod field_error;
 pub mod names;
 pub mod net;
+pub mod ntp;
 pub mod settings;
 pub mod update;
 pub mod users;

@@ -34,6 +34,9 @@ pub struct Settings {
     /// Records people add to the cell's zone.
     #[serde(default, skip_serializing_if = "crate::dns::Dns::is_default")]
     pub dns: crate::dns::Dns,
+    /// Where the cell's clock comes from; whether it serves time.
+    #[serde(default, skip_serializing_if = "crate::ntp::Ntp::is_default")]
+    pub ntp: crate::ntp::Ntp,
 }
 
 /// The recovery console's settings.
@@ -203,6 +206,7 @@ impl Default for Settings {
             recovery: Recovery::default(),
             update: Default::default(),
             dns: Default::default(),
+            ntp: Default::default(),
         }
     }
 }

@@ -8,6 +8,7 @@ mod changes_page;
 mod client_addr;
 mod dns_page;
 mod error;
+mod network_page;
 mod pages;
 mod recovery_page;
 pub mod routes;

@@ -101,6 +101,7 @@ fn everything() -> Vec<Routed> {
     all.extend(crate::recovery_page::routes());
     all.extend(crate::update_page::routes());
     all.extend(crate::dns_page::routes());
+    all.extend(crate::network_page::routes());
     all.extend(crate::api::routed());
     all
 }

@@ -775,3 +775,49 @@ async fn the_query_box_upstreams_and_forwarding_zones() {
         removed.body
     );
 }
+
+#[tokio::test]
+async fn time_sources_are_set_on_the_network_page() {
+    let cell = start().await;
+    let (cookie, csrf) = set_up_as_alice(&cell).await;
+    let page = http(cell.addr, "GET", "/network", Some(&cookie), None, None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("2.debian.pool.ntp.org"), "{}", page.body);
+    assert!(page.body.contains("id=\"ntp-state\""), "{}", page.body);
+    let typo = http_form(
+        cell.addr,
+        "/network/ntp",
+        &cookie,
+        &format!("csrf={csrf}&servers=time.cloudflare.com+fast&serve=on"),
+    )
+    .await;
+    assert_eq!(typo.status, 400);
+    assert!(typo.body.contains("id=\"servers-error\""), "{}", typo.body);
+    let refused = http_form(
+        cell.addr,
+        "/network/ntp",
+        &cookie,
+        &format!("csrf={csrf}&servers=192.0.2.1+nts&serve=on"),
+    )
+    .await;
+    assert_eq!(refused.status, 400, "celld: NTS needs a host name");
+    assert!(
+        refused.body.contains("id=\"servers-error\""),
+        "{}",
+        refused.body
+    );
+    let saved = http_form(
+        cell.addr,
+        "/network/ntp",
+        &cookie,
+        &format!("csrf={csrf}&servers=time.cloudflare.com+nts%0D%0A192.0.2.123"),
+    )
+    .await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    let api = http(cell.addr, "GET", "/api/v1/ntp", Some(&cookie), None, None).await;
+    let ntp = api.json();
+    assert_eq!(ntp["ntp"]["servers"][0]["host"], "time.cloudflare.com");
+    assert_eq!(ntp["ntp"]["servers"][0]["nts"], true);
+    assert_eq!(ntp["ntp"]["servers"][1]["host"], "192.0.2.123");
+    assert_eq!(ntp["ntp"]["serve"], false, "the box was not ticked");
+}

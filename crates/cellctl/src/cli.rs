@@ -40,6 +40,9 @@ pub enum Command {
     /// The cell's DNS: records in its zone, upstream resolvers, forwarding zones.
     #[command(subcommand)]
     Dns(DnsCommand),
+    /// The cell's time: sources, serving, chrony's synchronisation.
+    #[command(subcommand)]
+    Ntp(NtpCommand),
     /// Where accounts are logged in to the web UI and API; end a session.
     #[command(subcommand)]
     Sessions(SessionsCommand),
@@ -192,6 +195,20 @@ pub enum DnsCommand {
     },
     /// Stop forwarding ZONE.
     Unforward { zone: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NtpCommand {
+    /// Sources, whether time is served, and chrony's state (stratum, offset).
+    Status,
+    /// Take time from these sources: HOST, or HOST:pool, HOST:nts, HOST:pool:nts. None:
+    /// the default pool.
+    Servers { servers: Vec<String> },
+    /// Serve time to the LAN and the VPN, or not.
+    Serve {
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 mod cli;
 mod dns;
+mod ntp;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -216,6 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Users(command) => users(&ctl, command).await?,
         Command::Dns(command) => dns::run(&ctl, command).await?,
+        Command::Ntp(command) => ntp::run(&ctl, command).await?,
         Command::Audit(AuditCommand::List {
             actor,
             action,

@@ -14,6 +14,7 @@ use crate::network::{LiveNetwork, Network};
 use crate::passwords::HashGate;
 use crate::reconcile::dns::DnsZoneApplier;
 use crate::reconcile::identity::Identity;
+use crate::reconcile::ntp::NtpApplier;
 use crate::reconcile::vpn::{AddressesApplier, FirewallApplier, WireGuardApplier};
 use crate::reconcile::{Board, DynApplier, Reconciler, Timing};
 use crate::sessions::Sessions;
@@ -59,6 +60,9 @@ pub struct Config {
     /// What the uplink's DHCP server gave as resolvers, per systemd-resolved: the
     /// upstreams when none are set.
     pub uplink_resolvers: PathBuf,
+    /// chrony's configuration, rendered for cell-ntp.service
+    /// (`/run/cell-chrony/chrony.conf` on the device).
+    pub ntp_config: PathBuf,
     /// Users whose connections the local API accepts (root and cell-web on the device).
     pub allowed_uids: Vec<u32>,
     /// The WireGuard interface celld owns.
@@ -75,6 +79,7 @@ impl Config {
     pub fn new(state_dir: PathBuf, run_dir: PathBuf, allowed_uids: Vec<u32>) -> Self {
         Self {
             dns_zone: run_dir.join(DNS_ZONE_FILE),
+            ntp_config: run_dir.join(NTP_CONFIG_FILE),
             uplink_resolvers: PathBuf::from(UPLINK_RESOLVERS),
             state_dir,
             run_dir,
@@ -89,6 +94,8 @@ impl Config {
 
 /// The zone cell-dns answers from, in the runtime directory (when not set apart).
 pub const DNS_ZONE_FILE: &str = "dns/zone.json";
+/// chrony's configuration, in the runtime directory (when not set apart).
+pub const NTP_CONFIG_FILE: &str = "chrony/chrony.conf";
 /// systemd-resolved's list of the uplink's DNS servers (not its own stub).
 pub const UPLINK_RESOLVERS: &str = "/run/systemd/resolve/resolv.conf";
 
@@ -173,6 +180,12 @@ impl Daemon {
                 interface,
                 config.dns_zone.clone(),
                 config.uplink_resolvers.clone(),
+            )),
+            Box::new(NtpApplier::new(
+                network.clone(),
+                machine.clone(),
+                interface,
+                config.ntp_config.clone(),
             )),
         ];
         let reconciler = Reconciler::new(appliers, store.subscribe(), config.timing);

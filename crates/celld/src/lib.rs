@@ -7,6 +7,7 @@ pub mod audited;
 pub mod daemon;
 pub mod dns;
 pub mod network;
+pub mod ntp;
 pub mod passwords;
 pub mod peer;
 pub mod reconcile;

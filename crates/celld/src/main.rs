@@ -23,6 +23,10 @@ struct Args {
     /// The zone snapshot for cell-dns; defaults to dns/zone.json in the runtime directory.
     #[arg(long, env = "CELLD_DNS_ZONE")]
     dns_zone: Option<PathBuf>,
+    /// chrony's configuration, rendered for cell-ntp.service; defaults to
+    /// chrony/chrony.conf in the runtime directory.
+    #[arg(long, env = "CELLD_NTP_CONFIG")]
+    ntp_config: Option<PathBuf>,
     /// The uplink's resolvers as systemd-resolved lists them (resolv.conf format).
     #[arg(long, env = "CELLD_UPLINK_RESOLVERS", default_value = celld::daemon::UPLINK_RESOLVERS)]
     uplink_resolvers: PathBuf,
@@ -84,6 +88,9 @@ async fn main() -> anyhow::Result<()> {
         config.dns_zone = dns_zone;
     }
     config.uplink_resolvers = args.uplink_resolvers;
+    if let Some(ntp_config) = args.ntp_config {
+        config.ntp_config = ntp_config;
+    }
     config.confirm_window = std::time::Duration::from_secs(args.confirm_window);
     let daemon = Daemon::start(config, system, network)
         .with_context(|| format!("opening the state in {}", args.state_dir.display()))?;

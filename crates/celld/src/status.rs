@@ -24,6 +24,8 @@ const PROC_UPTIME: &str = "/proc/uptime";
 pub const MONITORED_UNITS: &[&str] = &[
     "celld.service",
     "cell-web.service",
+    "cell-dns.service",
+    crate::ntp::NTP_UNIT,
     "systemd-networkd.service",
     "systemd-resolved.service",
 ];

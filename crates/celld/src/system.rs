@@ -59,6 +59,9 @@ pub trait System: Send + Sync + std::fmt::Debug {
     fn unit_health<'a>(&'a self, units: &'a [&'a str]) -> SystemFuture<'a, Vec<UnitHealth>>;
     /// Starts a unit (a job such as cell-update.service) and returns at once.
     fn start_unit<'a>(&'a self, unit: &'a str) -> SystemFuture<'a>;
+    /// Restarts a unit (starts it when it is not running), e.g. after its configuration
+    /// changed.
+    fn restart_unit<'a>(&'a self, unit: &'a str) -> SystemFuture<'a>;
     /// Reboots at `at` (now when it is in the past), through logind: users of the
     /// machine get its usual warnings, and it can be cancelled.
     fn schedule_reboot(&self, at: jiff::Timestamp) -> SystemFuture<'_>;
@@ -240,6 +243,23 @@ impl System for DBusSystem {
         })
     }
 
+    fn restart_unit<'a>(&'a self, unit: &'a str) -> SystemFuture<'a> {
+        Box::pin(async move {
+            self.bus()
+                .await?
+                .call_method(
+                    Some("org.freedesktop.systemd1"),
+                    "/org/freedesktop/systemd1",
+                    Some("org.freedesktop.systemd1.Manager"),
+                    "RestartUnit",
+                    &(unit, "replace"),
+                )
+                .await
+                .map_err(SystemError::call(format!("restarting {unit}")))?;
+            Ok(())
+        })
+    }
+
     fn schedule_reboot(&self, at: jiff::Timestamp) -> SystemFuture<'_> {
         Box::pin(async move {
             let micros = u64::try_from(at.as_microsecond()).unwrap_or(0);
@@ -291,12 +311,14 @@ impl System for DBusSystem {
     }
 }
 
-/// Records what would have been changed, and reports every unit as `unknown`; for tests
-/// and for running celld off the device (`celld --no-system`). Its hostname and time zone
-/// start as a fresh image's (`cell`, `UTC`) and follow what was set.
+/// Records what would have been changed, and reports units as `unknown` (`active` once
+/// restarted through it: a service; the units it starts are one-shot jobs); for tests and for running celld off the device
+/// (`celld --no-system`). Its hostname and time zone start as a fresh image's (`cell`,
+/// `UTC`) and follow what was set.
 #[derive(Debug)]
 pub struct RecordedSystem {
     requests: Mutex<Vec<String>>,
+    started: Mutex<std::collections::BTreeSet<String>>,
     reboot_at: Mutex<Option<jiff::Timestamp>>,
     identity: Mutex<(String, String)>,
     /// Set-requests fail while this many remain (tests of the reconciler's retries).
@@ -307,6 +329,7 @@ impl Default for RecordedSystem {
     fn default() -> Self {
         Self {
             requests: Mutex::default(),
+            started: Mutex::default(),
             reboot_at: Mutex::default(),
             identity: Mutex::new(("cell".to_owned(), "UTC".to_owned())),
             failures_left: Mutex::new(0),
@@ -379,11 +402,17 @@ impl HostIdentity for RecordedSystem {
 
 impl System for RecordedSystem {
     fn unit_health<'a>(&'a self, units: &'a [&'a str]) -> SystemFuture<'a, Vec<UnitHealth>> {
+        let started = lock(&self.started);
         let health = units
             .iter()
             .map(|unit| UnitHealth {
                 unit: (*unit).to_owned(),
-                state: "unknown".to_owned(),
+                state: if started.contains(*unit) {
+                    "active"
+                } else {
+                    "unknown"
+                }
+                .to_owned(),
             })
             .collect();
         Box::pin(async move { Ok(health) })
@@ -391,6 +420,11 @@ impl System for RecordedSystem {
 
     fn start_unit<'a>(&'a self, unit: &'a str) -> SystemFuture<'a> {
         self.record(format!("start={unit}"))
+    }
+
+    fn restart_unit<'a>(&'a self, unit: &'a str) -> SystemFuture<'a> {
+        lock(&self.started).insert(unit.to_owned());
+        self.record(format!("restart={unit}"))
     }
 
     fn schedule_reboot(&self, at: jiff::Timestamp) -> SystemFuture<'_> {

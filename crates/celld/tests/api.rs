@@ -36,6 +36,15 @@ impl Cell {
         Self::with_window(celld::daemon::DEFAULT_CONFIRM_WINDOW)
     }
 
+    /// The hostname and time-zone changes asked of the system (not unit restarts).
+    fn identity_requests(&self) -> Vec<String> {
+        self.system
+            .requests()
+            .into_iter()
+            .filter(|r| !r.starts_with("restart="))
+            .collect()
+    }
+
     /// A cell whose risky changes wait `window` for their confirmation.
     fn with_window(window: std::time::Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -299,8 +308,14 @@ async fn setup_needs_the_code_and_happens_once() {
     assert_eq!(status["cell_name"], "home");
     cell.daemon.settled().await;
     assert_eq!(
-        cell.system.requests(),
+        cell.identity_requests(),
         vec!["hostname=home", "timezone=Europe/Berlin"]
+    );
+    assert!(
+        cell.system
+            .requests()
+            .contains(&"restart=cell-ntp.service".to_owned()),
+        "chrony is started with the configuration celld wrote"
     );
     let (_, code) = cell.root(Method::GET, "/v1/setup-code", None).await;
     assert!(code["code"].is_null(), "the code is spent");
@@ -1564,7 +1579,14 @@ async fn handlers_commit_and_answer_without_waiting_for_the_machine() {
         .collect();
     assert_eq!(
         names,
-        ["identity", "firewall", "wireguard", "addresses", "dns"]
+        [
+            "identity",
+            "firewall",
+            "wireguard",
+            "addresses",
+            "dns",
+            "ntp"
+        ]
     );
 }
 
@@ -1630,7 +1652,7 @@ async fn a_failed_hostname_change_is_retried_until_it_works() {
     .await;
     assert_eq!(status["appliers"][0]["applier"], "identity");
     assert_eq!(
-        cell.system.requests(),
+        cell.identity_requests(),
         vec!["hostname=home", "timezone=Europe/Berlin"]
     );
 }
@@ -2145,4 +2167,62 @@ async fn upstreams_come_from_the_uplink_unless_listed_and_a_part_left_out_is_kep
         (StatusCode::BAD_REQUEST, Some("forward_zones.0.zone")),
         "the cell's own zone is not forwarded"
     );
+}
+
+#[tokio::test]
+async fn time_sources_are_validated_and_rendered_for_chrony() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    cell.daemon.settled().await;
+    let conf_path = cell.dir.path().join(celld::daemon::NTP_CONFIG_FILE);
+    let conf = std::fs::read_to_string(&conf_path).unwrap();
+    assert!(conf.contains("pool 2.debian.pool.ntp.org iburst"), "{conf}");
+    assert!(
+        conf.contains("allow 10.87.0.0/20"),
+        "VPN clients are served: {conf}"
+    );
+    let (status, error) = cell
+        .web(
+            "alice",
+            Method::PUT,
+            "/v1/ntp",
+            Some(json!({"servers": [{"host": "192.0.2.1", "nts": true}]})),
+        )
+        .await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("servers.0.host")),
+        "NTS needs a host name: {error}"
+    );
+    let body = json!({"servers": [{"host": "time.cloudflare.com", "nts": true}], "serve": false});
+    let (status, view) = cell.web("alice", Method::PUT, "/v1/ntp", Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["sources"][0]["host"], "time.cloudflare.com");
+    assert!(
+        view["sync"].is_object() || view["error"].is_string(),
+        "chrony's state, or why it cannot be read: {view}"
+    );
+    cell.daemon.settled().await;
+    let conf = std::fs::read_to_string(&conf_path).unwrap();
+    assert!(
+        conf.contains("server time.cloudflare.com iburst nts"),
+        "{conf}"
+    );
+    assert!(!conf.contains("\nallow "), "serving is off: {conf}");
+    let restarts = cell
+        .system
+        .requests()
+        .iter()
+        .filter(|r| *r == "restart=cell-ntp.service")
+        .count();
+    assert!(
+        restarts >= 2,
+        "chrony restarted for the new configuration ({restarts})"
+    );
+    let (status, _) = cell
+        .web("bob", Method::PUT, "/v1/ntp", Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, entries) = cell.root(Method::GET, "/v1/audit?action=ntp", None).await;
+    assert_eq!(entries[0]["action"], "ntp.update", "{entries}");
 }

@@ -7,6 +7,7 @@ mod changes;
 mod dns;
 mod error;
 mod extract;
+mod ntp;
 mod recovery;
 mod settings;
 mod setup;
@@ -73,6 +74,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/vpn/peers/{name}/qr.svg", get(vpn::peer_qr_svg_get))
         .route("/v1/firewall", get(vpn::firewall_get))
         .route("/v1/dns", get(dns::dns_get).put(dns::dns_put))
+        .route("/v1/ntp", get(ntp::ntp_get).put(ntp::ntp_put))
         .route("/v1/recovery", get(recovery::recovery_get))
         .route(
             "/v1/recovery/shell-password",

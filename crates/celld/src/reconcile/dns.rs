@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use cell_model::{FieldError, Settings};
 
-use super::{Applier, ApplyError, ApplyFuture, Pass, UNCHANGED};
+use super::files::write_if_changed;
+use super::{Applier, ApplyFuture, Pass, UNCHANGED};
 use crate::network::LiveNetwork;
 
 pub struct DnsZoneApplier {
@@ -79,24 +80,8 @@ impl Applier for DnsZoneApplier {
             let serial = u32::try_from(pass.generation).unwrap_or(u32::MAX);
             let zone = crate::dns::render(&plan.0, serial, &lan, &uplink);
             let bytes = serde_json::to_vec_pretty(&zone).unwrap_or_default();
-            let written = tokio::task::spawn_blocking(move || -> Result<bool, String> {
-                if std::fs::read(&path).is_ok_and(|old| old == bytes) {
-                    return Ok(false);
-                }
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-                }
-                // cell-dns reads it through the directory's group (setgid on the device).
-                cell_store::atomic::write(&path, &bytes, 0o640).map_err(|e| e.to_string())?;
-                Ok(true)
-            })
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|written| written)
-            .map_err(|message| ApplyError::File {
-                path: self.path.clone(),
-                message,
-            })?;
+            // cell-dns reads it through the directory's group (setgid on the device).
+            let written = write_if_changed(path, bytes, 0o640).await?;
             Ok(if written {
                 format!("zone {} serial {serial} written", zone.origin)
             } else {

@@ -11,7 +11,9 @@
 //! applier fails, again with a growing delay until it works.
 
 pub mod dns;
+pub mod files;
 pub mod identity;
+pub mod ntp;
 pub mod vpn;
 
 use std::future::Future;
