@@ -169,7 +169,10 @@ ip netns exec "$wan" python3 -m http.server 80 --bind 198.51.100.2 >/dev/null 2>
 wan_pid=$!
 stop_servers() { kill "$server_pid" "$wan_pid" 2>/dev/null; }
 on_exit stop_servers
-sleep 0.5
+# Python can take a while to start on a busy machine: wait until both servers listen.
+listening() { ip netns exec "$1" ss -ltnH "sport = :$2" | grep -q LISTEN; }
+wait_until 20 listening "$cell" 443 || fatal "the stand-in files service did not start"
+wait_until 20 listening "$wan" 80 || fatal "the stand-in internet host did not start"
 
 reach() { in_ns "$1" curl -s -o /dev/null --max-time "${3:-2}" "$2"; }
 reach "$c1" "http://$files:443/" || fatal "client with files access cannot reach the files service"
