@@ -384,6 +384,27 @@ pub struct DnsEdit {
     pub forward_zones: Option<Vec<crate::dns::ForwardZone>>,
 }
 
+/// A lease the cell's DHCP server gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub mac: String,
+    pub address: std::net::Ipv4Addr,
+    /// The name the device sent, if any.
+    pub hostname: Option<String>,
+    pub expires: Option<jiff::Timestamp>,
+}
+
+/// `GET /v1/lan`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LanView {
+    pub lan: crate::lan::Lan,
+    /// The LAN port's addresses now: (interface, address, prefix).
+    pub addresses: Vec<(String, std::net::IpAddr, u8)>,
+    pub leases: Vec<Lease>,
+    /// A risky change (the addressing) waiting for its confirmation.
+    pub pending_change: Option<PendingChange>,
+}
+
 /// chrony's synchronisation, as `chronyc tracking` reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NtpSync {

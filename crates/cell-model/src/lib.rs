@@ -6,6 +6,7 @@
 pub mod api;
 pub mod dns;
 mod field_error;
+pub mod lan;
 pub mod names;
 pub mod net;
 pub mod ntp;

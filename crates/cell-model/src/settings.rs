@@ -34,6 +34,9 @@ pub struct Settings {
     /// Records people add to the cell's zone.
     #[serde(default, skip_serializing_if = "crate::dns::Dns::is_default")]
     pub dns: crate::dns::Dns,
+    /// The LAN port's addressing and the cell's DHCP server.
+    #[serde(default, skip_serializing_if = "crate::lan::Lan::is_default")]
+    pub lan: crate::lan::Lan,
     /// Where the cell's clock comes from; whether it serves time.
     #[serde(default, skip_serializing_if = "crate::ntp::Ntp::is_default")]
     pub ntp: crate::ntp::Ntp,
@@ -207,6 +210,7 @@ impl Default for Settings {
             update: Default::default(),
             dns: Default::default(),
             ntp: Default::default(),
+            lan: Default::default(),
         }
     }
 }

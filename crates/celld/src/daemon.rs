@@ -14,6 +14,7 @@ use crate::network::{LiveNetwork, Network};
 use crate::passwords::HashGate;
 use crate::reconcile::dns::DnsZoneApplier;
 use crate::reconcile::identity::Identity;
+use crate::reconcile::lan::LanApplier;
 use crate::reconcile::ntp::NtpApplier;
 use crate::reconcile::vpn::{AddressesApplier, FirewallApplier, WireGuardApplier};
 use crate::reconcile::{Board, DynApplier, Reconciler, Timing};
@@ -60,6 +61,13 @@ pub struct Config {
     /// What the uplink's DHCP server gave as resolvers, per systemd-resolved: the
     /// upstreams when none are set.
     pub uplink_resolvers: PathBuf,
+    /// The runtime `.network` file of a static LAN address
+    /// (`/run/systemd/network/10-cell-lan.network` on the device).
+    pub lan_network_file: PathBuf,
+    /// dnsmasq's configuration for the DHCP server (`/run/cell-dhcp/dnsmasq.conf`).
+    pub dhcp_config: PathBuf,
+    /// dnsmasq's leases.
+    pub dhcp_leases: PathBuf,
     /// chrony's configuration, rendered for cell-ntp.service
     /// (`/run/cell-chrony/chrony.conf` on the device).
     pub ntp_config: PathBuf,
@@ -80,6 +88,9 @@ impl Config {
         Self {
             dns_zone: run_dir.join(DNS_ZONE_FILE),
             ntp_config: run_dir.join(NTP_CONFIG_FILE),
+            lan_network_file: run_dir.join("network/10-cell-lan.network"),
+            dhcp_config: run_dir.join("dhcp/dnsmasq.conf"),
+            dhcp_leases: run_dir.join("dhcp/dnsmasq.leases"),
             uplink_resolvers: PathBuf::from(UPLINK_RESOLVERS),
             state_dir,
             run_dir,
@@ -180,6 +191,13 @@ impl Daemon {
                 interface,
                 config.dns_zone.clone(),
                 config.uplink_resolvers.clone(),
+                config.dhcp_leases.clone(),
+            )),
+            Box::new(LanApplier::new(
+                machine.clone(),
+                config.lan_network_file.clone(),
+                config.dhcp_config.clone(),
+                config.dhcp_leases.clone(),
             )),
             Box::new(NtpApplier::new(
                 network.clone(),

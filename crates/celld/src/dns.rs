@@ -5,7 +5,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use cell_model::dns::{ForwardTo, PeerAccess, ZoneName, ZoneSnapshot};
+use cell_model::api::Lease;
+use cell_model::dns::{DnsRecord, ForwardTo, PeerAccess, RecordData, ZoneName, ZoneSnapshot};
 use cell_model::vpn::Service;
 use cell_model::Settings;
 
@@ -46,9 +47,64 @@ pub fn parse_resolv_conf(text: &str) -> Vec<IpAddr> {
     servers
 }
 
-/// The zone of generation `serial`, with `lan` the cell's addresses on its LAN and
-/// `uplink` the resolvers the uplink's DHCP server gave.
-pub fn render(settings: &Settings, serial: u32, lan: &[IpAddr], uplink: &[IpAddr]) -> ZoneSnapshot {
+/// How long the names of DHCP devices may be cached: their addresses can move.
+const DEVICE_TTL: u32 = 60;
+
+/// A name for each DHCP reservation and each lease whose device sent a usable host name,
+/// unless a record of the person's own or a service already has it.
+fn device_records(settings: &Settings, leases: &[Lease]) -> Vec<DnsRecord> {
+    let Some(server) = settings.lan.dhcp_server_on() else {
+        return Vec::new();
+    };
+    let mut taken: Vec<String> = settings
+        .dns
+        .records
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    taken.extend(
+        cell_model::dns::SERVICE_LABELS
+            .iter()
+            .map(|s| (*s).to_owned()),
+    );
+    let mut records = Vec::new();
+    let reserved = server
+        .reservations
+        .iter()
+        .map(|r| (r.name.clone(), r.address));
+    let leased = leases
+        .iter()
+        .filter_map(|lease| Some((lease.hostname.clone()?, lease.address)));
+    for (name, address) in reserved.chain(leased) {
+        let label_ok = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !label_ok || taken.contains(&name) {
+            continue;
+        }
+        taken.push(name.clone());
+        records.push(DnsRecord {
+            name,
+            ttl: DEVICE_TTL,
+            data: RecordData::A { address },
+        });
+    }
+    records
+}
+
+/// The zone of generation `serial`, with `lan` the cell's addresses on its LAN, `uplink`
+/// the resolvers the uplink's DHCP server gave, and `leases` the DHCP server's.
+pub fn render(
+    settings: &Settings,
+    serial: u32,
+    lan: &[IpAddr],
+    uplink: &[IpAddr],
+    leases: &[Lease],
+) -> ZoneSnapshot {
     let vpn = settings.vpn.as_ref();
     let apex_vpn = vpn
         .map(|v| vec![IpAddr::V4(v.gateway4()), IpAddr::V6(v.gateway6())])
@@ -136,7 +192,13 @@ pub fn render(settings: &Settings, serial: u32, lan: &[IpAddr], uplink: &[IpAddr
         names,
         vpn_networks,
         peers,
-        records: settings.dns.records.clone(),
+        records: settings
+            .dns
+            .records
+            .iter()
+            .cloned()
+            .chain(device_records(settings, leases))
+            .collect(),
         upstreams,
         forward_zones,
         listen,
@@ -170,7 +232,7 @@ mod tests {
             "192.168.1.1".parse().unwrap(),
             "192.168.1.2".parse().unwrap(),
         ];
-        let zone = render(&settings, 9, &lan, &uplink);
+        let zone = render(&settings, 9, &lan, &uplink, &[]);
         assert_eq!(zone.origin, "cell.cell.");
         assert_eq!(zone.serial, 9);
         let labels: Vec<&str> = zone.names.iter().map(|n| n.label.as_str()).collect();
@@ -205,7 +267,7 @@ mod tests {
             zone: "Other.cell".into(),
             servers: vec!["10.88.0.1".parse().unwrap()],
         }];
-        let zone = render(&settings, 10, &lan, &uplink);
+        let zone = render(&settings, 10, &lan, &uplink, &[]);
         assert_eq!(
             zone.upstreams,
             ["9.9.9.9:53".parse().unwrap()],
@@ -215,6 +277,35 @@ mod tests {
         assert_eq!(
             zone.forward_zones[0].servers,
             ["10.88.0.1:53".parse().unwrap()]
+        );
+    }
+
+    #[test]
+    fn dhcp_devices_have_names_unless_taken() {
+        let mut settings = Settings {
+            lan: serde_json::from_value(serde_json::json!({
+            "addressing": {"mode": "static", "address": "192.168.1.2/24", "gateway": "192.168.1.1"},
+            "dhcp_server": {"enabled": true, "pool_start": "192.168.1.100", "pool_size": 50,
+                "reservations": [{"mac": "52:54:00:ab:cd:ef", "address": "192.168.1.20", "name": "printer"}]}
+            }))
+            .unwrap(),
+            ..Settings::default()
+        };
+        settings.dns.records = serde_json::from_value(serde_json::json!([
+            {"name": "nas", "type": "A", "address": "192.168.1.7"}
+        ]))
+        .unwrap();
+        let leases = crate::lan::parse_leases(
+            "1796300000 52:54:00:00:00:01 192.168.1.100 laptop *\n\
+             1796300000 52:54:00:00:00:02 192.168.1.101 nas *\n\
+             1796300000 52:54:00:00:00:03 192.168.1.102 Bad_Name *\n",
+        );
+        let zone = render(&settings, 1, &[], &[], &leases);
+        let names: Vec<&str> = zone.records.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["nas", "printer", "laptop"],
+            "the user's nas wins; bad names skipped"
         );
     }
 

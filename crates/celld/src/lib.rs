@@ -6,6 +6,7 @@ pub mod audit;
 pub mod audited;
 pub mod daemon;
 pub mod dns;
+pub mod lan;
 pub mod network;
 pub mod ntp;
 pub mod passwords;

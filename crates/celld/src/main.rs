@@ -27,6 +27,17 @@ struct Args {
     /// chrony/chrony.conf in the runtime directory.
     #[arg(long, env = "CELLD_NTP_CONFIG")]
     ntp_config: Option<PathBuf>,
+    /// Where a static LAN address is written for systemd-networkd; defaults to
+    /// network/10-cell-lan.network in the runtime directory.
+    #[arg(long, env = "CELLD_LAN_NETWORK_FILE")]
+    lan_network_file: Option<PathBuf>,
+    /// dnsmasq's configuration for the DHCP server; defaults to dhcp/dnsmasq.conf in the
+    /// runtime directory.
+    #[arg(long, env = "CELLD_DHCP_CONFIG")]
+    dhcp_config: Option<PathBuf>,
+    /// dnsmasq's lease file.
+    #[arg(long, env = "CELLD_DHCP_LEASES")]
+    dhcp_leases: Option<PathBuf>,
     /// The uplink's resolvers as systemd-resolved lists them (resolv.conf format).
     #[arg(long, env = "CELLD_UPLINK_RESOLVERS", default_value = celld::daemon::UPLINK_RESOLVERS)]
     uplink_resolvers: PathBuf,
@@ -90,6 +101,15 @@ async fn main() -> anyhow::Result<()> {
     config.uplink_resolvers = args.uplink_resolvers;
     if let Some(ntp_config) = args.ntp_config {
         config.ntp_config = ntp_config;
+    }
+    if let Some(file) = args.lan_network_file {
+        config.lan_network_file = file;
+    }
+    if let Some(file) = args.dhcp_config {
+        config.dhcp_config = file;
+    }
+    if let Some(file) = args.dhcp_leases {
+        config.dhcp_leases = file;
     }
     config.confirm_window = std::time::Duration::from_secs(args.confirm_window);
     let daemon = Daemon::start(config, system, network)

@@ -29,6 +29,10 @@ pub const DEFAULT_CONFIRM_WINDOW: Duration = Duration::from_secs(120);
 pub struct RiskyFields {
     vpn_subnet4: Option<PrivateNet4>,
     vpn_listen_port: Option<u16>,
+    /// The LAN settings: their addressing is risky; the DHCP server goes back with it (a
+    /// server on a static address cannot stay when the address does not).
+    #[serde(default)]
+    lan: cell_model::lan::Lan,
 }
 
 impl RiskyFields {
@@ -36,6 +40,7 @@ impl RiskyFields {
         Self {
             vpn_subnet4: settings.vpn.as_ref().map(|v| v.subnet4),
             vpn_listen_port: settings.vpn.as_ref().map(|v| v.listen_port),
+            lan: settings.lan.clone(),
         }
     }
 
@@ -48,11 +53,17 @@ impl RiskyFields {
         if self.vpn_listen_port != other.vpn_listen_port {
             fields.push("vpn.listen_port".to_owned());
         }
+        if self.lan.addressing != other.lan.addressing {
+            fields.push("lan.addressing".to_owned());
+        }
         fields
     }
 
     /// `settings` with these values put back.
     fn restore(&self, mut settings: Settings) -> Settings {
+        if settings.lan.addressing != self.lan.addressing {
+            settings.lan = self.lan.clone();
+        }
         if let Some(vpn) = settings.vpn.as_mut() {
             if let Some(subnet4) = self.vpn_subnet4 {
                 vpn.subnet4 = subnet4;

@@ -62,6 +62,10 @@ pub trait System: Send + Sync + std::fmt::Debug {
     /// Restarts a unit (starts it when it is not running), e.g. after its configuration
     /// changed.
     fn restart_unit<'a>(&'a self, unit: &'a str) -> SystemFuture<'a>;
+    fn stop_unit<'a>(&'a self, unit: &'a str) -> SystemFuture<'a>;
+    /// Has systemd-networkd read its `.network` files again and reconfigure the links
+    /// whose configuration changed.
+    fn reload_network(&self) -> SystemFuture<'_>;
     /// Reboots at `at` (now when it is in the past), through logind: users of the
     /// machine get its usual warnings, and it can be cancelled.
     fn schedule_reboot(&self, at: jiff::Timestamp) -> SystemFuture<'_>;
@@ -260,6 +264,40 @@ impl System for DBusSystem {
         })
     }
 
+    fn stop_unit<'a>(&'a self, unit: &'a str) -> SystemFuture<'a> {
+        Box::pin(async move {
+            self.bus()
+                .await?
+                .call_method(
+                    Some("org.freedesktop.systemd1"),
+                    "/org/freedesktop/systemd1",
+                    Some("org.freedesktop.systemd1.Manager"),
+                    "StopUnit",
+                    &(unit, "replace"),
+                )
+                .await
+                .map_err(SystemError::call(format!("stopping {unit}")))?;
+            Ok(())
+        })
+    }
+
+    fn reload_network(&self) -> SystemFuture<'_> {
+        Box::pin(async move {
+            self.bus()
+                .await?
+                .call_method(
+                    Some("org.freedesktop.network1"),
+                    "/org/freedesktop/network1",
+                    Some("org.freedesktop.network1.Manager"),
+                    "Reload",
+                    &(),
+                )
+                .await
+                .map_err(SystemError::call("reloading systemd-networkd"))?;
+            Ok(())
+        })
+    }
+
     fn schedule_reboot(&self, at: jiff::Timestamp) -> SystemFuture<'_> {
         Box::pin(async move {
             let micros = u64::try_from(at.as_microsecond()).unwrap_or(0);
@@ -425,6 +463,15 @@ impl System for RecordedSystem {
     fn restart_unit<'a>(&'a self, unit: &'a str) -> SystemFuture<'a> {
         lock(&self.started).insert(unit.to_owned());
         self.record(format!("restart={unit}"))
+    }
+
+    fn stop_unit<'a>(&'a self, unit: &'a str) -> SystemFuture<'a> {
+        lock(&self.started).remove(unit);
+        self.record(format!("stop={unit}"))
+    }
+
+    fn reload_network(&self) -> SystemFuture<'_> {
+        self.record("networkd=reload".to_owned())
     }
 
     fn schedule_reboot(&self, at: jiff::Timestamp) -> SystemFuture<'_> {

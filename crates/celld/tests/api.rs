@@ -2226,3 +2226,75 @@ async fn time_sources_are_validated_and_rendered_for_chrony() {
     let (_, entries) = cell.root(Method::GET, "/v1/audit?action=ntp", None).await;
     assert_eq!(entries[0]["action"], "ntp.update", "{entries}");
 }
+
+#[tokio::test]
+async fn a_static_lan_with_a_dhcp_server_waits_for_confirmation_and_names_its_devices() {
+    let cell = Cell::with_window(std::time::Duration::from_secs(2));
+    cell.set_up().await;
+    let (status, error) = cell
+        .web(
+            "alice",
+            Method::PUT,
+            "/v1/lan",
+            Some(json!({"dhcp_server": {"enabled": true, "pool_start": "192.168.1.100", "pool_size": 10}})),
+        )
+        .await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("dhcp_server.enabled")),
+        "a DHCP server needs a static address: {error}"
+    );
+    let lan = json!({
+        "addressing": {"mode": "static", "address": "192.168.1.2/24", "gateway": "192.168.1.1"},
+        "dhcp_server": {"enabled": true, "pool_start": "192.168.1.100", "pool_size": 10,
+            "reservations": [{"mac": "52:54:00:ab:cd:ef", "address": "192.168.1.20", "name": "printer"}]}
+    });
+    let (status, view) = cell.web("alice", Method::PUT, "/v1/lan", Some(lan)).await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "a new address waits for confirmation: {view}"
+    );
+    assert_eq!(view["pending_change"]["fields"], json!(["lan.addressing"]));
+    cell.daemon.settled().await;
+    let network =
+        std::fs::read_to_string(cell.dir.path().join("network/10-cell-lan.network")).unwrap();
+    assert!(network.contains("Address=192.168.1.2/24"), "{network}");
+    let dnsmasq = std::fs::read_to_string(cell.dir.path().join("dhcp/dnsmasq.conf")).unwrap();
+    assert!(
+        dnsmasq.contains("dhcp-host=52:54:00:ab:cd:ef,192.168.1.20,printer"),
+        "{dnsmasq}"
+    );
+    let requests = cell.system.requests();
+    assert!(
+        requests.contains(&"networkd=reload".to_owned()),
+        "{requests:?}"
+    );
+    assert!(
+        requests.contains(&"restart=cell-dhcp.service".to_owned()),
+        "{requests:?}"
+    );
+    let zone: Value = serde_json::from_slice(
+        &std::fs::read(cell.dir.path().join(celld::daemon::DNS_ZONE_FILE)).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        zone["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "printer"),
+        "a reservation has a name in the zone: {zone}"
+    );
+    // Not confirmed: the LAN goes back to DHCP, the file and the DHCP server with it.
+    let status = wait_for_status(&cell, |s| s["pending_change"].is_null()).await;
+    assert!(status["generation"].as_u64().unwrap() > 0);
+    let (_, view) = cell.web("alice", Method::GET, "/v1/lan", None).await;
+    assert_eq!(view["lan"]["addressing"]["mode"], "dhcp", "{view}");
+    cell.daemon.settled().await;
+    assert!(!cell.dir.path().join("network/10-cell-lan.network").exists());
+    assert!(cell
+        .system
+        .requests()
+        .contains(&"stop=cell-dhcp.service".to_owned()));
+}

@@ -7,6 +7,7 @@ mod changes;
 mod dns;
 mod error;
 mod extract;
+mod lan;
 mod ntp;
 mod recovery;
 mod settings;
@@ -75,6 +76,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/firewall", get(vpn::firewall_get))
         .route("/v1/dns", get(dns::dns_get).put(dns::dns_put))
         .route("/v1/ntp", get(ntp::ntp_get).put(ntp::ntp_put))
+        .route("/v1/lan", get(lan::lan_get).put(lan::lan_put))
         .route("/v1/recovery", get(recovery::recovery_get))
         .route(
             "/v1/recovery/shell-password",

@@ -19,6 +19,8 @@ pub struct DnsZoneApplier {
     path: PathBuf,
     /// systemd-resolved's resolv.conf: the uplink's resolvers.
     uplink_resolvers: PathBuf,
+    /// The DHCP server's leases, whose host names get names in the zone.
+    leases: PathBuf,
 }
 
 impl DnsZoneApplier {
@@ -27,12 +29,14 @@ impl DnsZoneApplier {
         interface: &str,
         path: PathBuf,
         uplink_resolvers: PathBuf,
+        leases: PathBuf,
     ) -> Self {
         Self {
             live,
             interface: interface.to_owned(),
             path,
             uplink_resolvers,
+            leases,
         }
     }
 }
@@ -70,15 +74,17 @@ impl Applier for DnsZoneApplier {
             let resolvers = self.uplink_resolvers.clone();
             // No file (no DHCP lease yet, resolved not running): no uplink resolvers, and
             // names outside the zone are refused until they come.
-            let uplink = tokio::task::spawn_blocking(move || {
-                std::fs::read_to_string(resolvers)
+            let leases_file = self.leases.clone();
+            let (uplink, leases) = tokio::task::spawn_blocking(move || {
+                let uplink = std::fs::read_to_string(resolvers)
                     .map(|text| crate::dns::parse_resolv_conf(&text))
-                    .unwrap_or_default()
+                    .unwrap_or_default();
+                (uplink, crate::lan::leases(&leases_file))
             })
             .await
             .unwrap_or_default();
             let serial = u32::try_from(pass.generation).unwrap_or(u32::MAX);
-            let zone = crate::dns::render(&plan.0, serial, &lan, &uplink);
+            let zone = crate::dns::render(&plan.0, serial, &lan, &uplink, &leases);
             let bytes = serde_json::to_vec_pretty(&zone).unwrap_or_default();
             // cell-dns reads it through the directory's group (setgid on the device).
             let written = write_if_changed(path, bytes, 0o640).await?;

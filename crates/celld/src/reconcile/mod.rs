@@ -13,6 +13,7 @@
 pub mod dns;
 pub mod files;
 pub mod identity;
+pub mod lan;
 pub mod ntp;
 pub mod vpn;
 
