@@ -36,7 +36,7 @@ help:
 	@echo "make keys     make the missing signing keys in build/keys (never overwrites)"
 	@echo "make test     the whole test suite (lint, unit tests, namespace and booted-image tests)"
 	@echo "make test-netns  the VPN and firewall in network namespaces; the login guard; DNS, and"
-	@echo "              cell-dns against NSD (root)"
+	@echo "              cell-dns against NSD; the DHCP server with real clients (root)"
 	@echo "make run-vm   boot the disk image in qemu (UEFI), web UI on localhost:8080"
 	@echo "make test-vm  boot the disk image in qemu headless and check it; then the update test"
 	@echo "make bench    image size, boot-to-health time, idle memory; VPN add-peer and throughput;"
@@ -148,6 +148,7 @@ test-netns: $(STAGING)/usr/bin/celld $(STAGING)/usr/bin/cell-web $(STAGING)/usr/
 	tests/dns-netns.sh target/debug/cell-dns
 	tests/dns-diff-netns.sh target/debug/cell-dns
 	tests/dns-live-netns.sh $(STAGING)/usr/bin
+	tests/dhcp-netns.sh target/debug
 
 test-boot: $(TREE).stamp
 	tests/boot-nspawn.sh $(TREE)

@@ -223,10 +223,12 @@ impl Plan {
                     accept
                 ]),
             ),
-            // DHCP and DHCPv6 replies to the cell's own address leases.
+            // DHCP and DHCPv6 replies to the cell's own address leases, and requests to
+            // its DHCP server (sent from 0.0.0.0, so no source can be required; the
+            // server runs only when it is turned on).
             (
                 "input",
-                json!([eq(payload("udp", "dport"), set_of(&[68, 546])), accept]),
+                json!([eq(payload("udp", "dport"), set_of(&[67, 68, 546])), accept]),
             ),
         ];
         for (service, address4, address6, ports) in &self.shape.services {

@@ -228,6 +228,7 @@ impl Daemon {
             update_handover: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(watch_confirmations(Arc::downgrade(&daemon)));
+        tokio::spawn(follow_zone_inputs(Arc::downgrade(&daemon)));
         tokio::spawn(save_sessions_now_and_then(Arc::downgrade(&daemon)));
         Ok(daemon)
     }
@@ -388,6 +389,40 @@ async fn watch_confirmations(daemon: Weak<Daemon>) {
             Ok(Err(error)) => tracing::error!(%error, "cannot revert an unconfirmed change"),
             Err(error) => tracing::error!(%error, "the revert worker failed"),
         }
+    }
+}
+
+/// How often the files the zone is made from besides the settings are looked at.
+const ZONE_INPUTS_EVERY: Duration = Duration::from_secs(2);
+
+fn stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// The DHCP server's leases and the uplink's resolvers change without a new generation:
+/// when either file changes, a pass renders the zone again (a new device's name answers
+/// within seconds, not at the next minute's pass).
+async fn follow_zone_inputs(daemon: Weak<Daemon>) {
+    let mut seen = None;
+    let mut ticker = tokio::time::interval(ZONE_INPUTS_EVERY);
+    loop {
+        ticker.tick().await;
+        let Some(daemon) = daemon.upgrade() else {
+            return;
+        };
+        let files = [
+            daemon.config.dhcp_leases.clone(),
+            daemon.config.uplink_resolvers.clone(),
+        ];
+        let now = tokio::task::spawn_blocking(move || files.map(|f| stamp(&f)))
+            .await
+            .ok();
+        if seen.is_some() && now != seen {
+            tracing::debug!("the leases or the uplink's resolvers changed");
+            daemon.board.request_pass();
+        }
+        seen = now;
     }
 }
 

@@ -54,7 +54,8 @@ pub fn dnsmasq_conf(settings: &Settings, leases: &std::path::Path) -> Option<Str
     let mut out = String::from(
         "# Written by celld from the cell's settings; a change here is overwritten.\n\
          # DHCP only: names are cell-dns's.\nport=0\nno-resolv\nno-hosts\n\
-         bind-dynamic\ndhcp-authoritative\nuser=cell-dhcp\ngroup=cell-dhcp\n",
+         bind-dynamic\ndhcp-authoritative\nuser=cell-dhcp\ngroup=cell-dhcp\n\
+         # No pid file: systemd keeps track of it.\npid-file=\n",
     );
     let _ = writeln!(out, "listen-address={own}");
     let _ = writeln!(out, "dhcp-leasefile={}", leases.display());
