@@ -821,3 +821,85 @@ async fn time_sources_are_set_on_the_network_page() {
     assert_eq!(ntp["ntp"]["servers"][1]["host"], "192.0.2.123");
     assert_eq!(ntp["ntp"]["serve"], false, "the box was not ticked");
 }
+
+#[tokio::test]
+async fn the_lan_and_its_dhcp_server_are_set_on_the_network_page() {
+    let cell = start().await;
+    let (cookie, csrf) = set_up_as_alice(&cell).await;
+    let post = |path: &'static str, body: String| {
+        let cookie = cookie.clone();
+        async move { http_form(cell.addr, path, &cookie, &body).await }
+    };
+    let dhcp_first = post(
+        "/network/dhcp",
+        format!("csrf={csrf}&enabled=on&pool_start=192.168.1.100&pool_size=20&lease_seconds=3600"),
+    )
+    .await;
+    assert_eq!(dhcp_first.status, 400, "no static address yet");
+    assert!(
+        dhcp_first.body.contains("id=\"enabled-error\""),
+        "{}",
+        dhcp_first.body
+    );
+    let bad = post(
+        "/network/lan",
+        format!("csrf={csrf}&mode=static&address=192.168.1.2%2F24&gateway=10.0.0.1&dns="),
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("id=\"gateway-error\""), "{}", bad.body);
+    let saved = post(
+        "/network/lan",
+        format!(
+            "csrf={csrf}&mode=static&address=192.168.1.2%2F24&gateway=192.168.1.1&dns=192.168.1.1"
+        ),
+    )
+    .await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert!(
+        saved.body.contains("confirm it on the dashboard"),
+        "{}",
+        saved.body
+    );
+    let on = post(
+        "/network/dhcp",
+        format!("csrf={csrf}&enabled=on&pool_start=192.168.1.100&pool_size=20&lease_seconds=3600"),
+    )
+    .await;
+    assert_eq!(on.status, 200, "{}", on.body);
+    assert!(on.body.contains("The DHCP server is on."), "{}", on.body);
+    let bad_mac = post(
+        "/network/reservations",
+        format!("csrf={csrf}&res_mac=nope&res_address=192.168.1.20&res_name=printer"),
+    )
+    .await;
+    assert_eq!(bad_mac.status, 400);
+    assert!(
+        bad_mac.body.contains("id=\"res_mac-error\""),
+        "{}",
+        bad_mac.body
+    );
+    let reserved = post(
+        "/network/reservations",
+        format!("csrf={csrf}&res_mac=52%3A54%3A00%3AAB%3ACD%3AEF&res_address=192.168.1.20&res_name=printer"),
+    )
+    .await;
+    assert_eq!(reserved.status, 200, "{}", reserved.body);
+    assert!(
+        reserved.body.contains("<code>52:54:00:ab:cd:ef</code>"),
+        "{}",
+        reserved.body
+    );
+    let api = http(cell.addr, "GET", "/api/v1/lan", Some(&cookie), None, None).await;
+    assert_eq!(
+        api.json()["lan"]["dhcp_server"]["reservations"][0]["name"],
+        "printer"
+    );
+    let removed = post("/network/reservations/0/remove", format!("csrf={csrf}")).await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert!(
+        !removed.body.contains("<code>52:54:00:ab:cd:ef</code>"),
+        "{}",
+        removed.body
+    );
+}
