@@ -16,6 +16,7 @@ CELL_BASE=$base
 # shellcheck source=tests/lib/check.sh
 . tests/lib/check.sh
 require_tool kdig "boot-nspawn: missing kdig (make deps)"
+require_tool busybox "boot-nspawn: missing busybox (make deps)"
 
 show_logs() {
     echo "--- container journal (last 60 lines) ---"
@@ -198,6 +199,30 @@ check "an NTP client on the LAN side gets the time ($(wait_until 20 ntp_answer; 
     grep -qE '^[0-9]+ -?[0-9.]+ [0-2]$' "$tmp/ntp.txt"
 ntp_state() { [ "$(api GET /api/v1/ntp)" = 200 ] && [ "$(field 'v["sync"]["stratum"] if v["sync"] else "none"')" != none ]; }
 check "the API shows chrony's state (its stratum)" wait_until 20 ntp_state
+
+# --- the LAN: a static address (the one cell-nspawn gives host0) and the DHCP server ---
+host_mac=$(cat /sys/class/net/ve-$name/address)
+lan="{\"addressing\":{\"mode\":\"static\",\"address\":\"$address/24\",\"gateway\":\"10.77.$net.1\"},
+  \"dhcp_server\":{\"enabled\":true,\"pool_start\":\"10.77.$net.100\",\"pool_size\":20,\"lease_seconds\":600,
+  \"reservations\":[{\"mac\":\"$host_mac\",\"address\":\"10.77.$net.20\",\"name\":\"hostside\"}]}}"
+check "a static LAN address with the DHCP server on waits for confirmation (202)" [ "$(api PUT /api/v1/lan "$lan")" = 202 ]
+lan_generation=$(field 'v["pending_change"]["generation"]')
+check "and is confirmed" [ "$(api POST /api/v1/changes/confirm "{\"generation\":$lan_generation}")" = 200 ]
+dhcp_running() { [ "$($nspawn exec $name systemctl is-active cell-dhcp.service)" = active ]; }
+check "celld started cell-dhcp.service (dnsmasq)" wait_until 30 dhcp_running
+# busybox udhcpc on the host's end of the veth, as a LAN client: it records what it is
+# offered and leaves the interface as it is.
+dhcp_offer() {
+    UDHCPC_RECORD=$tmp/lease busybox udhcpc -i "ve-$name" -f -q -n -t 5 -T 1 \
+        -s tests/lib/udhcpc-record.sh >>"$tmp/udhcpc.log" 2>&1
+}
+check "a client on the LAN side gets a lease" wait_until 30 dhcp_offer
+check "with its reserved address, the cell as DNS and NTP server ($(tr '\n' ' ' <"$tmp/lease" 2>/dev/null))" \
+    bash -c "grep -qx 'ip=10.77.$net.20' '$tmp/lease' && grep -qx 'dns=$address' '$tmp/lease' && grep -qx 'ntpsrv=$address' '$tmp/lease'"
+hostside() { [ "$(kdig +time=1 +retry=0 +short @"$address" hostside.home.cell A 2>/dev/null)" = "10.77.$net.20" ]; }
+check "and its reserved name resolves in the cell's zone" wait_until 10 hostside
+lease_listed() { [ "$(api GET /api/v1/lan)" = 200 ] && grep -q "\"10.77.$net.20\"" "$answer"; }
+check "the lease is listed by the API" wait_until 10 lease_listed
 
 # --- sessions live in celld: they outlast restarts and end with a reset ------------------
 session_alive() { [ "$(api GET /api/v1/session)" = 200 ]; }
