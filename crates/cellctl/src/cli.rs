@@ -40,6 +40,9 @@ pub enum Command {
     /// The cell's DNS: records in its zone, upstream resolvers, forwarding zones.
     #[command(subcommand)]
     Dns(DnsCommand),
+    /// The LAN port (DHCP or static) and the cell's DHCP server.
+    #[command(subcommand)]
+    Lan(LanCommand),
     /// The cell's time: sources, serving, chrony's synchronisation.
     #[command(subcommand)]
     Ntp(NtpCommand),
@@ -195,6 +198,41 @@ pub enum DnsCommand {
     },
     /// Stop forwarding ZONE.
     Unforward { zone: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LanCommand {
+    /// Addressing, DHCP server, reservations, leases.
+    Show,
+    /// Take the LAN address from the LAN's DHCP server (undone unless confirmed).
+    Dhcp,
+    /// A static address (undone unless confirmed: `cellctl status` shows how).
+    Static {
+        /// With its prefix, e.g. 192.168.1.2/24.
+        address: String,
+        gateway: std::net::Ipv4Addr,
+        /// Resolvers for the cell itself.
+        dns: Vec<std::net::IpAddr>,
+    },
+    /// Turn the DHCP server on (with its pool) or off.
+    DhcpServer {
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        #[arg(long)]
+        pool_start: Option<std::net::Ipv4Addr>,
+        #[arg(long)]
+        pool_size: Option<u32>,
+        #[arg(long)]
+        lease_seconds: Option<u32>,
+    },
+    /// Always give ADDRESS, and the name NAME, to the device with MAC.
+    Reserve {
+        mac: String,
+        address: std::net::Ipv4Addr,
+        name: String,
+    },
+    /// Remove the reservation called NAME.
+    Unreserve { name: String },
 }
 
 #[derive(Debug, Subcommand)]

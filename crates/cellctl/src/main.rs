@@ -1,5 +1,6 @@
 mod cli;
 mod dns;
+mod lan;
 mod ntp;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -218,6 +219,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Users(command) => users(&ctl, command).await?,
         Command::Dns(command) => dns::run(&ctl, command).await?,
         Command::Ntp(command) => ntp::run(&ctl, command).await?,
+        Command::Lan(command) => lan::run(&ctl, command).await?,
         Command::Audit(AuditCommand::List {
             actor,
             action,

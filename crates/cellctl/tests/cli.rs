@@ -184,3 +184,88 @@ async fn health_needs_both_celld_and_cell_web() {
     assert!(!no_celld.status.success());
     assert!(text(&no_celld).contains("celld:"), "{}", text(&no_celld));
 }
+
+#[tokio::test]
+async fn dns_lan_and_time_from_the_console() {
+    if !nix_is_root() {
+        eprintln!("skipped: celld only lets root act without naming a user; run as root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("celld.sock");
+    let listener = celld::socket::bind(&socket).unwrap();
+    let daemon = celld::daemon::testing::daemon(dir.path());
+    tokio::spawn(celld::serve(listener, daemon, std::future::pending()));
+    let run = |args: &'static [&'static str]| {
+        let socket = socket.clone();
+        tokio::task::spawn_blocking(move || cellctl(&socket, args, None))
+    };
+
+    let added = run(&["dns", "add", "printer", "A", "192.168.1.9"])
+        .await
+        .unwrap();
+    assert!(added.status.success(), "{}", text(&added));
+    assert!(text(&added).contains("printer"), "{}", text(&added));
+    let clash = run(&["dns", "add", "files", "A", "192.168.1.9"])
+        .await
+        .unwrap();
+    assert!(!clash.status.success());
+    assert!(text(&clash).contains("records.1.name"), "{}", text(&clash));
+    let removed = run(&["dns", "remove", "printer"]).await.unwrap();
+    assert!(removed.status.success(), "{}", text(&removed));
+
+    let early = run(&["lan", "dhcp-server", "on", "--pool-start", "192.168.1.100"])
+        .await
+        .unwrap();
+    assert!(!early.status.success(), "no static address yet");
+    assert!(
+        text(&early).contains("dhcp_server.enabled"),
+        "{}",
+        text(&early)
+    );
+    let fixed = run(&["lan", "static", "192.168.1.2/24", "192.168.1.1"])
+        .await
+        .unwrap();
+    assert!(fixed.status.success(), "{}", text(&fixed));
+    assert!(
+        text(&fixed).contains("addressing: static 192.168.1.2/24, gateway 192.168.1.1"),
+        "{}",
+        text(&fixed)
+    );
+    let on = run(&[
+        "lan",
+        "dhcp-server",
+        "on",
+        "--pool-start",
+        "192.168.1.100",
+        "--pool-size",
+        "20",
+    ])
+    .await
+    .unwrap();
+    assert!(on.status.success(), "{}", text(&on));
+    let reserved = run(&[
+        "lan",
+        "reserve",
+        "52:54:00:AB:CD:EF",
+        "192.168.1.20",
+        "printer",
+    ])
+    .await
+    .unwrap();
+    assert!(
+        text(&reserved).contains("reserved:   printer 52:54:00:ab:cd:ef 192.168.1.20"),
+        "{}",
+        text(&reserved)
+    );
+
+    let ntp = run(&["ntp", "servers", "time.cloudflare.com:nts"])
+        .await
+        .unwrap();
+    assert!(ntp.status.success(), "{}", text(&ntp));
+    assert!(
+        text(&ntp).contains("time.cloudflare.com (NTS)"),
+        "{}",
+        text(&ntp)
+    );
+}
