@@ -258,3 +258,77 @@ async fn other_names_are_forwarded_and_cached() {
     .await;
     assert_eq!(plain.metadata.response_code, ResponseCode::Refused);
 }
+
+#[tokio::test]
+async fn hickorys_own_client_gets_the_same_answers_over_udp_and_tcp() {
+    use hickory_server::net::client::{Client, ClientHandle};
+    use hickory_server::net::runtime::TokioRuntimeProvider;
+    use hickory_server::net::tcp::TcpClientStream;
+    use hickory_server::net::udp::UdpClientStream;
+    use hickory_server::proto::rr::DNSClass;
+
+    let mut zone = snapshot(3, None);
+    zone.records = serde_json::from_value(serde_json::json!([
+        {"name": "nas", "ttl": 120, "type": "A", "address": "192.168.1.7"},
+        {"name": "www", "ttl": 120, "type": "CNAME", "target": "nas.home.cell."}
+    ]))
+    .unwrap();
+    let (udp_addr, tcp_addr) = start(ZoneHandle::new(Zone::new(zone).unwrap())).await;
+
+    let stream = UdpClientStream::builder(udp_addr, TokioRuntimeProvider::default()).build();
+    let (mut over_udp, background) = Client::<TokioRuntimeProvider>::from_sender(stream);
+    tokio::spawn(background);
+    let (connect, sender) = TcpClientStream::new(tcp_addr, None, None, TokioRuntimeProvider::new());
+    let (mut over_tcp, background) =
+        Client::<TokioRuntimeProvider>::new(connect.await.unwrap(), sender);
+    tokio::spawn(background);
+
+    for client in [&mut over_udp, &mut over_tcp] {
+        let soa = client
+            .query(
+                Name::from_ascii("home.cell.").unwrap(),
+                DNSClass::IN,
+                RecordType::SOA,
+            )
+            .await
+            .unwrap();
+        assert!(soa.metadata.authoritative);
+        assert!(matches!(&soa.answers[0].data, RData::SOA(s) if s.serial == 3));
+        let www = client
+            .query(
+                Name::from_ascii("www.home.cell.").unwrap(),
+                DNSClass::IN,
+                RecordType::A,
+            )
+            .await
+            .unwrap();
+        assert_eq!(www.answers.len(), 2, "the CNAME and its target: {www:?}");
+        assert_eq!(first_a(&www).as_deref(), Some("192.168.1.7"));
+        let files = client
+            .query(
+                Name::from_ascii("files.home.cell.").unwrap(),
+                DNSClass::IN,
+                RecordType::A,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            first_a(&files).as_deref(),
+            Some("192.168.1.2"),
+            "the LAN view"
+        );
+        let missing = client
+            .query(
+                Name::from_ascii("nope.home.cell.").unwrap(),
+                DNSClass::IN,
+                RecordType::A,
+            )
+            .await
+            .unwrap();
+        assert_eq!(missing.metadata.response_code, ResponseCode::NXDomain);
+        assert!(
+            !missing.authorities.is_empty(),
+            "the SOA for negative caching"
+        );
+    }
+}
