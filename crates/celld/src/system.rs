@@ -129,6 +129,23 @@ impl DBusSystem {
         String::try_from(value).map_err(|e| SystemError::answer(call)(e.to_string()))
     }
 
+    /// Queues a job for `unit` with systemd's manager (`StartUnit`, `RestartUnit`,
+    /// `StopUnit`), replacing a conflicting one.
+    async fn unit_job(&self, method: &str, unit: &str, doing: &str) -> Result<(), SystemError> {
+        self.bus()
+            .await?
+            .call_method(
+                Some("org.freedesktop.systemd1"),
+                "/org/freedesktop/systemd1",
+                Some("org.freedesktop.systemd1.Manager"),
+                method,
+                &(unit, "replace"),
+            )
+            .await
+            .map_err(SystemError::call(format!("{doing} {unit}")))?;
+        Ok(())
+    }
+
     async fn active_state(&self, unit: &str) -> Result<String, SystemError> {
         const SYSTEMD: &str = "org.freedesktop.systemd1";
         let bus = self.bus().await?;
@@ -231,54 +248,15 @@ impl System for DBusSystem {
     }
 
     fn start_unit<'a>(&'a self, unit: &'a str) -> SystemFuture<'a> {
-        Box::pin(async move {
-            self.bus()
-                .await?
-                .call_method(
-                    Some("org.freedesktop.systemd1"),
-                    "/org/freedesktop/systemd1",
-                    Some("org.freedesktop.systemd1.Manager"),
-                    "StartUnit",
-                    &(unit, "replace"),
-                )
-                .await
-                .map_err(SystemError::call(format!("starting {unit}")))?;
-            Ok(())
-        })
+        Box::pin(self.unit_job("StartUnit", unit, "starting"))
     }
 
     fn restart_unit<'a>(&'a self, unit: &'a str) -> SystemFuture<'a> {
-        Box::pin(async move {
-            self.bus()
-                .await?
-                .call_method(
-                    Some("org.freedesktop.systemd1"),
-                    "/org/freedesktop/systemd1",
-                    Some("org.freedesktop.systemd1.Manager"),
-                    "RestartUnit",
-                    &(unit, "replace"),
-                )
-                .await
-                .map_err(SystemError::call(format!("restarting {unit}")))?;
-            Ok(())
-        })
+        Box::pin(self.unit_job("RestartUnit", unit, "restarting"))
     }
 
     fn stop_unit<'a>(&'a self, unit: &'a str) -> SystemFuture<'a> {
-        Box::pin(async move {
-            self.bus()
-                .await?
-                .call_method(
-                    Some("org.freedesktop.systemd1"),
-                    "/org/freedesktop/systemd1",
-                    Some("org.freedesktop.systemd1.Manager"),
-                    "StopUnit",
-                    &(unit, "replace"),
-                )
-                .await
-                .map_err(SystemError::call(format!("stopping {unit}")))?;
-            Ok(())
-        })
+        Box::pin(self.unit_job("StopUnit", unit, "stopping"))
     }
 
     fn reload_network(&self) -> SystemFuture<'_> {
