@@ -23,23 +23,25 @@ for address in 192.168.1.2 192.168.1.3 192.168.1.50 10.87.0.16 10.87.0.17; do
     ip addr add "$address/32" dev lo
 done
 
-# write_zone SERIAL [LABEL]: the snapshot celld renders, replaced atomically.
+# write_zone SERIAL [LABEL [TLS_NAME]]: the snapshot celld renders, replaced atomically;
+# with TLS_NAME the upstream is asked over DNS-over-TLS.
 write_zone() {
-    python3 - "$tmp/zone.json" "$1" "${2:-}" <<'PY'
+    python3 - "$tmp/zone.json" "$1" "${2:-}" "${3:-}" <<'PY'
 import json, os, sys
-path, serial, extra = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+path, serial, extra, tls = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 names = [
     {"label": "", "lan": ["192.168.1.2"], "vpn": ["10.87.0.1"]},
     {"label": "files", "service": "files", "lan": ["192.168.1.2"], "vpn": ["10.87.0.1"]},
 ]
 listen = ["192.168.1.2", "10.87.0.1"]
-upstreams = ["198.51.100.53:53"]
+upstreams = ["198.51.100.53:853" if tls else "198.51.100.53:53"]
 if extra:
     names.append({"label": extra, "lan": ["192.168.1.9"], "vpn": ["10.87.0.9"]})
     listen.append("192.168.1.3")
 zone = {"origin": "home.cell.", "serial": serial, "ttl": 60, "names": names,
         "vpn_networks": [["10.87.0.0", 20]],
         "listen": listen, "upstreams": upstreams,
+        "upstream_tls": tls or None,
         "peers": [{"addresses": ["10.87.0.16"], "services": ["files"]},
                   {"addresses": ["10.87.0.17"], "services": []}],
         "records": [{"name": "nas", "ttl": 120, "type": "A", "address": "192.168.1.7"},
@@ -52,7 +54,16 @@ PY
 }
 
 write_zone 1
-"$dns" --zone "$tmp/zone.json" --port 53 >"$tmp/dns.log" 2>&1 &
+# A certificate authority of the test's own, which cell-dns trusts (SSL_CERT_FILE) to check
+# the DNS-over-TLS upstream's certificate for dns.example.org.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=test-ca \
+    -keyout "$tmp/ca.key" -out "$tmp/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=dns.example.org \
+    -keyout "$tmp/dot.key" -out "$tmp/dot.csr" 2>/dev/null
+printf 'subjectAltName=DNS:dns.example.org\n' >"$tmp/dot.ext"
+openssl x509 -req -in "$tmp/dot.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" -CAcreateserial \
+    -days 2 -extfile "$tmp/dot.ext" -out "$tmp/dot.pem" 2>/dev/null
+SSL_CERT_FILE=$tmp/ca.pem "$dns" --zone "$tmp/zone.json" --port 53 >"$tmp/dns.log" 2>&1 &
 dns_pid=$!
 on_exit "kill $dns_pid 2>/dev/null; wait $dns_pid 2>/dev/null"
 on_failure "echo '--- cell-dns ---'; tail -n 20 '$tmp/dns.log'"
@@ -99,6 +110,8 @@ $ORIGIN example.org.
 @ 3600 IN NS ns.example.org.
 ns 3600 IN A 198.51.100.53
 www 300 IN A 203.0.113.80
+mail 300 IN A 203.0.113.25
+other 300 IN A 203.0.113.26
 big 300 IN TXT "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
 big 300 IN TXT "1111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111"
 big 300 IN TXT "2222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222"
@@ -110,14 +123,16 @@ ZONE
 ip netns exec "$internet" nft -f - <<'NFT'
 table inet count {
     counter dns { }
-    chain input { type filter hook input priority 0; udp dport 53 counter name dns; tcp dport 53 tcp flags syn counter name dns; }
+    counter dot { }
+    chain input { type filter hook input priority 0; udp dport 53 counter name dns; tcp dport 53 tcp flags syn counter name dns; tcp dport 853 tcp flags syn counter name dot; }
 }
 NFT
 upstream_queries() {
-    ip netns exec "$internet" nft -j list counter inet count dns |
+    ip netns exec "$internet" nft -j list counter inet count "${1:-dns}" |
         python3 -c 'import json,sys; print([o["counter"]["packets"] for o in json.load(sys.stdin)["nftables"] if "counter" in o][0])'
 }
-nsd_start 198.51.100.53 example.org "$tmp/example.org.zone" "$tmp/nsd" "$internet"
+NSD_TLS_PEM=$tmp/dot.pem NSD_TLS_KEY=$tmp/dot.key \
+    nsd_start 198.51.100.53 example.org "$tmp/example.org.zone" "$tmp/nsd" "$internet"
 before=$(upstream_queries)
 first=$(kdig +time=3 +retry=0 @192.168.1.2 www.example.org A 2>&1)
 check "a name outside the zone is forwarded upstream: www.example.org is 203.0.113.80, recursion available" \
@@ -150,4 +165,18 @@ check "cell-dns is the same process" kill -0 "$dns_pid"
 printf '{broken' >"$tmp/zone.json.new" && mv "$tmp/zone.json.new" "$tmp/zone.json"
 sleep 0.6
 check "a broken snapshot is refused and the zone in force kept" printer
+# --- DNS-over-TLS to the upstream: the ISP would see only a TLS connection -------------
+plain_before=$(upstream_queries dns)
+write_zone 3 printer dns.example.org
+sleep 0.6
+dot=$(kdig +time=3 +retry=0 @192.168.1.2 mail.example.org A 2>&1)
+check "over DNS-over-TLS the upstream answers (mail.example.org)" grep -qE 'mail\.example\.org\.\s+[0-9]+\s+IN\s+A\s+203\.0\.113\.25' <<<"$dot"
+tls_connections=$(upstream_queries dot)
+plain_after=$(upstream_queries dns)
+check "through a TLS connection to port 853 ($tls_connections), and no plain query ($plain_before -> $plain_after)" \
+    [ "$tls_connections" -ge 1 -a "$plain_after" = "$plain_before" ]
+write_zone 4 printer wrong.example.org
+sleep 0.6
+check "an upstream whose certificate is for another name is not asked: SERVFAIL" \
+    bash -c "kdig +time=5 +retry=0 @192.168.1.2 other.example.org A 2>&1 | grep -q 'status: SERVFAIL'"
 finish "# all DNS checks passed"

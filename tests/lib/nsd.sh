@@ -5,7 +5,9 @@
 #                           serves ZONE from ZONEFILE on ADDRESS port 53, in the
 #                           foreground, as root, with no database, minimal responses; its
 #                           files in DIR (default $tmp/nsd); in the named network namespace
-#                           NETNS if given (ADDRESS must be reachable from here); sets nsd_pid
+#                           NETNS if given (ADDRESS must be reachable from here); sets nsd_pid.
+#                           With NSD_TLS_PEM and NSD_TLS_KEY set, also DNS-over-TLS on
+#                           ADDRESS port 853 with that certificate.
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # variables here are for the scripts that source this
 
@@ -13,9 +15,17 @@ nsd_start() {
     local address=$1 zone=$2 zonefile=$3 dir=${4:-$tmp/nsd} netns=${5:-}
     mkdir -p "$dir"
     cp "$zonefile" "$dir/zone"
+    local tls=""
+    if [ -n "${NSD_TLS_PEM:-}" ]; then
+        tls="    ip-address: $address@853
+    tls-port: 853
+    tls-service-pem: \"$NSD_TLS_PEM\"
+    tls-service-key: \"$NSD_TLS_KEY\""
+    fi
     cat >"$dir/nsd.conf" <<CONF
 server:
     ip-address: $address@53
+$tls
     username: ""
     chroot: ""
     zonesdir: "$dir"

@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hickory_server::proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_server::proto::rr::{Name, RecordType};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 /// How long one upstream gets before the next is asked.
@@ -95,10 +96,12 @@ impl Forwarder {
     }
 
     /// The upstreams' answer to `name`/`kind`, from the cache when it is fresh; None when
-    /// no upstream answered.
+    /// no upstream answered. With `tls`, they are asked over DNS-over-TLS and must show a
+    /// certificate for that name.
     pub async fn resolve(
         &self,
         upstreams: &[SocketAddr],
+        tls: Option<&str>,
         name: &Name,
         kind: RecordType,
     ) -> Option<Message> {
@@ -107,7 +110,11 @@ impl Forwarder {
             return Some(answer);
         }
         for upstream in upstreams {
-            match self.ask(*upstream, name, kind).await {
+            let asked = match tls {
+                Some(tls_name) => self.ask_tls(*upstream, tls_name, name, kind).await,
+                None => self.ask(*upstream, name, kind).await,
+            };
+            match asked {
                 Ok(answer) if answer.metadata.response_code != ResponseCode::ServFail => {
                     self.keep(key, &answer);
                     return Some(answer);
@@ -119,6 +126,35 @@ impl Forwarder {
         None
     }
 
+    /// Asks `upstream` over TLS (RFC 7858), checking its certificate against `tls_name`
+    /// with the system's certificate authorities.
+    async fn ask_tls(
+        &self,
+        upstream: SocketAddr,
+        tls_name: &str,
+        name: &Name,
+        kind: RecordType,
+    ) -> Result<Message, String> {
+        let (bytes, id) = query_bytes(name, kind)?;
+        let config = tls_config()?;
+        let server_name = ServerName::try_from(tls_name.to_owned())
+            .map_err(|e| format!("'{tls_name}' as a TLS name: {e}"))?;
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        let exchange = async {
+            let tcp = TcpStream::connect(upstream)
+                .await
+                .map_err(|e| e.to_string())?;
+            let stream = tokio_rustls::TlsConnector::from(config)
+                .connect(server_name, tcp)
+                .await
+                .map_err(|e| format!("TLS with {upstream} as {tls_name}: {e}"))?;
+            exchange_framed(stream, &bytes, id, name).await
+        };
+        tokio::time::timeout(UPSTREAM_TIMEOUT, exchange)
+            .await
+            .map_err(|_| "timed out over TLS".to_owned())?
+    }
+
     /// Asks `upstream` over UDP, and again over TCP when the answer comes truncated.
     async fn ask(
         &self,
@@ -126,14 +162,7 @@ impl Forwarder {
         name: &Name,
         kind: RecordType,
     ) -> Result<Message, String> {
-        let id: u16 = rand_id();
-        let mut query = Message::new(id, MessageType::Query, OpCode::Query);
-        query.metadata.recursion_desired = true;
-        query.add_query(Query::query(name.clone(), kind));
-        let mut edns = Edns::new();
-        edns.set_max_payload(UDP_PAYLOAD);
-        query.set_edns(edns);
-        let bytes = query.to_vec().map_err(|e| e.to_string())?;
+        let (bytes, id) = query_bytes(name, kind)?;
         self.sent.fetch_add(1, Ordering::Relaxed);
         let answer = tokio::time::timeout(UPSTREAM_TIMEOUT, ask_udp(upstream, &bytes, id, name))
             .await
@@ -146,6 +175,47 @@ impl Forwarder {
             .await
             .map_err(|_| "timed out over TCP".to_owned())?
     }
+}
+
+/// A recursive query for `name`/`kind` with EDNS, and its id.
+fn query_bytes(name: &Name, kind: RecordType) -> Result<(Vec<u8>, u16), String> {
+    let id: u16 = rand_id();
+    let mut query = Message::new(id, MessageType::Query, OpCode::Query);
+    query.metadata.recursion_desired = true;
+    query.add_query(Query::query(name.clone(), kind));
+    let mut edns = Edns::new();
+    edns.set_max_payload(UDP_PAYLOAD);
+    query.set_edns(edns);
+    Ok((query.to_vec().map_err(|e| e.to_string())?, id))
+}
+
+/// The TLS client settings for upstreams: the system's certificate authorities (the
+/// image's ca-certificates), made once.
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            let found = rustls_native_certs::load_native_certs();
+            for certificate in found.certs {
+                // One unreadable certificate does not take the others with it.
+                let _ = roots.add(certificate);
+            }
+            if roots.is_empty() {
+                return Err(format!(
+                    "no certificate authorities to check the upstreams with ({} errors)",
+                    found.errors.len()
+                ));
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Ok(Arc::new(config))
+        })
+        .clone()
 }
 
 fn is_answer_to(answer: &Message, id: u16, name: &Name) -> bool {
@@ -193,9 +263,20 @@ async fn ask_tcp(
     id: u16,
     name: &Name,
 ) -> Result<Message, String> {
-    let mut stream = TcpStream::connect(upstream)
+    let stream = TcpStream::connect(upstream)
         .await
         .map_err(|e| e.to_string())?;
+    exchange_framed(stream, query, id, name).await
+}
+
+/// One query and its answer over a stream, each behind its two-byte length (RFC 1035
+/// 4.2.2, and RFC 7858 over TLS).
+async fn exchange_framed<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    query: &[u8],
+    id: u16,
+    name: &Name,
+) -> Result<Message, String> {
     let length = u16::try_from(query.len()).map_err(|e| e.to_string())?;
     let mut framed = Vec::with_capacity(query.len() + 2);
     framed.extend_from_slice(&length.to_be_bytes());

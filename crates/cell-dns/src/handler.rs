@@ -82,14 +82,14 @@ impl RequestHandler for CellDns {
         let name = Name::from(info.query.name().clone());
         let kind = info.query.query_type();
         let answer = zone.answer(&name, kind, info.src.ip());
-        let upstreams = zone.servers_for(&name);
+        let (upstreams, tls) = zone.route_for(&name);
         if answer.code == ResponseCode::Refused
             && request.metadata.recursion_desired
             && !upstreams.is_empty()
         {
             let mut metadata = Metadata::response_from_request(&request.metadata);
             metadata.recursion_available = true;
-            let Some(forwarded) = self.forwarder.resolve(upstreams, &name, kind).await else {
+            let Some(forwarded) = self.forwarder.resolve(upstreams, tls, &name, kind).await else {
                 let response = builder.error_msg(&request.metadata, ResponseCode::ServFail);
                 return match response_handle.send_response(response).await {
                     Ok(info) => info,

@@ -181,11 +181,24 @@ impl Zone {
     /// Where a name outside the zone is asked: the deepest forwarding zone holding it,
     /// else the upstreams (empty: nowhere).
     pub fn servers_for(&self, name: &Name) -> &[SocketAddr] {
+        self.route_for(name).0
+    }
+
+    /// [`Self::servers_for`], with the TLS name to check them against (the upstreams may
+    /// be asked over DNS-over-TLS; forwarding zones are plain DNS).
+    pub fn route_for(&self, name: &Name) -> (&[SocketAddr], Option<&str>) {
         let name = name.to_lowercase();
-        self.forward_zones
+        match self
+            .forward_zones
             .iter()
             .find(|(zone, _)| zone.zone_of(&name))
-            .map_or(&self.snapshot.upstreams, |(_, servers)| servers)
+        {
+            Some((_, servers)) => (servers, None),
+            None => (
+                &self.snapshot.upstreams,
+                self.snapshot.upstream_tls.as_deref(),
+            ),
+        }
     }
 
     pub fn origin(&self) -> &Name {
@@ -526,6 +539,7 @@ pub(crate) mod tests {
             ]))
             .unwrap(),
             listen: Vec::new(),
+            upstream_tls: None,
         }
     }
 

@@ -56,6 +56,7 @@ fn snapshot(serial: u32, extra: Option<&str>) -> ZoneSnapshot {
         upstreams: Vec::new(),
         forward_zones: Vec::new(),
         listen: Vec::new(),
+        upstream_tls: None,
     }
 }
 

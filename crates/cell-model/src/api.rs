@@ -367,6 +367,7 @@ pub struct DnsView {
     /// Upstreams set by hand (none: the uplink's, which the snapshot lists).
     pub upstreams: Vec<std::net::IpAddr>,
     pub forward_zones: Vec<crate::dns::ForwardZone>,
+    pub upstream_tls: Option<String>,
     /// The zone as cell-dns has it, per the reconciler (names, views, records).
     pub snapshot: Option<crate::dns::ZoneSnapshot>,
 }
@@ -382,6 +383,9 @@ pub struct DnsEdit {
     pub upstreams: Option<Vec<std::net::IpAddr>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward_zones: Option<Vec<crate::dns::ForwardZone>>,
+    /// `""` turns DNS-over-TLS to the upstreams off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_tls: Option<String>,
 }
 
 /// A lease the cell's DHCP server gave.

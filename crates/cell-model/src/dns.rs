@@ -27,6 +27,10 @@ pub struct Dns {
     /// Zones another resolver answers (a linked cell's), asked there instead.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forward_zones: Vec<ForwardZone>,
+    /// Ask the listed upstreams over DNS-over-TLS (port 853), checking their certificate
+    /// against this name (e.g. `dns.quad9.net`), so the ISP does not see the queries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_tls: Option<String>,
 }
 
 /// Names under `zone` are asked of `servers` (port 53).
@@ -83,6 +87,20 @@ impl Dns {
     /// servers that can be asked; forwarding zones outside the cell's own `zone`.
     pub fn validate(&self, zone: &str) -> Result<(), FieldError> {
         servers_problem("upstreams", &self.upstreams)?;
+        if let Some(name) = &self.upstream_tls {
+            if let Err(problem) = crate::names::DomainName::parse(name) {
+                return Err(FieldError::new(
+                    "upstream_tls",
+                    format!("'{name}' is not the name on the upstreams' certificate: {problem}"),
+                ));
+            }
+            if self.upstreams.is_empty() {
+                return Err(FieldError::new(
+                    "upstream_tls",
+                    "list the upstreams that serve DNS-over-TLS (the uplink's DHCP does not say which do)",
+                ));
+            }
+        }
         if self.forward_zones.len() > MAX_FORWARD_ZONES {
             return Err(FieldError::new(
                 "forward_zones",
@@ -210,6 +228,9 @@ pub struct ZoneSnapshot {
     /// its LAN and VPN, never a public one.
     #[serde(default)]
     pub listen: Vec<IpAddr>,
+    /// The upstreams are asked over TLS, their certificates checked against this name.
+    #[serde(default)]
+    pub upstream_tls: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -515,6 +536,14 @@ mod tests {
             (
                 serde_json::json!({"upstreams": ["127.0.0.1"]}),
                 "upstreams.0",
+            ),
+            (
+                serde_json::json!({"upstream_tls": "dns.quad9.net"}),
+                "upstream_tls",
+            ),
+            (
+                serde_json::json!({"upstreams": ["9.9.9.9"], "upstream_tls": "not a name"}),
+                "upstream_tls",
             ),
             (
                 serde_json::json!({"upstreams": ["192.0.2.1", "192.0.2.1"]}),

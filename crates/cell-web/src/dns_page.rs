@@ -63,6 +63,8 @@ pub struct RecordForm {
 #[serde(default)]
 pub struct UpstreamsForm {
     upstreams: String,
+    /// The name on the upstreams' certificate, for DNS-over-TLS; empty: plain DNS.
+    upstream_tls: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +127,7 @@ struct DnsPage {
     ask_types: &'static [&'static str],
     form: RecordForm,
     upstreams: String,
+    upstream_tls: String,
     forward: ForwardForm,
     ask: AskForm,
     askers: Vec<Asker>,
@@ -138,7 +141,7 @@ field_errors!(DnsPage);
 #[derive(Default)]
 struct Shown {
     form: Option<RecordForm>,
-    upstreams: Option<String>,
+    upstreams: Option<UpstreamsForm>,
     forward: Option<ForwardForm>,
     ask: AskForm,
     errors: Errors,
@@ -217,12 +220,14 @@ async fn page(
             None
         }
     };
-    let upstreams = shown.upstreams.unwrap_or_else(|| {
-        view.upstreams
+    let upstreams = shown.upstreams.unwrap_or_else(|| UpstreamsForm {
+        upstreams: view
+            .upstreams
             .iter()
             .map(IpAddr::to_string)
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        upstream_tls: view.upstream_tls.clone().unwrap_or_default(),
     });
     render(DnsPage {
         version: cell_systemd::image_version(),
@@ -235,7 +240,8 @@ async fn page(
         kinds: &RECORD_TYPES,
         ask_types: ASK_TYPES,
         form: shown.form.unwrap_or_else(fresh_form),
-        upstreams,
+        upstreams: upstreams.upstreams,
+        upstream_tls: upstreams.upstream_tls,
         forward: shown.forward.unwrap_or_default(),
         ask: shown.ask,
         askers,
@@ -301,6 +307,7 @@ fn form_errors(error: ClientError) -> Result<Errors, AppError> {
     for (_, message) in errors.fields {
         let input = match field.split('.').collect::<Vec<_>>().as_slice() {
             ["upstreams", ..] => "upstreams",
+            ["upstream_tls"] => "upstream_tls",
             ["forward_zones", _, "zone"] => "zone",
             ["forward_zones", ..] => "servers",
             [.., "name"] => "name",
@@ -444,11 +451,14 @@ pub async fn upstreams_post(
     Form(form): Form<UpstreamsForm>,
 ) -> Result<Response, AppError> {
     let view = current(&state, &user).await?;
+    let tls = form.upstream_tls.trim().to_owned();
+    let servers = addresses(&form.upstreams, "upstreams");
+    let listed = form.upstreams.trim().to_owned();
     let shown = Shown {
-        upstreams: Some(form.upstreams.clone()),
+        upstreams: Some(form),
         ..Shown::default()
     };
-    let servers = match addresses(&form.upstreams, "upstreams") {
+    let servers = match servers {
         Ok(servers) => servers,
         Err(errors) => {
             return Ok((
@@ -458,23 +468,17 @@ pub async fn upstreams_post(
                 .into_response())
         }
     };
-    let notice = if servers.is_empty() {
-        "Names outside the zone now go to the resolvers the uplink's DHCP gives.".to_owned()
-    } else {
-        format!(
-            "Names outside the zone now go to {}.",
-            form.upstreams.trim()
-        )
+    let notice = match (servers.is_empty(), tls.is_empty()) {
+        (true, _) => {
+            "Names outside the zone now go to the resolvers the uplink's DHCP gives.".to_owned()
+        }
+        (false, true) => format!("Names outside the zone now go to {listed}."),
+        (false, false) => format!(
+            "Names outside the zone now go to {listed} over DNS-over-TLS, checked as {tls}."
+        ),
     };
-    change(
-        &state,
-        &user,
-        view,
-        json!({ "upstreams": servers }),
-        notice,
-        shown,
-    )
-    .await
+    let body = json!({ "upstreams": servers, "upstream_tls": tls });
+    change(&state, &user, view, body, notice, shown).await
 }
 
 pub async fn forward_add_post(

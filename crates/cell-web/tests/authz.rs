@@ -737,6 +737,23 @@ async fn the_query_box_upstreams_and_forwarding_zones() {
     assert_eq!(saved.status, 200, "{}", saved.body);
     let api = http(cell.addr, "GET", "/api/v1/dns", Some(&cookie), None, None).await;
     assert_eq!(api.json()["upstreams"], serde_json::json!(["9.9.9.9"]));
+    let bad_tls = form(format!(
+        "/dns/upstreams|csrf={csrf}&upstreams=&upstream_tls=dns.quad9.net"
+    ))
+    .await;
+    assert_eq!(bad_tls.status, 400, "DNS-over-TLS needs listed upstreams");
+    assert!(
+        bad_tls.body.contains("id=\"upstream_tls-error\""),
+        "{}",
+        bad_tls.body
+    );
+    let tls = form(format!(
+        "/dns/upstreams|csrf={csrf}&upstreams=9.9.9.9&upstream_tls=dns.quad9.net"
+    ))
+    .await;
+    assert_eq!(tls.status, 200, "{}", tls.body);
+    let api = http(cell.addr, "GET", "/api/v1/dns", Some(&cookie), None, None).await;
+    assert_eq!(api.json()["upstream_tls"], "dns.quad9.net");
 
     let own = form(format!(
         "/dns/forward|csrf={csrf}&zone=kids.home.cell&servers=10.88.0.1"

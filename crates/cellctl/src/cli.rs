@@ -189,7 +189,12 @@ pub enum DnsCommand {
     },
     /// Ask these resolvers for names outside the zone; with none, the ones the uplink's
     /// DHCP server gives.
-    Upstreams { servers: Vec<std::net::IpAddr> },
+    Upstreams {
+        servers: Vec<std::net::IpAddr>,
+        /// Over DNS-over-TLS, checking their certificate against this name.
+        #[arg(long)]
+        tls: Option<String>,
+    },
     /// Ask these servers for names under ZONE (a linked cell's zone).
     Forward {
         zone: String,

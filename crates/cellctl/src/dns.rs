@@ -51,6 +51,9 @@ fn view_text(view: &DnsView) -> String {
         in_force.join(", ")
     };
     text += &format!("upstreams ({source}): {shown}\n");
+    if let Some(name) = &view.upstream_tls {
+        text += &format!("over DNS-over-TLS, certificate for {name}\n");
+    }
     for forward in &view.forward_zones {
         let servers: Vec<String> = forward.servers.iter().map(|s| s.to_string()).collect();
         text += &format!("forward {} to {}\n", forward.zone, servers.join(", "));
@@ -101,7 +104,13 @@ pub async fn run(ctl: &Ctl, command: DnsCommand) -> anyhow::Result<()> {
             }
             put(ctl, json!({ "records": records })).await
         }
-        DnsCommand::Upstreams { servers } => put(ctl, json!({ "upstreams": servers })).await,
+        DnsCommand::Upstreams { servers, tls } => {
+            put(
+                ctl,
+                json!({ "upstreams": servers, "upstream_tls": tls.unwrap_or_default() }),
+            )
+            .await
+        }
         DnsCommand::Forward { zone, servers } => {
             let view: DnsView = ctl.call(Method::GET, "/v1/dns", None).await?;
             let mut zones: Vec<ForwardZone> = view

@@ -24,6 +24,8 @@ fn enabled(settings: &Settings, service: Service) -> bool {
 }
 
 const DNS_PORT: u16 = 53;
+/// DNS-over-TLS (RFC 7858).
+const DOT_PORT: u16 = 853;
 
 /// An address only the cell's own networks reach: cell-dns answers there, and never on a
 /// public one (the uplink of a cell with a public address).
@@ -163,11 +165,16 @@ pub fn render(
     } else {
         &settings.dns.upstreams
     };
+    let upstream_port = if settings.dns.upstream_tls.is_some() {
+        DOT_PORT
+    } else {
+        DNS_PORT
+    };
     // The cell itself is no upstream: asking itself would loop.
     let upstreams = chosen
         .iter()
         .filter(|address| !lan.contains(address) && !listen.contains(address))
-        .map(|address| SocketAddr::new(*address, DNS_PORT))
+        .map(|address| SocketAddr::new(*address, upstream_port))
         .collect();
     let forward_zones = settings
         .dns
@@ -202,6 +209,7 @@ pub fn render(
         upstreams,
         forward_zones,
         listen,
+        upstream_tls: settings.dns.upstream_tls.clone(),
     }
 }
 

@@ -1585,6 +1585,7 @@ async fn handlers_commit_and_answer_without_waiting_for_the_machine() {
             "wireguard",
             "addresses",
             "dns",
+            "lan",
             "ntp"
         ]
     );

@@ -45,6 +45,7 @@ fn view(daemon: &Daemon, actor: &Actor) -> DnsView {
         records: settings.dns.records,
         upstreams: settings.dns.upstreams,
         forward_zones: settings.dns.forward_zones,
+        upstream_tls: settings.dns.upstream_tls,
         snapshot,
     }
 }
@@ -74,6 +75,9 @@ pub async fn dns_put(
             }
             if let Some(forward_zones) = edit.forward_zones {
                 dns.forward_zones = forward_zones;
+            }
+            if let Some(name) = edit.upstream_tls {
+                dns.upstream_tls = (!name.is_empty()).then_some(name);
             }
             dns.validate(&zone).map_err(AppError::Invalid)
         })?;
