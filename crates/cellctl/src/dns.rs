@@ -3,7 +3,7 @@
 
 use anyhow::bail;
 use cell_model::api::DnsView;
-use cell_model::dns::{DnsRecord, ForwardZone, RecordData};
+use cell_model::dns::{is_within, DnsRecord, ForwardZone, RecordData};
 use celld_client::Method;
 use serde_json::{json, Value};
 
@@ -61,6 +61,14 @@ fn view_text(view: &DnsView) -> String {
     text
 }
 
+/// The forwarding zones but `zone` (written with or without the final dot, in any case).
+fn without_zone(zones: Vec<ForwardZone>, zone: &str) -> Vec<ForwardZone> {
+    zones
+        .into_iter()
+        .filter(|f| !(is_within(&f.zone, zone) && is_within(zone, &f.zone)))
+        .collect()
+}
+
 async fn put(ctl: &Ctl, body: Value) -> anyhow::Result<()> {
     let view: DnsView = ctl.call(Method::PUT, "/v1/dns", Some(body)).await?;
     ctl.print(&view, || view_text(&view))
@@ -113,30 +121,14 @@ pub async fn run(ctl: &Ctl, command: DnsCommand) -> anyhow::Result<()> {
         }
         DnsCommand::Forward { zone, servers } => {
             let view: DnsView = ctl.call(Method::GET, "/v1/dns", None).await?;
-            let mut zones: Vec<ForwardZone> = view
-                .forward_zones
-                .into_iter()
-                .filter(|f| {
-                    !f.zone
-                        .trim_end_matches('.')
-                        .eq_ignore_ascii_case(zone.trim_end_matches('.'))
-                })
-                .collect();
+            let mut zones = without_zone(view.forward_zones, &zone);
             zones.push(ForwardZone { zone, servers });
             put(ctl, json!({ "forward_zones": zones })).await
         }
         DnsCommand::Unforward { zone } => {
             let view: DnsView = ctl.call(Method::GET, "/v1/dns", None).await?;
             let before = view.forward_zones.len();
-            let zones: Vec<ForwardZone> = view
-                .forward_zones
-                .into_iter()
-                .filter(|f| {
-                    !f.zone
-                        .trim_end_matches('.')
-                        .eq_ignore_ascii_case(zone.trim_end_matches('.'))
-                })
-                .collect();
+            let zones = without_zone(view.forward_zones, &zone);
             if zones.len() == before {
                 bail!("'{zone}' is not forwarded");
             }
