@@ -624,3 +624,64 @@ pub struct ShellPassword {
 pub struct ShellPasswordCheck {
     pub matches: bool,
 }
+
+/// The cell's root certificate, as anyone may see it: `GET /v1/pki/root`. A person
+/// compares the fingerprint with the one on the console before trusting the root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootCertificate {
+    /// SHA-256 of the DER certificate, `AB:CD:…`.
+    pub fingerprint: String,
+    pub pem: String,
+    pub not_after: jiff::Timestamp,
+    /// The DNS subtrees it may sign for (besides the private address ranges).
+    pub name_constraints: Vec<String>,
+}
+
+/// A certificate the front door serves, without its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServedCertificate {
+    pub names: Vec<String>,
+    pub addresses: Vec<std::net::IpAddr>,
+    pub not_before: jiff::Timestamp,
+    pub not_after: jiff::Timestamp,
+    /// When the reconciler replaces it (two thirds into its life, or sooner when the
+    /// cell's names or addresses change).
+    pub renew_at: jiff::Timestamp,
+    /// Who signed it: `cell` (the cell's own root) or, later, an ACME CA.
+    pub issuer: String,
+}
+
+/// `GET /v1/pki`: the root and what the front door serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PkiView {
+    pub root: RootCertificate,
+    pub certificates: Vec<ServedCertificate>,
+}
+
+/// One certificate with its key, handed to the front door only (`GET /v1/tls`, to
+/// cell-web's user): the key lives in cell-web's memory and nowhere else outside celld.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TlsCertificate {
+    /// The certificate chain, leaf first (PEM).
+    pub chain_pem: String,
+    /// The leaf's private key (PEM).
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for TlsCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsCertificate")
+            .field("key_pem", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// `GET /v1/tls`: the certificates the front door serves, numbered so that it can ask
+/// "anything newer than N?" (`?known=N`, answered 204 when not).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TlsHandover {
+    pub serial: u64,
+    /// The first is also served to clients that name no known host (or none, as when
+    /// they reach the cell by address).
+    pub certificates: Vec<TlsCertificate>,
+}

@@ -12,10 +12,12 @@ use crate::audit::{AuditError, AuditLog, Record};
 use crate::audited::{self, CommitError};
 use crate::network::{LiveNetwork, Network};
 use crate::passwords::HashGate;
+use crate::pki::Pki;
 use crate::reconcile::dns::DnsZoneApplier;
 use crate::reconcile::identity::Identity;
 use crate::reconcile::lan::LanApplier;
 use crate::reconcile::ntp::NtpApplier;
+use crate::reconcile::pki::PkiApplier;
 use crate::reconcile::vpn::{AddressesApplier, FirewallApplier, WireGuardApplier};
 use crate::reconcile::{Board, DynApplier, Reconciler, Timing};
 use crate::sessions::Sessions;
@@ -46,6 +48,8 @@ pub enum OpenError {
     ServerKey(#[from] crate::vpn::ServerKeyError),
     #[error(transparent)]
     Commit(#[from] CommitError),
+    #[error("opening the cell's certificates: {0}")]
+    Pki(#[from] crate::pki::PkiStoreError),
 }
 
 /// Where celld keeps things, who may talk to it, and how it paces its work.
@@ -73,6 +77,8 @@ pub struct Config {
     pub ntp_config: PathBuf,
     /// Users whose connections the local API accepts (root and cell-web on the device).
     pub allowed_uids: Vec<u32>,
+    /// The front door's user (cell-web's), the only one handed the certificates' keys.
+    pub front_door_uid: u32,
     /// The WireGuard interface celld owns.
     pub wg_interface: String,
     /// How long a risky change waits for its confirmation before it is undone.
@@ -94,6 +100,8 @@ impl Config {
             uplink_resolvers: PathBuf::from(UPLINK_RESOLVERS),
             state_dir,
             run_dir,
+            // cell-web's user when it has one, else root (cell-web run as root in tests).
+            front_door_uid: allowed_uids.last().copied().unwrap_or(0),
             allowed_uids,
             wg_interface: DEFAULT_WG_INTERFACE.to_owned(),
             confirm_window: DEFAULT_CONFIRM_WINDOW,
@@ -133,6 +141,8 @@ pub struct Daemon {
     /// Live state to show; changes to it are the reconciler's alone.
     pub(crate) network: Arc<dyn LiveNetwork>,
     pub(crate) secrets: SecretStore,
+    /// The cell's root and the front door's certificates.
+    pub(crate) pki: Arc<Pki>,
     /// The WireGuard server key, decrypted once at start rather than on every request.
     pub(crate) wg_key: ServerKey,
     /// What the reconciler made of the settings, per applier.
@@ -168,6 +178,10 @@ impl Daemon {
             tracing::info!("created the VPN settings");
         }
         let wg_key = crate::vpn::server_key(&secrets)?;
+        let pki = Arc::new(Pki::open(
+            &config.state_dir.join(SECRETS_DIR),
+            &store.current().settings.zone(),
+        )?);
         let mut audit = AuditLog::open(&config.state_dir.join(AUDIT_FILE))?;
         audited::heal(&mut audit, &config.state_dir, store.current().generation)?;
         let sessions = Sessions::load(&config.state_dir, config.session_idle);
@@ -193,6 +207,7 @@ impl Daemon {
                 config.uplink_resolvers.clone(),
                 config.dhcp_leases.clone(),
             )),
+            Box::new(PkiApplier::new(pki.clone(), network.clone(), interface)),
             Box::new(LanApplier::new(
                 machine.clone(),
                 config.lan_network_file.clone(),
@@ -222,6 +237,7 @@ impl Daemon {
             system: machine,
             network,
             secrets,
+            pki,
             wg_key,
             board,
             unit_health: tokio::sync::Mutex::new(None),

@@ -13,7 +13,7 @@ use cell_model::Settings;
 /// Answers may be cached this long: short, so a changed address is seen soon.
 pub const TTL: u32 = 60;
 
-fn enabled(settings: &Settings, service: Service) -> bool {
+pub(crate) fn enabled(settings: &Settings, service: Service) -> bool {
     let services = &settings.services;
     match service {
         Service::Calendar => services.calendar,

@@ -11,6 +11,7 @@ pub mod network;
 pub mod ntp;
 pub mod passwords;
 pub mod peer;
+pub mod pki;
 pub mod reconcile;
 pub mod sessions;
 pub mod settings_store;

@@ -2299,3 +2299,99 @@ async fn a_static_lan_with_a_dhcp_server_waits_for_confirmation_and_names_its_de
         .requests()
         .contains(&"stop=cell-dhcp.service".to_owned()));
 }
+
+#[tokio::test]
+async fn the_root_is_public_the_keys_go_to_the_front_door_alone_and_names_follow_the_settings() {
+    let cell = Cell::new();
+    // Before setup: the root exists (the wizard shows its fingerprint) and a leaf too.
+    let (status, root) = cell
+        .call(WEB_UID, None, Method::GET, "/v1/pki/root", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{root}");
+    let fingerprint = root["fingerprint"].as_str().unwrap().to_owned();
+    assert_eq!(fingerprint.len(), 95, "{fingerprint}");
+    assert!(root["pem"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN CERTIFICATE-----"));
+    cell.set_up().await;
+    cell.daemon.settled().await;
+    let (status, pki) = cell.web("alice", Method::GET, "/v1/pki", None).await;
+    assert_eq!(status, StatusCode::OK, "{pki}");
+    assert_eq!(
+        pki["certificates"][0]["names"],
+        json!(["calendar.home.cell", "files.home.cell", "home.cell"]),
+        "the UI and each enabled service: {pki}"
+    );
+    let addresses = pki["certificates"][0]["addresses"].as_array().unwrap();
+    assert!(
+        addresses.contains(&json!("10.87.0.1")),
+        "the VPN gateway: {pki}"
+    );
+    assert!(!pki.to_string().contains("PRIVATE KEY"), "{pki}");
+    let (status, _) = cell.call(WEB_UID, None, Method::GET, "/v1/pki", None).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the served names need a login"
+    );
+
+    // The keys: to the front door's user only, and 204 when it has the latest.
+    let (status, handover) = cell.call(WEB_UID, None, Method::GET, "/v1/tls", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(handover["certificates"][0]["key_pem"]
+        .as_str()
+        .unwrap()
+        .contains("PRIVATE KEY"));
+    let serial = handover["serial"].as_u64().unwrap();
+    let (status, _) = cell
+        .call(
+            WEB_UID,
+            None,
+            Method::GET,
+            &format!("/v1/tls?known={serial}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = cell.root(Method::GET, "/v1/tls", None).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "not even root's tools get the keys"
+    );
+
+    // A service turned on gets its name on a new leaf, handed over under a new serial.
+    let mut body = settings_body();
+    body["services"]["webdav"] = json!(true);
+    let (status, body) = cell
+        .web("alice", Method::PUT, "/v1/settings", Some(body))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    cell.daemon.settled().await;
+    let (_, pki) = cell.web("alice", Method::GET, "/v1/pki", None).await;
+    let names = pki["certificates"][0]["names"].as_array().unwrap();
+    assert!(names.contains(&json!("webdav.home.cell")), "{pki}");
+    let (status, handover) = cell
+        .call(
+            WEB_UID,
+            None,
+            Method::GET,
+            &format!("/v1/tls?known={serial}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(handover["serial"].as_u64().unwrap() > serial);
+    // The root stays across restarts; its key is nowhere in clear on disk.
+    let cell = cell.restart();
+    let (_, root) = cell
+        .call(WEB_UID, None, Method::GET, "/v1/pki/root", None)
+        .await;
+    assert_eq!(root["fingerprint"], fingerprint.as_str());
+    for entry in std::fs::read_dir(cell.dir.path().join("state/secrets")).unwrap() {
+        let text =
+            String::from_utf8_lossy(&std::fs::read(entry.unwrap().path()).unwrap()).into_owned();
+        assert!(!text.contains("PRIVATE KEY"));
+    }
+}

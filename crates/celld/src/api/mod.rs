@@ -9,6 +9,7 @@ mod error;
 mod extract;
 mod lan;
 mod ntp;
+mod pki;
 mod recovery;
 mod settings;
 mod setup;
@@ -77,6 +78,9 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/dns", get(dns::dns_get).put(dns::dns_put))
         .route("/v1/ntp", get(ntp::ntp_get).put(ntp::ntp_put))
         .route("/v1/lan", get(lan::lan_get).put(lan::lan_put))
+        .route("/v1/pki", get(pki::pki_get))
+        .route("/v1/pki/root", get(pki::root_get))
+        .route("/v1/tls", get(pki::tls_get))
         .route("/v1/recovery", get(recovery::recovery_get))
         .route(
             "/v1/recovery/shell-password",

@@ -15,6 +15,7 @@ pub mod files;
 pub mod identity;
 pub mod lan;
 pub mod ntp;
+pub mod pki;
 pub mod vpn;
 
 use std::future::Future;
@@ -44,6 +45,8 @@ pub enum ApplyError {
     Network(#[from] NetworkError),
     #[error(transparent)]
     System(#[from] SystemError),
+    #[error("certificates: {0}")]
+    Pki(#[from] crate::pki::PkiStoreError),
     #[error("writing {path}: {message}")]
     File {
         path: std::path::PathBuf,

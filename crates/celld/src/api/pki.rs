@@ -1,0 +1,51 @@
+//! The cell's certificates: the root for anyone to download and compare, what the front
+//! door serves for those logged in, and the handover of certificates with their keys to
+//! the front door's own user alone.
+
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cell_model::api::{PkiView, RootCertificate};
+use serde::Deserialize;
+
+use super::extract::Actor;
+use super::AppError;
+use crate::daemon::Daemon;
+use crate::peer::Peer;
+
+/// The root, without a session: a device fetches it before it can trust the cell.
+pub async fn root_get(State(daemon): State<Arc<Daemon>>) -> Json<RootCertificate> {
+    Json(crate::pki::root_view(&daemon.pki.root()))
+}
+
+pub async fn pki_get(State(daemon): State<Arc<Daemon>>, _actor: Actor) -> Json<PkiView> {
+    Json(daemon.pki.view())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Known {
+    known: Option<u64>,
+}
+
+/// The certificates and keys the front door serves; 204 when it already has serial
+/// `known`. Only the front door's user gets them, whatever else it may ask.
+pub async fn tls_get(
+    State(daemon): State<Arc<Daemon>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    Query(known): Query<Known>,
+) -> Result<Response, AppError> {
+    if peer.uid != Some(daemon.config.front_door_uid) {
+        tracing::warn!(uid = ?peer.uid, pid = ?peer.pid, "refused the certificate keys to a process that is not the front door");
+        return Err(AppError::Forbidden(
+            "only the front door gets the certificates' keys".into(),
+        ));
+    }
+    let handover = daemon.pki.handover();
+    if known.known == Some(handover.serial) {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok(Json(handover).into_response())
+}
