@@ -662,6 +662,8 @@ pub struct PkiView {
 /// cell-web's user): the key lives in cell-web's memory and nowhere else outside celld.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct TlsCertificate {
+    /// The DNS names it carries (served to clients that ask for one of them by SNI).
+    pub names: Vec<String>,
     /// The certificate chain, leaf first (PEM).
     pub chain_pem: String,
     /// The leaf's private key (PEM).
@@ -671,6 +673,7 @@ pub struct TlsCertificate {
 impl std::fmt::Debug for TlsCertificate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsCertificate")
+            .field("names", &self.names)
             .field("key_pem", &"<redacted>")
             .finish_non_exhaustive()
     }

@@ -115,6 +115,8 @@ fn all_routes() -> Vec<ApiRoute> {
         route!(PUT "/api/v1/dns", Admin, Forward, "Replace the zone's records (A, AAAA, CNAME, TXT, MX, SRV), upstreams or forwarding zones (each part given replaces that part); a refusal names the field"),
         route!(GET "/api/v1/lan", Admin, Forward, "The LAN port's addressing (DHCP or static), the DHCP server and its reservations, the port's addresses and the leases given"),
         route!(PUT "/api/v1/lan", Admin, Forward, "Set the LAN addressing (a change waits for confirmation and is undone without one) and the DHCP server; a refusal names the field"),
+        route!(GET "/api/v1/pki/root", Public, Forward, "The cell's root certificate (PEM) and its SHA-256 fingerprint, to compare with the console's before trusting it"),
+        route!(GET "/api/v1/pki", User, Forward, "The root and the certificates the front door serves: names, addresses, validity, next renewal"),
         route!(GET "/api/v1/ntp", User, Forward, "Time sources, whether the cell serves time, and chrony's synchronisation (stratum, offset)"),
         route!(PUT "/api/v1/ntp", Admin, Forward, "Set the time sources (host, pool, nts) and whether LAN and VPN clients are served"),
         route!(GET "/api/v1/recovery", Admin, Forward, "Whether the recovery console's root shell has a password"),

@@ -19,6 +19,8 @@ pub enum AppError {
     CelldUnavailable(#[from] ClientError),
     #[error("rendering a page: {0}")]
     Render(#[from] askama::Error),
+    #[error("{0}")]
+    Internal(String),
 }
 
 #[derive(Template)]
@@ -40,7 +42,7 @@ impl AppError {
                 StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY)
             }
             Self::CelldUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Render(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -62,7 +64,7 @@ impl AppError {
                  if this persists, the recovery menu on the cell's console shows its status."
                     .into(),
             ),
-            Self::Render(_) => (
+            Self::Render(_) | Self::Internal(_) => (
                 "Something went wrong",
                 "This page could not be shown. The cell's log has the details.".into(),
             ),

@@ -4,16 +4,19 @@
 //! celld, which says whose it is.
 
 pub mod api;
+mod certificates_page;
 mod changes_page;
 mod client_addr;
 mod dns_page;
 mod error;
+pub mod front_door;
 mod network_page;
 mod pages;
 mod recovery_page;
 pub mod routes;
 mod security_headers;
 pub mod session;
+pub mod tls;
 mod update_page;
 mod vpn_pages;
 

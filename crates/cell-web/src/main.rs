@@ -2,6 +2,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use cell_web::tls::CertificateStore;
 use cell_web::AppState;
 use celld_client::CelldClient;
 use clap::Parser;
@@ -10,13 +11,17 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(version = cell_model::VERSION)]
 struct Args {
-    /// Address and port to serve the web UI on.
+    /// Address and port for plain HTTP: the whole UI without --tls-listen; with it, only
+    /// the root certificate's download, ACME challenges and a redirect to HTTPS.
     #[arg(long, env = "CELL_WEB_LISTEN", default_value = "[::]:80")]
     listen: SocketAddr,
+    /// Address and port for HTTPS, with the certificates celld hands over.
+    #[arg(long, env = "CELL_WEB_TLS_LISTEN")]
+    tls_listen: Option<SocketAddr>,
     /// celld's local API socket.
     #[arg(long, env = "CELLD_SOCKET", default_value = "/run/cell/celld.sock")]
     celld_socket: PathBuf,
-    /// Mark session cookies Secure (when the cell is reached over HTTPS).
+    /// Mark session cookies Secure (always so with --tls-listen).
     #[arg(long)]
     secure_cookies: bool,
 }
@@ -28,14 +33,49 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    let state = AppState::new(CelldClient::new(args.celld_socket), args.secure_cookies);
-    tracing::info!(listen = %args.listen, version = cell_model::VERSION, "cell-web listening");
-    cell_systemd::notify_ready()?;
-    let app = cell_web::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(cell_systemd::shutdown_signal())
+    let celld = CelldClient::new(args.celld_socket);
+    let state = AppState::new(
+        celld.clone(),
+        args.secure_cookies || args.tls_listen.is_some(),
+    );
+    let Some(tls_listen) = args.tls_listen else {
+        tracing::info!(listen = %args.listen, version = cell_model::VERSION, "cell-web listening (HTTP only)");
+        cell_systemd::notify_ready()?;
+        let app = cell_web::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(cell_systemd::shutdown_signal())
+            .await
+            .context("serving HTTP")?;
+        tracing::info!("cell-web stopped");
+        return Ok(());
+    };
+    let tls_listener = tokio::net::TcpListener::bind(tls_listen)
         .await
-        .context("serving HTTP")?;
+        .with_context(|| format!("listening on {tls_listen}"))?;
+    let certificates = CertificateStore::default();
+    let config = certificates.server_config()?;
+    // Handshakes fail (and are logged) until celld's certificates arrive, moments after
+    // start: celld makes them before it answers.
+    tokio::spawn(cell_web::tls::follow_celld(celld, certificates, None));
+    let plain = cell_web::front_door::plain_http_router(state.clone(), tls_listen.port())
+        .into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, plain)
+            .with_graceful_shutdown(cell_systemd::shutdown_signal())
+            .await
+        {
+            tracing::error!(%error, "serving plain HTTP");
+        }
+    });
+    tracing::info!(listen = %args.listen, %tls_listen, version = cell_model::VERSION, "cell-web listening");
+    cell_systemd::notify_ready()?;
+    cell_web::front_door::serve_tls(
+        tls_listener,
+        config,
+        cell_web::router(state),
+        cell_systemd::shutdown_signal(),
+    )
+    .await;
     tracing::info!("cell-web stopped");
     Ok(())
 }

@@ -204,6 +204,7 @@ impl Pki {
                 .leaf
                 .iter()
                 .map(|leaf| TlsCertificate {
+                    names: leaf.request().names().map(str::to_owned).collect(),
                     chain_pem: leaf.chain_pem().to_owned(),
                     key_pem: leaf.key_pem().to_owned(),
                 })

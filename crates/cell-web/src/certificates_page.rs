@@ -1,0 +1,97 @@
+//! The cell's certificates: the root to download (PEM for most systems, DER for phones)
+//! with its fingerprint to compare, how to install it per platform, and the certificates
+//! the front door serves with their expiry and next renewal.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use cell_model::api::{PkiView, RootCertificate};
+use celld_client::{Method, OnBehalf};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
+use crate::pages::{render, Nav, PageUser};
+use crate::routes::{page as declare, Routed};
+use crate::{AppError, AppState};
+
+pub fn routes() -> Vec<Routed> {
+    use crate::routes::Access::{Public, User};
+    vec![
+        declare(Method::GET, "/ca.pem", Public, get(root_pem_get)),
+        declare(Method::GET, "/ca.der", Public, get(root_der_get)),
+        declare(Method::GET, "/certificates", User, get(certificates_get)),
+    ]
+}
+
+async fn root(state: &AppState) -> Result<RootCertificate, AppError> {
+    Ok(state
+        .celld
+        .json(Method::GET, "/v1/pki/root", &OnBehalf::default(), None)
+        .await?)
+}
+
+const FILE_NAME: &str = "personal-internet-cell-root";
+
+/// The root as PEM (Linux, Windows, macOS, Firefox).
+pub async fn root_pem_get(State(state): State<AppState>) -> Result<Response, AppError> {
+    let root = root(&state).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-pem-file".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{FILE_NAME}.pem\""),
+            ),
+        ],
+        root.pem,
+    )
+        .into_response())
+}
+
+/// The root as DER with the type iOS and Android offer to install.
+pub async fn root_der_get(State(state): State<AppState>) -> Result<Response, AppError> {
+    let root = root(&state).await?;
+    let der = CertificateDer::from_pem_slice(root.pem.as_bytes())
+        .map_err(|e| AppError::Internal(format!("the root certificate from celld: {e}")))?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/x-x509-ca-cert".to_owned(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{FILE_NAME}.crt\""),
+            ),
+        ],
+        der.to_vec(),
+    )
+        .into_response())
+}
+
+#[derive(Template)]
+#[template(path = "certificates.html")]
+struct CertificatesPage {
+    version: &'static str,
+    nav: Option<Nav>,
+    notice: Option<String>,
+    view: PkiView,
+}
+
+async fn certificates_get(
+    State(state): State<AppState>,
+    user: PageUser,
+) -> Result<Html<String>, AppError> {
+    let view: PkiView = state
+        .celld
+        .json(Method::GET, "/v1/pki", &user.on_behalf(), None)
+        .await?;
+    render(CertificatesPage {
+        version: cell_systemd::image_version(),
+        nav: user.nav("certificates"),
+        notice: None,
+        view,
+    })
+}
