@@ -14,6 +14,9 @@ pub struct Facts {
     pub units: Vec<(String, String)>,
     /// Shown until the cell is set up.
     pub setup_code: Option<String>,
+    /// The SHA-256 fingerprint of the cell's root certificate, for a person to compare
+    /// with what their browser or phone shows before trusting it.
+    pub root_fingerprint: Option<String>,
 }
 
 impl Facts {
@@ -25,8 +28,8 @@ impl Facts {
                 .is_some_and(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
         });
         match ipv4 {
-            Some(address) => format!("http://{}/", address.split('/').next().unwrap_or_default()),
-            None => format!("http://{}.local/", self.hostname),
+            Some(address) => format!("https://{}/", address.split('/').next().unwrap_or_default()),
+            None => format!("https://{}.local/", self.hostname),
         }
     }
 }
@@ -128,6 +131,18 @@ impl<'a, M: Machine, R: BufRead, W: Write> Console<'a, M, R, W> {
             .map(|(unit, state)| format!("{unit} {state}"))
             .collect();
         writeln!(out, "Health:    {}", health.join(", "))?;
+        if let Some(print) = &facts.root_fingerprint {
+            // Two lines of 16 bytes each, so that it fits an 80-column console.
+            let (first, second) = print.split_at(print.len().min(47));
+            writeln!(out, "Root certificate (SHA-256): {first}")?;
+            if !second.is_empty() {
+                writeln!(
+                    out,
+                    "                            {}",
+                    second.trim_start_matches(':')
+                )?;
+            }
+        }
         if let Some(code) = &facts.setup_code {
             writeln!(out, "Setup code: {code}")?;
         }
@@ -334,6 +349,12 @@ mod tests {
                 addresses: vec!["192.168.1.20/24 (eth0)".into()],
                 units: vec![("celld".into(), "active".into())],
                 setup_code: None,
+                root_fingerprint: Some(
+                    (0..32)
+                        .map(|i| format!("{i:02X}"))
+                        .collect::<Vec<_>>()
+                        .join(":"),
+                ),
             }
         }
         fn administrators(&self) -> Result<Vec<String>, String> {
@@ -393,8 +414,16 @@ mod tests {
     fn the_header_shows_what_a_person_needs() {
         let text = session(&Recorded::default(), "");
         assert!(text.contains("Version:   0.1.0-40"));
-        assert!(text.contains("Web UI:    http://192.168.1.20/"));
+        assert!(text.contains("Web UI:    https://192.168.1.20/"));
         assert!(text.contains("Health:    celld active"));
+        assert!(
+            text.contains("Root certificate (SHA-256): 00:01:02:03:04:05:06:07:08:09:0A:0B:0C:0D:0E:0F\n                            10:11:"),
+            "the fingerprint on two lines that fit 80 columns: {text}"
+        );
+        assert!(
+            text.lines().all(|line| line.chars().count() <= 80),
+            "{text}"
+        );
     }
 
     #[test]

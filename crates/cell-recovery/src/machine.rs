@@ -186,6 +186,10 @@ impl Machine for SystemMachine {
             addresses: self.addresses(),
             units,
             setup_code: self.setup_code(),
+            root_fingerprint: self
+                .ask_celld(Method::GET, "/v1/pki/root", None)
+                .ok()
+                .and_then(|root| root["fingerprint"].as_str().map(str::to_owned)),
         }
     }
 

@@ -62,7 +62,7 @@ impl SetupCode {
             }
         };
         let banner = format!(
-            "\nPersonal Internet Cell: open http://\\4/ (or http://cell.local/) in a browser to set it up.\nSetup code: {code}\n\n"
+            "\nPersonal Internet Cell: open https://\\4/ (or https://cell.local/) in a browser to set it up.\nSetup code: {code}\n\n"
         );
         atomic::write(&this.issue_file, banner.as_bytes(), BANNER_MODE)?;
         this.code = Some(code);
@@ -97,7 +97,7 @@ impl SetupCode {
                 })
             }
         }
-        let banner = "\nPersonal Internet Cell: web UI at http://\\4/\n\n";
+        let banner = "\nPersonal Internet Cell: web UI at https://\\4/\n\n";
         atomic::write(&self.issue_file, banner.as_bytes(), BANNER_MODE)?;
         Ok(())
     }
