@@ -140,7 +140,8 @@ test-fuzz:
 	tests/fuzz-dns.sh $(FUZZ_SECONDS)
 
 # T1: the VPN and firewall in network namespaces, with wireguard-go clients (root); the
-# login guard over the release binaries (the image's own) in a namespace of its own.
+# login guard and the HTTPS front door (testssl.sh) over the release binaries (the
+# image's own) in namespaces of their own.
 test-netns: $(STAGING)/usr/bin/celld $(STAGING)/usr/bin/cell-web $(STAGING)/usr/bin/cell-dns
 	cargo build --locked -p celld -p cell-dns
 	tests/vpn-netns.sh target/debug/celld
@@ -148,6 +149,7 @@ test-netns: $(STAGING)/usr/bin/celld $(STAGING)/usr/bin/cell-web $(STAGING)/usr/
 	tests/dns-netns.sh target/debug/cell-dns
 	tests/dns-diff-netns.sh target/debug/cell-dns
 	tests/dns-live-netns.sh $(STAGING)/usr/bin
+	tests/tls-netns.sh $(STAGING)/usr/bin
 	tests/dhcp-netns.sh target/debug
 
 test-boot: $(TREE).stamp

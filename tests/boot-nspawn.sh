@@ -11,7 +11,7 @@ name=cell-t2
 net=${CELL_T2_NET:-1}
 nspawn=scripts/cell-nspawn
 address=10.77.$net.2
-base=http://$address
+base=https://$address
 CELL_BASE=$base
 # shellcheck source=tests/lib/check.sh
 . tests/lib/check.sh
@@ -40,14 +40,31 @@ require_root "booting the image needs root (systemd-nspawn, veth)"
 $nspawn stop $name 2>/dev/null || true
 $nspawn start "$tree" $name "$net"
 
-# --- from outside, over the veth -------------------------------------------------------
-health_code=$(wait_for_url "$base/health" 120) || true
-check "/health answers 200 (got $health_code)" [ "$health_code" = 200 ]
+# --- from outside, over the veth: HTTPS from first boot, with the cell's own root -------
+root_code=$(wait_for_url "http://$address/ca.pem" 120) || true
+check "the cell's root certificate downloads over plain HTTP (got $root_code)" [ "$root_code" = 200 ]
+# From here on every curl of this test trusts that root and nothing else.
+check "it is a certificate, and curl trusts it alone from now on" trust_cell_root "http://$address"
+health_code=$(wait_for_url "$base/health" 30) || true
+check "/health answers 200 over HTTPS (got $health_code)" [ "$health_code" = 200 ]
 check "/health reports ok and the image's version" \
     grep -q "\"status\":\"ok\".*\"version\":\"$image_version\"" "$answer"
 
+redirect=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' --max-time 5 "http://$address/setup?x=1")
+check "plain HTTP redirects to the same page over HTTPS ($redirect)" [ "$redirect" = "308 $base/setup?x=1" ]
+tls_version() { curl -s -o /dev/null -w '%{http_code} %{http_version}' --max-time 5 "$@" "$base/health"; }
+check "TLS 1.3 with HTTP/2 by ALPN" [ "$(tls_version --tlsv1.3 --http2)" = "200 2" ]
+check "TLS 1.2 with HTTP/1.1" [ "$(tls_version --tlsv1.2 --tls-max 1.2 --http1.1)" = "200 1.1" ]
+root_print=$(fingerprint_of "$cell_root")
+api_root_print() { [ "$(api GET /api/v1/pki/root)" = 200 ] && [ "$(field 'v["fingerprint"]')" = "$root_print" ]; }
+check "the API gives the same root fingerprint as the downloaded certificate ($root_print)" api_root_print
+served_names=$(openssl s_client -connect "$address:443" -noservername </dev/null 2>/dev/null \
+    | openssl x509 -noout -ext subjectAltName 2>/dev/null || true)
+check "the served certificate carries the cell's LAN address ($(tr -d '\n' <<<"$served_names"))" \
+    grep -qF "IP Address:$address" <<<"$served_names"
+
 root_headers=$(curl -s -o /dev/null -D - --max-time 5 "$base/")
-check "/ redirects" grep -qE '^HTTP/1.1 30[1237]' <<<"$root_headers"
+check "/ redirects" grep -qE '^HTTP/[0-9.]+ 30[1237]' <<<"$root_headers"
 check "/ redirects to /setup" grep -qi '^location: /setup' <<<"$root_headers"
 
 setup_code=$(curl -s -o "$tmp/setup.html" -w '%{http_code}' --max-time 5 "$base/setup")
@@ -55,6 +72,8 @@ check "/setup answers 200 (got $setup_code)" [ "$setup_code" = 200 ]
 check "/setup shows the image's version" grep -qF "<dd id=\"version\">$image_version</dd>" "$tmp/setup.html"
 check "/setup shows the hostname celld reports" grep -qF '<dd id="hostname">cell</dd>' "$tmp/setup.html"
 check "/setup needs no JavaScript" bash -c "! grep -qi '<script' '$tmp/setup.html'"
+check "/setup shows the root certificate's fingerprint to compare with the console's" \
+    grep -qF "<dd id=\"root-fingerprint\"><code>$root_print</code></dd>" "$tmp/setup.html"
 
 check "the celld socket is not reachable from the network" \
     bash -c "! curl -s --max-time 2 -o /dev/null '$base/v1/status' -w '%{http_code}' | grep -q 200"
@@ -126,6 +145,8 @@ check "the setup code is spent" bash -c "! $nspawn exec $name cellctl setup-code
 
 api_login alice "correct horse battery" || true
 check "alice logs in (got $login_code)" [ "$login_code" = 200 ]
+check "her session cookie is Secure and HttpOnly" \
+    bash -c "awk '\$6 == \"cell_session\" && \$1 ~ /^#HttpOnly_/ {print \$4}' '$jar' | grep -qx TRUE"
 settings='{"identity":{"cell_name":"home","domain":{"mode":"internal"},"timezone":"America/New_York"},"services":{"calendar":true}}'
 no_csrf=$(csrf='' api PUT /api/v1/settings "$settings")
 check "a change without the CSRF token is refused (got $no_csrf)" [ "$no_csrf" = 403 ]

@@ -14,7 +14,11 @@ cd "$(dirname "$0")/.."
 disk=${1:?usage: $0 DISK.raw VERSION}
 version=${2:?usage: $0 DISK.raw VERSION}
 port=${CELL_T3_PORT:-18080}
-base=http://127.0.0.1:$port
+tls_port=${CELL_T3_TLS_PORT:-18443}
+# The cell's LAN address on qemu's user network: the name its certificate carries. Every
+# curl reaches it through the forwarded ports (connect-to, in the curlrc below).
+lan=10.0.2.15
+base=https://$lan
 CELL_BASE=$base
 # shellcheck source=tests/lib/check.sh
 . tests/lib/check.sh
@@ -71,14 +75,19 @@ internet_pid=$!
 
 echo "# booting $disk in qemu (TCG, OVMF); this takes a few minutes"
 started=$(date +%s)
-CELL_VM_LOG=$serial CELL_VM_SERIAL=$console CELL_VM_PORT=$port CELL_VM_WG=$endpoint:51820 \
-    scripts/run-vm "$disk" --headless &
+CELL_VM_LOG=$serial CELL_VM_SERIAL=$console CELL_VM_PORT=$port CELL_VM_TLS_PORT=$tls_port \
+    CELL_VM_WG=$endpoint:51820 scripts/run-vm "$disk" --headless &
 vm_pid=$!
 
 # Software emulation is slow and CI machines vary: allow 15 minutes before calling it dead.
-code=$(wait_for_url "$base/health" 900 "$vm_pid") || true
+code=$(wait_for_url "http://127.0.0.1:$port/ca.pem" 900 "$vm_pid") || true
 echo "# web UI answered after $(( $(date +%s) - started )) s"
-check "/health answers 200 through the forwarded port (got $code)" [ "$code" = 200 ]
+check "the root certificate downloads over the forwarded HTTP port (got $code)" [ "$code" = 200 ]
+check "and curl trusts it alone from now on" trust_cell_root "http://127.0.0.1:$port" \
+    "connect-to = \"$lan:443:127.0.0.1:$tls_port\"" "connect-to = \"$lan:80:127.0.0.1:$port\""
+# The certificate names the LAN address once the DHCP lease is in (seconds after start).
+code=$(wait_for_url "$base/health" 120 "$vm_pid") || true
+check "/health answers 200 over HTTPS through the forwarded port (got $code)" [ "$code" = 200 ]
 check "/health reports the image's version" grep -qF "\"version\":\"$version\"" "$answer"
 location=$(curl -s -o /dev/null -w '%{redirect_url}' --max-time 5 "$base/")
 check "/ redirects to /setup (got '$location')" [ "$location" = "$base/setup" ]
@@ -94,6 +103,9 @@ check "kernel command line has console=tty0 and console=ttyS0" \
 check "the serial console shows the recovery console" grep -qa 'recovery console' "$serial"
 check "the serial console shows the one-time setup code" \
     grep -qaE 'Setup code: [A-Z2-9]{4}-[A-Z2-9]{4}' "$serial"
+root_print=$(fingerprint_of "$cell_root")
+check "and the fingerprint of the root certificate served over HTTP ($root_print)" \
+    bash -c 'grep -qaF "Root certificate (SHA-256): ${1:0:47}" "$2" && grep -qaF "${1:48}" "$2"' _ "$root_print" "$serial"
 
 # The recovery console over the serial port: an administrator's password reset, then a
 # factory reset that brings back the setup wizard.

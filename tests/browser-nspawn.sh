@@ -15,6 +15,7 @@ shots=build/test-output/screenshots
 . tests/lib/check.sh
 
 require_root "booting the image needs root"
+require_tool certutil "browser-nspawn: missing certutil (make deps installs libnss3-tools)"
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
     (cd tests/browser && npm install --no-audit --no-fund --silent)
 fi
@@ -23,8 +24,17 @@ stop_container() { $nspawn stop $name >/dev/null 2>&1 || true; }
 on_exit stop_container
 $nspawn stop $name 2>/dev/null || true
 $nspawn start "$tree" $name "$net"
-wait_for_url "http://10.77.$net.2/health" 120 >/dev/null || true
+wait_for_url "http://10.77.$net.2/ca.pem" 120 >/dev/null || true
 code=$($nspawn exec $name cellctl setup-code | sed -n 's/^Setup code: //p')
+# The browser trusts the cell's root the way a person installs it: in its certificate
+# database (NSS, in the HOME it runs with), checked against the fingerprint first.
+trust_cell_root "http://10.77.$net.2" || die "the cell's root certificate did not download"
+browser_home=$tmp/home
+mkdir -p "$browser_home/.pki/nssdb"
+certutil -d "sql:$browser_home/.pki/nssdb" -N --empty-password
+certutil -d "sql:$browser_home/.pki/nssdb" -A -t "C,," -n "Personal Internet Cell" -i "$cell_root"
 rm -rf "$shots"
-node tests/browser/wizard.mjs "http://10.77.$net.2" "$code" "$shots"
+# The journey's downloads go through Node (playwright's request API): it trusts the root too.
+HOME=$browser_home NODE_EXTRA_CA_CERTS=$cell_root node tests/browser/wizard.mjs "https://10.77.$net.2" "$code" "$shots" \
+    "$(fingerprint_of "$cell_root")"
 echo "# screenshots: $shots"

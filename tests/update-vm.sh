@@ -17,8 +17,11 @@ cd "$(dirname "$0")/.."
 disk=${1:?usage: $0 DISK_V1 V1 UPDATE_DIR V2 V3 BAD_VERSION}
 v1=${2:?} updates=${3:?} v2=${4:?} v3=${5:?} bad=${6:?}
 port=${CELL_T3_PORT:-18081}
+tls_port=${CELL_T3_TLS_PORT:-18444}
 http_port=${CELL_T3_HTTP_PORT:-18990}
-base=http://127.0.0.1:$port
+# The cell's LAN address on qemu's user network, reached through the forwarded ports.
+lan=10.0.2.15
+base=https://$lan
 CELL_BASE=$base
 # shellcheck source=tests/lib/check.sh
 . tests/lib/check.sh
@@ -53,8 +56,14 @@ python3 -m http.server "$http_port" --bind 127.0.0.1 --directory "$server" >"$tm
 http_pid=$!
 
 echo "# booting $v1 in qemu (TCG, OVMF); this takes a few minutes"
-CELL_VM_LOG=$serial CELL_VM_SERIAL=$console CELL_VM_PORT=$port scripts/run-vm "$disk" --headless &
+CELL_VM_LOG=$serial CELL_VM_SERIAL=$console CELL_VM_PORT=$port CELL_VM_TLS_PORT=$tls_port \
+    scripts/run-vm "$disk" --headless &
 vm_pid=$!
+# The cell's root (kept across updates and rollbacks) is trusted, and only it.
+wait_for_url "http://127.0.0.1:$port/ca.pem" 900 "$vm_pid" >/dev/null || true
+trust_cell_root "http://127.0.0.1:$port" \
+    "connect-to = \"$lan:443:127.0.0.1:$tls_port\"" "connect-to = \"$lan:80:127.0.0.1:$port\"" \
+    || die "the cell's root certificate did not download"
 
 # Waits (up to $2 seconds) until /health answers with version $1.
 wait_for_version() {

@@ -1,12 +1,14 @@
 // The first-run journey in a real browser: complete the wizard with the setup code, log
 // out, log in, change a setting, and find the change in the audit log. Every page is
-// kept as a screenshot. Run: node wizard.mjs BASE_URL SETUP_CODE SCREENSHOT_DIR
+// kept as a screenshot. The browser reaches the cell over HTTPS, trusting its root from its
+// own certificate database (a certificate error fails the first visit).
+// Run: node wizard.mjs BASE_URL SETUP_CODE SCREENSHOT_DIR ROOT_FINGERPRINT
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 
-const [base, code, shots] = process.argv.slice(2);
-if (!base || !code || !shots) {
-  console.error('usage: node wizard.mjs BASE_URL SETUP_CODE SCREENSHOT_DIR');
+const [base, code, shots, fingerprint] = process.argv.slice(2);
+if (!base || !code || !shots || !fingerprint) {
+  console.error('usage: node wizard.mjs BASE_URL SETUP_CODE SCREENSHOT_DIR ROOT_FINGERPRINT');
   process.exit(2);
 }
 mkdirSync(shots, { recursive: true });
@@ -30,7 +32,11 @@ function check(what, ok, detail = '') {
 
 try {
   await page.goto(`${base}/`);
-  check('the first visit lands on the setup wizard', page.url().endsWith('/setup'), page.url());
+  check('the first visit lands on the setup wizard, over HTTPS',
+    page.url() === `${base}/setup` && base.startsWith('https://'), page.url());
+  const shown = (await page.textContent('#root-fingerprint') || '').trim();
+  check('the wizard shows the root fingerprint the person compares with the console',
+    shown === fingerprint, shown);
   await shot('setup');
 
   // A wrong code first: the form must say so, next to the field, and keep what was typed.

@@ -73,6 +73,23 @@ wait_for_url() {
     [ "$code" = 200 ]
 }
 
+# trust_cell_root HTTP_URL [CURLRC_LINE...]: fetches the cell's root certificate from
+# HTTP_URL/ca.pem (served over plain HTTP so that a device can get it before it trusts
+# the cell) into $cell_root, and makes every later curl of the script trust it and only
+# it, through a curlrc in $tmp (extra lines, e.g. `connect-to = ...`, are added to it).
+cell_root=$tmp/cell-root.pem
+trust_cell_root() {
+    local url=$1
+    shift
+    curl -fs --max-time 10 -o "$cell_root" "$url/ca.pem" || return 1
+    grep -q 'BEGIN CERTIFICATE' "$cell_root" || return 1
+    { echo "cacert = \"$cell_root\""; printf '%s\n' "$@"; } >"$tmp/.curlrc"
+    export CURL_HOME=$tmp
+}
+
+# The SHA-256 fingerprint of the PEM certificate FILE as openssl prints it (AB:CD:…).
+fingerprint_of() { openssl x509 -noout -fingerprint -sha256 -in "$1" | cut -d= -f2; }
+
 # Runs CMD up to TRIES times, a second apart, until it succeeds; fails if it never does.
 wait_until() {
     local tries=$1

@@ -5,7 +5,9 @@
 #                                  a new network namespace, with loopback up
 #   local_cell_start BIN_DIR       starts celld (--no-system --no-network) and cell-web
 #                                  on [::]:8080 with state in $tmp; sets celld_pid,
-#                                  web_pid, CELL_BASE, celld_socket
+#                                  web_pid, CELL_BASE, celld_socket. With
+#                                  CELL_LOCAL_TLS_PORT set, cell-web serves HTTPS there
+#                                  and port 8080 is its plain-HTTP side
 #   local_cell_setup PASSWORD      claims the cell with alice as its administrator
 #   celld_api METHOD PATH [JSON]   celld's own API, as root (no session)
 #   peak_rss_kib PID               the process's peak resident memory (VmHWM), KiB
@@ -27,7 +29,9 @@ local_cell_start() {
         --web-user root --no-system --no-network >"$tmp/celld.log" 2>&1 &
     celld_pid=$!
     for _ in $(seq 50); do [ -S "$celld_socket" ] && break; sleep 0.1; done
-    "$bin/cell-web" --listen '[::]:8080' --celld-socket "$celld_socket" >"$tmp/web.log" 2>&1 &
+    local tls=()
+    [ -z "${CELL_LOCAL_TLS_PORT:-}" ] || tls=(--tls-listen "[::]:$CELL_LOCAL_TLS_PORT")
+    "$bin/cell-web" --listen '[::]:8080' "${tls[@]}" --celld-socket "$celld_socket" >"$tmp/web.log" 2>&1 &
     web_pid=$!
     CELL_BASE=http://127.0.0.1:8080
     on_exit "kill $web_pid $celld_pid 2>/dev/null; wait $web_pid $celld_pid 2>/dev/null"

@@ -1,7 +1,7 @@
 //! The front door's listeners: HTTPS (rustls through tokio-rustls, HTTP/1.1 and HTTP/2 by
 //! ALPN through hyper-util's auto builder) serving the app, and plain HTTP answering only
-//! the root certificate's download and ACME challenges, and redirecting everything else
-//! to HTTPS.
+//! the root certificate's download, ACME challenges and `/health` (the boot assessment's
+//! probe, which trusts no certificate), and redirecting everything else to HTTPS.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -94,10 +94,12 @@ pub async fn serve_tls(
 }
 
 /// The plain-HTTP side: the root certificate (a device fetches it before it can trust
-/// HTTPS; the person checks its fingerprint), ACME HTTP-01 challenges, and a permanent
-/// redirect to HTTPS on `https_port` for everything else. Every route here is public.
+/// HTTPS; the person checks its fingerprint), ACME HTTP-01 challenges, `/health` (public
+/// on HTTPS too; `cellctl health` asks it here), and a permanent redirect to HTTPS on
+/// `https_port` for everything else. Every route here is public.
 pub fn plain_http_router(state: AppState, https_port: u16) -> Router {
     Router::new()
+        .route("/health", get(crate::pages::health_get))
         .route("/ca.pem", get(crate::certificates_page::root_pem_get))
         .route("/ca.der", get(crate::certificates_page::root_der_get))
         .route(

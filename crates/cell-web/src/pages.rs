@@ -337,6 +337,8 @@ struct SetupView {
     notice: Option<String>,
     hostname: String,
     uptime: String,
+    /// The root certificate's fingerprint, to compare with the console's.
+    root_fingerprint: String,
     form: SetupForm,
     errors: Errors,
     general_error: Option<String>,
@@ -351,12 +353,22 @@ async fn setup_view(
     errors: Errors,
 ) -> Result<Html<String>, AppError> {
     let status = state.celld.status().await?;
+    let root: cell_model::api::RootCertificate = state
+        .celld
+        .json(
+            celld_client::Method::GET,
+            "/v1/pki/root",
+            &celld_client::OnBehalf::default(),
+            None,
+        )
+        .await?;
     render(SetupView {
         version: cell_systemd::image_version(),
         nav: None,
         notice: None,
         hostname: status.hostname,
         uptime: human_duration(status.uptime_seconds),
+        root_fingerprint: root.fingerprint,
         general_error: errors.general.clone(),
         form,
         errors,

@@ -416,9 +416,10 @@ fn stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
     Some((meta.modified().ok()?, meta.len()))
 }
 
-/// The DHCP server's leases and the uplink's resolvers change without a new generation:
-/// when either file changes, a pass renders the zone again (a new device's name answers
-/// within seconds, not at the next minute's pass).
+/// The DHCP server's leases, the uplink's resolvers and the cell's own addresses change
+/// without a new generation: when any does, a pass renders the zone and the certificate
+/// again (a new device's name answers, a new address is on the certificate, within
+/// seconds rather than at the next minute's pass).
 async fn follow_zone_inputs(daemon: Weak<Daemon>) {
     let mut seen = None;
     let mut ticker = tokio::time::interval(ZONE_INPUTS_EVERY);
@@ -431,11 +432,19 @@ async fn follow_zone_inputs(daemon: Weak<Daemon>) {
             daemon.config.dhcp_leases.clone(),
             daemon.config.uplink_resolvers.clone(),
         ];
-        let now = tokio::task::spawn_blocking(move || files.map(|f| stamp(&f)))
+        let stamps = tokio::task::spawn_blocking(move || files.map(|f| stamp(&f)))
             .await
             .ok();
+        // The cell's own addresses too: the zone and the front door's certificate name
+        // them (a DHCP lease arriving or changing after start).
+        let addresses = daemon
+            .network
+            .local_networks(&daemon.config.wg_interface)
+            .await
+            .ok();
+        let now = Some((stamps, addresses));
         if seen.is_some() && now != seen {
-            tracing::debug!("the leases or the uplink's resolvers changed");
+            tracing::debug!("the leases, the uplink's resolvers or the cell's addresses changed");
             daemon.board.request_pass();
         }
         seen = now;

@@ -888,8 +888,8 @@ async fn an_exhausted_subnet_is_named() {
         .count();
     assert_eq!(
         secrets,
-        2 + 15,
-        "identity, server key and one key per stored device"
+        4 + 15,
+        "identity, server key, the root and the leaf certificate, and one key per stored device"
     );
 }
 
@@ -1585,6 +1585,7 @@ async fn handlers_commit_and_answer_without_waiting_for_the_machine() {
             "wireguard",
             "addresses",
             "dns",
+            "pki",
             "lan",
             "ntp"
         ]
