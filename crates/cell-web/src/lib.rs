@@ -12,6 +12,7 @@ mod error;
 pub mod front_door;
 mod network_page;
 mod pages;
+pub mod proxy;
 mod recovery_page;
 pub mod routes;
 mod security_headers;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub setup_done: Arc<AtomicBool>,
     /// Mark cookies `Secure`: on once the cell is reached over HTTPS.
     pub secure_cookies: bool,
+    /// The services' names and backends, ahead of the app.
+    pub proxy: proxy::Proxy,
 }
 
 impl AppState {
@@ -42,12 +45,19 @@ impl AppState {
             celld,
             setup_done: Arc::new(AtomicBool::new(false)),
             secure_cookies,
+            proxy: proxy::Proxy::default(),
         }
     }
 }
 
+/// The app behind the proxy: requests for a service's name never reach the UI's routes
+/// (nor get its security headers, which would break the service's own pages).
 pub fn router(state: AppState) -> Router {
     routes::router(state.clone())
         .layer(middleware::map_response(security_headers::add))
+        .layer(middleware::from_fn_with_state(
+            state.proxy.clone(),
+            proxy::dispatch,
+        ))
         .with_state(state)
 }

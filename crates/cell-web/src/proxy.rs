@@ -1,0 +1,367 @@
+//! The reverse proxy by host name: a request for a service's name goes to that service's
+//! backend, bodies streaming both ways (nothing is held whole in memory), hop-by-hop
+//! headers dropped, the forwarding and identity headers set by us alone, WebSocket (and
+//! other) upgrades joined end to end. A VPN peer without access to the service gets 403,
+//! as from the firewall and DNS. Routes are swapped whole, like the certificates.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// How long a backend may take to connect, and to answer with its headers.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1), and the
+/// proxy forms of authentication.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Headers a backend trusts to say who and where the client is: only we set them.
+const SET_BY_US: [&str; 6] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "x-remote-user",
+];
+
+/// One service's name and where it is served.
+#[derive(Debug, Clone)]
+pub struct ProxyRoute {
+    /// The name clients ask for (lower case, no port).
+    pub host: String,
+    /// The backend's HTTP address.
+    pub backend: SocketAddr,
+    /// The largest request body passed on; `None`: no limit (uploads stream).
+    pub body_limit: Option<u64>,
+    /// The VPN's networks: a client from there needs to be in `vpn_allowed`.
+    pub vpn_networks: Vec<(IpAddr, u8)>,
+    /// The VPN addresses of the devices that may use the service.
+    pub vpn_allowed: HashSet<IpAddr>,
+}
+
+impl ProxyRoute {
+    fn admits(&self, client: IpAddr) -> bool {
+        let from_vpn = self
+            .vpn_networks
+            .iter()
+            .any(|(network, prefix)| in_network(client, *network, *prefix));
+        !from_vpn || self.vpn_allowed.contains(&client)
+    }
+}
+
+fn in_network(address: IpAddr, network: IpAddr, prefix: u8) -> bool {
+    match (address, network) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// The routes in force and the client that reaches the backends.
+#[derive(Clone)]
+pub struct Proxy {
+    routes: Arc<ArcSwap<HashMap<String, Arc<ProxyRoute>>>>,
+    client: Client<HttpConnector, Body>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("hosts", &self.routes.load().keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Proxy {
+    fn default() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
+        Self {
+            routes: Arc::default(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+}
+
+impl Proxy {
+    /// Replaces every route at once.
+    pub fn install(&self, routes: Vec<ProxyRoute>) {
+        let table = routes
+            .into_iter()
+            .map(|route| (route.host.to_ascii_lowercase(), Arc::new(route)))
+            .collect();
+        self.routes.store(Arc::new(table));
+    }
+
+    fn route_for(&self, request: &Request) -> Option<Arc<ProxyRoute>> {
+        let routes = self.routes.load();
+        if routes.is_empty() {
+            return None;
+        }
+        let host = request
+            .uri()
+            .host()
+            .map(str::to_owned)
+            .or_else(|| {
+                let value = request.headers().get(header::HOST)?.to_str().ok()?;
+                Some(match value.rsplit_once(':') {
+                    Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
+                        host.to_owned()
+                    }
+                    _ => value.to_owned(),
+                })
+            })?
+            .to_ascii_lowercase();
+        routes.get(&host).cloned()
+    }
+}
+
+/// Middleware in front of the app: requests for a routed name go to its backend, the
+/// rest to the app.
+pub async fn dispatch(State(proxy): State<Proxy>, request: Request, next: Next) -> Response {
+    let Some(route) = proxy.route_for(&request) else {
+        return next.run(request).await;
+    };
+    let Some(ConnectInfo(client)) = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .copied()
+    else {
+        return refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the client's address is unknown",
+        );
+    };
+    if !route.admits(client.ip()) {
+        tracing::info!(host = %route.host, client = %client.ip(), "refused a VPN device without access");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "this device has no access to this service",
+        );
+    }
+    forward(&proxy, &route, client.ip(), request).await
+}
+
+fn refuse(status: StatusCode, message: &'static str) -> Response {
+    (status, message).into_response()
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Drops the hop-by-hop headers, and those the `Connection` header names.
+fn drop_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+async fn forward(
+    proxy: &Proxy,
+    route: &ProxyRoute,
+    client: IpAddr,
+    mut request: Request,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let (Some(limit), Some(length)) = (route.body_limit, declared) {
+        if length > limit {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is too large for this service",
+            );
+        }
+    }
+    let upgrade = is_upgrade(request.headers()).then(|| {
+        (
+            request.headers().get(header::UPGRADE).cloned(),
+            hyper::upgrade::on(&mut request),
+        )
+    });
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".into());
+    let Ok(uri) = Uri::builder()
+        .scheme("http")
+        .authority(route.backend.to_string())
+        .path_and_query(path)
+        .build()
+    else {
+        return refuse(StatusCode::BAD_REQUEST, "the request's path is not valid");
+    };
+    let (mut parts, body) = request.into_parts();
+    parts.uri = uri;
+    parts.version = hyper::Version::HTTP_11;
+    drop_hop_by_hop(&mut parts.headers);
+    for name in SET_BY_US {
+        parts.headers.remove(name);
+    }
+    let host = route.host.as_str();
+    let client_text = client.to_string();
+    let forwarded_for = match client {
+        IpAddr::V4(_) => client_text.clone(),
+        IpAddr::V6(_) => format!("\"[{client_text}]\""),
+    };
+    let set = [
+        (header::HOST, host.to_owned()),
+        (
+            HeaderName::from_static("x-forwarded-for"),
+            client_text.clone(),
+        ),
+        (
+            HeaderName::from_static("x-forwarded-proto"),
+            "https".to_owned(),
+        ),
+        (HeaderName::from_static("x-forwarded-host"), host.to_owned()),
+        (
+            header::FORWARDED,
+            format!("for={forwarded_for};proto=https;host=\"{host}\""),
+        ),
+    ];
+    for (name, value) in set {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            parts.headers.insert(name, value);
+        }
+    }
+    if let Some((Some(protocol), _)) = &upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol.clone());
+    }
+    let body = match route.body_limit {
+        Some(limit) => Body::new(Limited::new(
+            body,
+            usize::try_from(limit).unwrap_or(usize::MAX),
+        )),
+        None => body,
+    };
+    let sent = tokio::time::timeout(
+        ANSWER_TIMEOUT,
+        proxy.client.request(Request::from_parts(parts, body)),
+    )
+    .await;
+    let mut answer = match sent {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(error)) => {
+            tracing::warn!(host, backend = %route.backend, %error, "the backend did not answer");
+            return refuse(StatusCode::BAD_GATEWAY, "the service is not answering");
+        }
+        Err(_) => {
+            tracing::warn!(host, backend = %route.backend, "the backend did not answer in time");
+            return refuse(
+                StatusCode::GATEWAY_TIMEOUT,
+                "the service did not answer in time",
+            );
+        }
+    };
+    if answer.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some((_, client_side)) = upgrade {
+            let backend_side = hyper::upgrade::on(&mut answer);
+            tokio::spawn(async move {
+                match tokio::try_join!(client_side, backend_side) {
+                    Ok((client_io, backend_io)) => {
+                        let mut client_io = TokioIo::new(client_io);
+                        let mut backend_io = TokioIo::new(backend_io);
+                        let _ =
+                            tokio::io::copy_bidirectional(&mut client_io, &mut backend_io).await;
+                    }
+                    Err(error) => tracing::debug!(%error, "an upgrade did not complete"),
+                }
+            });
+            let (parts, _) = answer.into_parts();
+            return Response::from_parts(parts, Body::empty());
+        }
+    }
+    let (mut parts, body) = answer.into_parts();
+    drop_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, Body::new(body.map_err(axum::Error::new)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_the_ones_connection_names_are_dropped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        drop_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn vpn_devices_need_access_and_the_lan_does_not() {
+        let route = ProxyRoute {
+            host: "files.home.cell".into(),
+            backend: "127.0.0.1:1"
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 1))),
+            body_limit: None,
+            vpn_networks: vec![(IpAddr::from([10, 87, 0, 0]), 20)],
+            vpn_allowed: HashSet::from([IpAddr::from([10, 87, 0, 10])]),
+        };
+        assert!(route.admits(IpAddr::from([10, 87, 0, 10])));
+        assert!(!route.admits(IpAddr::from([10, 87, 0, 11])));
+        assert!(route.admits(IpAddr::from([192, 168, 1, 5])));
+    }
+}
