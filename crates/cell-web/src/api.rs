@@ -108,6 +108,7 @@ fn all_routes() -> Vec<ApiRoute> {
         route!(PATCH "/api/v1/vpn/peers/{name}", Admin, Forward, "Rename, disable or enable a device, or change its access"),
         route!(DELETE "/api/v1/vpn/peers/{name}", Admin, Forward, "Remove a device and every trace of it"),
         route!(GET "/api/v1/vpn/peers/{name}/config", User, Forward, "The device's WireGuard configuration (.conf)"),
+        route!(GET "/api/v1/vpn/peers/{name}/mobileconfig", User, Forward, "The device's WireGuard configuration and the cell's root certificate as one Apple profile (.mobileconfig)"),
         route!(GET "/api/v1/vpn/peers/{name}/qr.png", User, Forward, "The configuration as a QR code (PNG)"),
         route!(GET "/api/v1/vpn/peers/{name}/qr.svg", User, Forward, "The configuration as a QR code (SVG)"),
         route!(GET "/api/v1/firewall", Admin, Forward, "The live nftables table inet cell"),

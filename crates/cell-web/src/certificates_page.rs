@@ -21,11 +21,18 @@ pub fn routes() -> Vec<Routed> {
     vec![
         declare(Method::GET, "/ca.pem", Public, get(root_pem_get)),
         declare(Method::GET, "/ca.der", Public, get(root_der_get)),
+        declare(
+            Method::GET,
+            "/ca.mobileconfig",
+            Public,
+            get(root_mobileconfig_get),
+        ),
         declare(Method::GET, "/certificates", User, get(certificates_get)),
     ]
 }
 
-async fn root(state: &AppState) -> Result<RootCertificate, AppError> {
+/// The cell's root, as anyone may see it.
+pub(crate) async fn root(state: &AppState) -> Result<RootCertificate, AppError> {
     Ok(state
         .celld
         .json(Method::GET, "/v1/pki/root", &OnBehalf::default(), None)
@@ -69,6 +76,41 @@ pub async fn root_der_get(State(state): State<AppState>) -> Result<Response, App
         der.to_vec(),
     )
         .into_response())
+}
+
+/// The root as an Apple profile (iPhone, iPad, Mac), as celld makes it.
+pub async fn root_mobileconfig_get(State(state): State<AppState>) -> Result<Response, AppError> {
+    let answer = state
+        .celld
+        .call_answer(
+            Method::GET,
+            "/v1/pki/root.mobileconfig",
+            &OnBehalf::default(),
+            None,
+        )
+        .await?;
+    if !answer.status.is_success() {
+        return Err(AppError::Internal(format!(
+            "celld answered the root profile with {}",
+            answer.status
+        )));
+    }
+    let mut headers = vec![(
+        header::CONTENT_TYPE,
+        answer
+            .content_type
+            .unwrap_or_else(|| "application/x-apple-aspen-config".into()),
+    )];
+    if let Some(disposition) = answer.content_disposition {
+        headers.push((header::CONTENT_DISPOSITION, disposition));
+    }
+    let mut response = answer.body.into_response();
+    for (name, value) in headers {
+        if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    Ok(response)
 }
 
 #[derive(Template)]

@@ -103,6 +103,10 @@ pub fn plain_http_router(state: AppState, https_port: u16) -> Router {
         .route("/ca.pem", get(crate::certificates_page::root_pem_get))
         .route("/ca.der", get(crate::certificates_page::root_der_get))
         .route(
+            "/ca.mobileconfig",
+            get(crate::certificates_page::root_mobileconfig_get),
+        )
+        .route(
             "/.well-known/acme-challenge/{token}",
             get(|| async { (StatusCode::NOT_FOUND, "no ACME challenge is pending") }),
         )

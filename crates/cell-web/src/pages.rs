@@ -353,15 +353,7 @@ async fn setup_view(
     errors: Errors,
 ) -> Result<Html<String>, AppError> {
     let status = state.celld.status().await?;
-    let root: cell_model::api::RootCertificate = state
-        .celld
-        .json(
-            celld_client::Method::GET,
-            "/v1/pki/root",
-            &celld_client::OnBehalf::default(),
-            None,
-        )
-        .await?;
+    let root = crate::certificates_page::root(state).await?;
     render(SetupView {
         version: cell_systemd::image_version(),
         nav: None,

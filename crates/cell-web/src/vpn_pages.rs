@@ -351,6 +351,8 @@ struct DevicePage {
     admin: bool,
     csrf: String,
     device: DeviceRow,
+    /// The cell's root, to install on the device too.
+    root_fingerprint: String,
     form: PeerForm,
     errors: Errors,
     general_error: Option<String>,
@@ -383,6 +385,7 @@ async fn device_page(
             other => AppError::CelldUnavailable(other),
         })?;
     let form = form.unwrap_or_else(|| PeerForm::of(&peer));
+    let root = crate::certificates_page::root(state).await?;
     render(DevicePage {
         version: cell_systemd::image_version(),
         nav: user.nav("vpn"),
@@ -390,6 +393,7 @@ async fn device_page(
         admin: user.is_admin(),
         csrf: user.csrf(),
         device: row(peer, unix_now()),
+        root_fingerprint: root.fingerprint,
         form,
         general_error: errors.general.clone(),
         errors,

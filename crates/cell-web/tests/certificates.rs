@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use serde_json::json;
 
 #[tokio::test]
 async fn the_root_downloads_before_setup_and_the_page_shows_its_fingerprint() {
@@ -47,4 +48,167 @@ async fn the_root_downloads_before_setup_and_the_page_shows_its_fingerprint() {
     // The keys' handover is celld's alone: cell-web has no route to it.
     let keys = http(cell.addr, "GET", "/api/v1/tls", Some(&cookie), None, None).await;
     assert_eq!(keys.status, 404, "{}", keys.body);
+}
+
+/// A property list parsed by Python's plistlib (what an Apple profile is), as JSON: each
+/// payload's type, the root's data (base64) and the WireGuard configuration.
+fn parse_profile(xml: &str) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profile.mobileconfig");
+    std::fs::write(&path, xml).unwrap();
+    let script = r#"
+import base64, json, plistlib, sys
+p = plistlib.load(open(sys.argv[1], "rb"))
+out = {"type": p["PayloadType"], "id": p["PayloadIdentifier"], "payloads": []}
+for item in p["PayloadContent"]:
+    entry = {"type": item["PayloadType"], "uuid": item["PayloadUUID"]}
+    if "PayloadContent" in item:
+        entry["der"] = base64.b64encode(item["PayloadContent"]).decode()
+    if "VendorConfig" in item:
+        entry["conf"] = item["VendorConfig"]["WgQuickConfig"]
+        entry["subtype"] = item["VPNSubType"]
+    out["payloads"].append(entry)
+print(json.dumps(out))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&path)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn apple_profiles_carry_the_root_and_a_devices_vpn() {
+    let cell = start().await;
+    let root = http(cell.addr, "GET", "/api/v1/pki/root", None, None, None)
+        .await
+        .json();
+    let root_der: String = root["pem"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let trust = http(cell.addr, "GET", "/ca.mobileconfig", None, None, None).await;
+    assert_eq!(trust.status, 200);
+    assert!(
+        trust
+            .head
+            .contains("content-type: application/x-apple-aspen-config"),
+        "{}",
+        trust.head
+    );
+    let profile = parse_profile(&trust.body);
+    assert_eq!(profile["type"], "Configuration");
+    assert_eq!(profile["payloads"].as_array().unwrap().len(), 1);
+    assert_eq!(profile["payloads"][0]["type"], "com.apple.security.root");
+    assert_eq!(
+        profile["payloads"][0]["der"],
+        root_der.as_str(),
+        "the root itself"
+    );
+
+    let (cookie, csrf) = set_up_as_alice(&cell).await;
+    let vpn =
+        json!({"subnet4": "10.87.0.0/20", "listen_port": 51820, "endpoint": "vpn.example.org"});
+    let put = http(
+        cell.addr,
+        "PUT",
+        "/api/v1/vpn",
+        Some(&cookie),
+        Some(&csrf),
+        Some(&vpn),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    let added = http(
+        cell.addr,
+        "POST",
+        "/api/v1/vpn/peers",
+        Some(&cookie),
+        Some(&csrf),
+        Some(&json!({"name": "phone"})),
+    )
+    .await;
+    assert_eq!(added.status, 201, "{}", added.body);
+    let conf = http(
+        cell.addr,
+        "GET",
+        "/api/v1/vpn/peers/phone/config",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    let device = http(
+        cell.addr,
+        "GET",
+        "/api/v1/vpn/peers/phone/mobileconfig",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(device.status, 200, "{}", device.body);
+    assert!(
+        device.head.contains("filename=\"phone.mobileconfig\""),
+        "{}",
+        device.head
+    );
+    let profile = parse_profile(&device.body);
+    let payloads = profile["payloads"].as_array().unwrap();
+    assert_eq!(payloads.len(), 2);
+    assert_eq!(payloads[0]["der"], root_der.as_str());
+    assert_eq!(payloads[1]["type"], "com.apple.vpn.managed");
+    assert_eq!(payloads[1]["subtype"], "com.wireguard.ios");
+    assert_eq!(
+        payloads[1]["conf"],
+        conf.body.as_str(),
+        "the device's .conf, whole"
+    );
+    assert!(conf.body.contains("PrivateKey = "));
+    // Downloaded again, the same identifiers: it replaces the installed profile.
+    let again = http(
+        cell.addr,
+        "GET",
+        "/api/v1/vpn/peers/phone/mobileconfig",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        parse_profile(&again.body)["payloads"][1]["uuid"],
+        payloads[1]["uuid"]
+    );
+    let anonymous = http(
+        cell.addr,
+        "GET",
+        "/api/v1/vpn/peers/phone/mobileconfig",
+        None,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        anonymous.status, 401,
+        "the device's key needs its owner's session"
+    );
+    let page = http(
+        cell.addr,
+        "GET",
+        "/vpn/peers/phone",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    assert!(page.body.contains("/api/v1/vpn/peers/phone/mobileconfig"));
+    assert!(page.body.contains(root["fingerprint"].as_str().unwrap()));
 }

@@ -2,6 +2,7 @@
 //! the audit log, and answers cell-web and cellctl on its local Unix-socket API.
 
 pub mod api;
+pub mod apple_profile;
 pub mod audit;
 pub mod audited;
 pub mod daemon;

@@ -72,6 +72,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
                 .delete(vpn::peer_delete),
         )
         .route("/v1/vpn/peers/{name}/config", get(vpn::peer_config_get))
+        .route(
+            "/v1/vpn/peers/{name}/mobileconfig",
+            get(vpn::peer_mobileconfig_get),
+        )
         .route("/v1/vpn/peers/{name}/qr.png", get(vpn::peer_qr_png_get))
         .route("/v1/vpn/peers/{name}/qr.svg", get(vpn::peer_qr_svg_get))
         .route("/v1/firewall", get(vpn::firewall_get))
@@ -80,6 +84,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/lan", get(lan::lan_get).put(lan::lan_put))
         .route("/v1/pki", get(pki::pki_get))
         .route("/v1/pki/root", get(pki::root_get))
+        .route("/v1/pki/root.mobileconfig", get(pki::root_mobileconfig_get))
         .route("/v1/tls", get(pki::tls_get))
         .route("/v1/recovery", get(recovery::recovery_get))
         .route(

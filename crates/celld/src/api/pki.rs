@@ -21,6 +21,23 @@ pub async fn root_get(State(daemon): State<Arc<Daemon>>) -> Json<RootCertificate
     Json(crate::pki::root_view(&daemon.pki.root()))
 }
 
+/// The root alone as an Apple profile, without a session, like the root's other forms.
+pub async fn root_mobileconfig_get(State(daemon): State<Arc<Daemon>>) -> Response {
+    let root = daemon.pki.root();
+    let zone = crate::sync::lock(&daemon.store).current().settings.zone();
+    let profile = crate::apple_profile::render(&crate::apple_profile::Profile {
+        zone: &zone,
+        root_der: root.cert_der(),
+        root_fingerprint: &root.fingerprint(),
+        wireguard: None,
+    });
+    super::vpn::attachment(
+        crate::apple_profile::CONTENT_TYPE,
+        "personal-internet-cell-root.mobileconfig".into(),
+        profile.into_bytes(),
+    )
+}
+
 pub async fn pki_get(State(daemon): State<Arc<Daemon>>, _actor: Actor) -> Json<PkiView> {
     Json(daemon.pki.view())
 }

@@ -441,7 +441,7 @@ async fn config_text(
     Ok((name, config.render()))
 }
 
-fn attachment(content_type: &'static str, filename: String, body: Vec<u8>) -> Response {
+pub(super) fn attachment(content_type: &'static str, filename: String, body: Vec<u8>) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type.to_owned()),
@@ -466,6 +466,32 @@ pub async fn peer_config_get(
         "text/plain; charset=utf-8",
         format!("{name}.conf"),
         text.into_bytes(),
+    ))
+}
+
+/// The device's WireGuard configuration and the cell's root in one Apple profile: one tap
+/// on an iPhone or iPad installs both.
+pub async fn peer_mobileconfig_get(
+    State(daemon): State<Arc<Daemon>>,
+    actor: Actor,
+    Path(name): Path<String>,
+) -> Result<Response, AppError> {
+    let (name, text) = config_text(&daemon, &actor, &name, "mobileconfig").await?;
+    let root = daemon.pki.root();
+    let zone = lock(&daemon.store).current().settings.zone();
+    let profile = crate::apple_profile::render(&crate::apple_profile::Profile {
+        zone: &zone,
+        root_der: root.cert_der(),
+        root_fingerprint: &root.fingerprint(),
+        wireguard: Some(crate::apple_profile::WireGuard {
+            name: name.as_str(),
+            conf: &text,
+        }),
+    });
+    Ok(attachment(
+        crate::apple_profile::CONTENT_TYPE,
+        format!("{name}.mobileconfig"),
+        profile.into_bytes(),
     ))
 }
 
