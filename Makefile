@@ -182,6 +182,7 @@ bench: $(TREE).stamp $(DISK) $(UPDATE_TEST)/server/SHA256SUMS
 	scripts/bench-vpn build/bench/vpn.txt
 	scripts/bench-login build/bench/login.txt
 	scripts/bench-dns build/bench/dns.txt
+	scripts/bench-https build/bench/https.txt
 	mkdir -p build/bench && rm -f build/bench/update.txt
 	CELL_BENCH_OUT=build/bench/update.txt \
 		tests/update-vm.sh $(DISK) $(VERSION) $(UPDATE_TEST)/server $(V2) $(V3) $(V_CORRUPT)

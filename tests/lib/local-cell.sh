@@ -7,7 +7,8 @@
 #                                  on [::]:8080 with state in $tmp; sets celld_pid,
 #                                  web_pid, CELL_BASE, celld_socket. With
 #                                  CELL_LOCAL_TLS_PORT set, cell-web serves HTTPS there
-#                                  and port 8080 is its plain-HTTP side
+#                                  and port 8080 is its plain-HTTP side; the words of
+#                                  CELL_LOCAL_WEB_ARGS are added to cell-web's arguments
 #   local_cell_setup PASSWORD      claims the cell with alice as its administrator
 #   celld_api METHOD PATH [JSON]   celld's own API, as root (no session)
 #   peak_rss_kib PID               the process's peak resident memory (VmHWM), KiB
@@ -31,7 +32,8 @@ local_cell_start() {
     for _ in $(seq 50); do [ -S "$celld_socket" ] && break; sleep 0.1; done
     local tls=()
     [ -z "${CELL_LOCAL_TLS_PORT:-}" ] || tls=(--tls-listen "[::]:$CELL_LOCAL_TLS_PORT")
-    "$bin/cell-web" --listen '[::]:8080' "${tls[@]}" --celld-socket "$celld_socket" >"$tmp/web.log" 2>&1 &
+    # shellcheck disable=SC2086 # word splitting wanted
+    "$bin/cell-web" --listen '[::]:8080' "${tls[@]}" ${CELL_LOCAL_WEB_ARGS:-} --celld-socket "$celld_socket" >"$tmp/web.log" 2>&1 &
     web_pid=$!
     CELL_BASE=http://127.0.0.1:8080
     on_exit "kill $web_pid $celld_pid 2>/dev/null; wait $web_pid $celld_pid 2>/dev/null"

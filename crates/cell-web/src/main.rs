@@ -2,6 +2,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use cell_web::proxy::ProxyRoute;
 use cell_web::tls::CertificateStore;
 use cell_web::AppState;
 use celld_client::CelldClient;
@@ -24,9 +25,37 @@ struct Args {
     /// Mark session cookies Secure (always so with --tls-listen).
     #[arg(long)]
     secure_cookies: bool,
+    /// Proxy a host name to a backend, `NAME=ADDRESS:PORT` (repeatable): for trials and
+    /// the benchmark; the service machines' routes come from the settings.
+    #[arg(long = "proxy", value_parser = parse_proxy_route)]
+    proxy_routes: Vec<ProxyRoute>,
 }
 
-#[tokio::main(flavor = "current_thread")]
+fn parse_proxy_route(value: &str) -> Result<ProxyRoute, String> {
+    let (host, backend) = value
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=ADDRESS:PORT, got {value:?}"))?;
+    let backend: SocketAddr = backend
+        .parse()
+        .map_err(|e| format!("the backend {backend:?} is not ADDRESS:PORT: {e}"))?;
+    if host.is_empty()
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    {
+        return Err(format!("{host:?} is not a host name"));
+    }
+    Ok(ProxyRoute {
+        host: host.to_ascii_lowercase(),
+        backend,
+        body_limit: None,
+        vpn_networks: Vec::new(),
+        vpn_allowed: Default::default(),
+    })
+}
+
+// One worker per core: TLS handshakes and proxied bodies are CPU work.
+#[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     cell_systemd::init_logging("cell-web")?;
@@ -38,6 +67,13 @@ async fn main() -> anyhow::Result<()> {
         celld.clone(),
         args.secure_cookies || args.tls_listen.is_some(),
     );
+    if !args.proxy_routes.is_empty() {
+        tracing::info!(
+            routes = args.proxy_routes.len(),
+            "proxying the names given on the command line"
+        );
+        state.proxy.install(args.proxy_routes);
+    }
     let Some(tls_listen) = args.tls_listen else {
         tracing::info!(listen = %args.listen, version = cell_model::VERSION, "cell-web listening (HTTP only)");
         cell_systemd::notify_ready()?;
