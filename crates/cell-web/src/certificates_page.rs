@@ -120,20 +120,58 @@ struct CertificatesPage {
     nav: Option<Nav>,
     notice: Option<String>,
     view: PkiView,
+    /// QR codes a phone scans to fetch the root over plain HTTP (before it trusts the
+    /// cell): (what, URL, SVG markup).
+    codes: Vec<(&'static str, String, String)>,
+}
+
+/// The host the browser reached the cell by (the phone will reach it the same way).
+fn browser_host(headers: &axum::http::HeaderMap, uri: &axum::http::Uri) -> Option<String> {
+    let value = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| headers.get(header::HOST)?.to_str().ok().map(str::to_owned))?;
+    crate::front_door::host_without_port(&value).map(str::to_owned)
+}
+
+fn qr_svg(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    let svg = code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(160, 160)
+        .quiet_zone(true)
+        .build();
+    // Inline in the page: the XML declaration goes.
+    let start = svg.find("<svg")?;
+    Some(svg[start..].to_owned())
 }
 
 async fn certificates_get(
     State(state): State<AppState>,
     user: PageUser,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
 ) -> Result<Html<String>, AppError> {
     let view: PkiView = state
         .celld
         .json(Method::GET, "/v1/pki", &user.on_behalf(), None)
         .await?;
+    let codes = browser_host(&headers, &uri)
+        .map(|host| {
+            [("iPhone, iPad", "ca.mobileconfig"), ("Android", "ca.der")]
+                .into_iter()
+                .filter_map(|(what, file)| {
+                    let url = format!("http://{host}/{file}");
+                    qr_svg(&url).map(|svg| (what, url, svg))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     render(CertificatesPage {
         version: cell_systemd::image_version(),
         nav: user.nav("certificates"),
         notice: None,
         view,
+        codes,
     })
 }

@@ -148,7 +148,7 @@ fn to_https(request: &Request, https_port: u16) -> Response {
 
 /// `host` of `host[:port]` or `[v6]:port`, if it is made of the characters a host name or
 /// address may have.
-fn host_without_port(value: &str) -> Option<&str> {
+pub(crate) fn host_without_port(value: &str) -> Option<&str> {
     let host = if value.starts_with('[') {
         let end = value.find(']')?;
         &value[..=end]

@@ -41,6 +41,13 @@ async fn the_root_downloads_before_setup_and_the_page_shows_its_fingerprint() {
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains(fingerprint), "{}", page.body);
     assert!(page.body.contains("href=\"/ca.der\""));
+    assert!(
+        page.body
+            .contains("<code>http://cell/ca.mobileconfig</code>")
+            && page.body.contains("<svg"),
+        "a QR code of the root's plain-HTTP address at the host the browser used"
+    );
+    assert!(!page.body.contains("<?xml"));
     assert!(!page.body.contains("PRIVATE KEY"));
     let api = http(cell.addr, "GET", "/api/v1/pki", Some(&cookie), None, None).await;
     assert_eq!(api.status, 200);
