@@ -123,7 +123,7 @@ in_vm() {
 }
 code=$(grep -aoE 'Setup code: [A-Z2-9]{4}-[A-Z2-9]{4}' "$serial" | tail -n 1 | cut -d' ' -f3)
 setup="{\"code\":\"$code\",\"cell_name\":\"home\",\"domain\":{\"mode\":\"internal\"},\"timezone\":\"UTC\",\"admin_username\":\"alice\",\"admin_password\":\"first long password\",\"services\":{}}"
-check "the cell is set up over HTTP with the code from the serial port" [ "$(api POST /api/v1/setup "$setup")" = 200 ]
+check "the cell is set up over HTTPS with the code from the serial port" [ "$(api POST /api/v1/setup "$setup")" = 200 ]
 check "the wizard's last page follows the reconciler" \
     bash -c "curl -s --max-time 60 '$base/setup/done' | grep -qF 'id=\"setup-progress\"'"
 
