@@ -83,8 +83,11 @@ vm_pid=$!
 code=$(wait_for_url "http://127.0.0.1:$port/ca.pem" 900 "$vm_pid") || true
 echo "# web UI answered after $(( $(date +%s) - started )) s"
 check "the root certificate downloads over the forwarded HTTP port (got $code)" [ "$code" = 200 ]
-check "and curl trusts it alone from now on" trust_cell_root "http://127.0.0.1:$port" \
-    "connect-to = \"$lan:443:127.0.0.1:$tls_port\"" "connect-to = \"$lan:80:127.0.0.1:$port\""
+trust_vm_root() {
+    trust_cell_root "http://127.0.0.1:$port" \
+        "connect-to = \"$lan:443:127.0.0.1:$tls_port\"" "connect-to = \"$lan:80:127.0.0.1:$port\""
+}
+check "and curl trusts it alone from now on" trust_vm_root
 # The certificate names the LAN address once the DHCP lease is in (seconds after start).
 code=$(wait_for_url "$base/health" 120 "$vm_pid") || true
 check "/health answers 200 over HTTPS through the forwarded port (got $code)" [ "$code" = 200 ]
@@ -212,8 +215,11 @@ check "after boot-complete the version is blessed (no tries left in the UKI's na
     "expect:UKI=cell_${escaped_version}\\.efi"
 check "the recovery console starts a factory reset" expect \
     'send:\r' 'expect:Choice: ' 'send:5\r' "expect:Type 'erase'" 'send:erase\r' 'expect:Done: restarting to erase'
-at_wizard() { [ "$(api GET /api/v1/setup)" = 200 ] && grep -q '"setup_complete":false' "$answer"; }
+# The reset wipes the state, the root's key with it: the cell comes back with a new root.
+at_wizard() { trust_vm_root && [ "$(api GET /api/v1/setup)" = 200 ] && grep -q '"setup_complete":false' "$answer"; }
 check "after the factory reset the cell is back at the setup wizard" wait_until 600 at_wizard
+check "with a new root certificate (the old root's key went with the state)" \
+    [ "$(fingerprint_of "$cell_root")" != "$root_print" ]
 # The console prints its menu once celld answers, which can be a moment after cell-web does.
 new_code_shown() {
     [ "$(grep -aoE 'Setup code: [A-Z2-9]{4}-[A-Z2-9]{4}' "$serial" | tail -n 1 | cut -d' ' -f3)" != "$code" ]
