@@ -5,6 +5,8 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use cell_model::net::in_network;
+
 /// The address ranges the root may sign for: RFC 1918 and IPv6 unique local addresses,
 /// where the cell's LAN and VPN addresses are.
 pub const PRIVATE_RANGES: [(IpAddr, u8); 4] = [
@@ -57,7 +59,7 @@ impl Constraints {
     pub fn permits_address(address: &IpAddr) -> bool {
         PRIVATE_RANGES
             .iter()
-            .any(|(network, prefix)| in_network(address, network, *prefix))
+            .any(|(network, prefix)| in_network(*address, *network, *prefix))
     }
 
     /// Whether every subtree of `other` is within one of these.
@@ -75,20 +77,6 @@ fn within(name: &str, tree: &str) -> bool {
         || name
             .strip_suffix(tree)
             .is_some_and(|head| head.ends_with('.'))
-}
-
-fn in_network(address: &IpAddr, network: &IpAddr, prefix: u8) -> bool {
-    match (address, network) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            u32::from(*a) & mask == u32::from(*n) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-            u128::from(*a) & mask == u128::from(*n) & mask
-        }
-        _ => false,
-    }
 }
 
 #[cfg(test)]

@@ -155,6 +155,41 @@ pub fn routed() -> Vec<Routed> {
         .collect()
 }
 
+/// celld's answer as it is: status, body, and the headers that describe the body.
+pub(crate) fn answer_response(answer: celld_client::Answer) -> Response {
+    let status = StatusCode::from_u16(answer.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = (status, answer.body).into_response();
+    if !response.body_is_empty() {
+        let content_type = answer
+            .content_type
+            .and_then(|v| header::HeaderValue::from_str(&v).ok())
+            .unwrap_or(header::HeaderValue::from_static("application/json"));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+    }
+    if let Some(wait) = answer
+        .retry_after
+        .and_then(|v| header::HeaderValue::from_str(&v).ok())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, wait);
+    }
+    if let Some(disposition) = answer
+        .content_disposition
+        .and_then(|v| header::HeaderValue::from_str(&v).ok())
+    {
+        // A download (a client configuration with its key): never cached.
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, disposition);
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+    }
+    response
+}
+
 /// Whether the cell is set up; remembered once it is, since only a factory reset (which
 /// restarts everything) undoes it.
 pub async fn setup_complete(state: &AppState) -> Result<bool, celld_client::ClientError> {
@@ -207,38 +242,7 @@ async fn forward(
             if answer.status.is_success() && path == "/v1/setup" && method == Method::POST {
                 state.setup_done.store(true, Ordering::Relaxed);
             }
-            let status =
-                StatusCode::from_u16(answer.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            let mut response = (status, answer.body).into_response();
-            if !response.body_is_empty() {
-                let content_type = answer
-                    .content_type
-                    .and_then(|v| header::HeaderValue::from_str(&v).ok())
-                    .unwrap_or(header::HeaderValue::from_static("application/json"));
-                response
-                    .headers_mut()
-                    .insert(header::CONTENT_TYPE, content_type);
-            }
-            if let Some(wait) = answer
-                .retry_after
-                .and_then(|v| header::HeaderValue::from_str(&v).ok())
-            {
-                response.headers_mut().insert(header::RETRY_AFTER, wait);
-            }
-            if let Some(disposition) = answer
-                .content_disposition
-                .and_then(|v| header::HeaderValue::from_str(&v).ok())
-            {
-                // A download (a client configuration with its key): never cached.
-                response
-                    .headers_mut()
-                    .insert(header::CONTENT_DISPOSITION, disposition);
-                response.headers_mut().insert(
-                    header::CACHE_CONTROL,
-                    header::HeaderValue::from_static("no-store"),
-                );
-            }
-            response
+            answer_response(answer)
         }
         Err(error) => {
             tracing::warn!(%error, path = %target, "celld unavailable");

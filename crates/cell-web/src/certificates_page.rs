@@ -95,22 +95,7 @@ pub async fn root_mobileconfig_get(State(state): State<AppState>) -> Result<Resp
             answer.status
         )));
     }
-    let mut headers = vec![(
-        header::CONTENT_TYPE,
-        answer
-            .content_type
-            .unwrap_or_else(|| "application/x-apple-aspen-config".into()),
-    )];
-    if let Some(disposition) = answer.content_disposition {
-        headers.push((header::CONTENT_DISPOSITION, disposition));
-    }
-    let mut response = answer.body.into_response();
-    for (name, value) in headers {
-        if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
-            response.headers_mut().insert(name, value);
-        }
-    }
-    Ok(response)
+    Ok(crate::api::answer_response(answer))
 }
 
 #[derive(Template)]

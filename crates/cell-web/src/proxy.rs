@@ -15,6 +15,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use cell_model::net::in_network;
 use http_body_util::{BodyExt, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -72,20 +73,6 @@ impl ProxyRoute {
     }
 }
 
-fn in_network(address: IpAddr, network: IpAddr, prefix: u8) -> bool {
-    match (address, network) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            u32::from(a) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-            u128::from(a) & mask == u128::from(n) & mask
-        }
-        _ => false,
-    }
-}
-
 /// The routes in force and the client that reaches the backends.
 #[derive(Clone)]
 pub struct Proxy {
@@ -128,20 +115,14 @@ impl Proxy {
         if routes.is_empty() {
             return None;
         }
-        let host = request
-            .uri()
-            .host()
-            .map(str::to_owned)
-            .or_else(|| {
+        let host = match request.uri().host() {
+            Some(host) => host,
+            None => {
                 let value = request.headers().get(header::HOST)?.to_str().ok()?;
-                Some(match value.rsplit_once(':') {
-                    Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
-                        host.to_owned()
-                    }
-                    _ => value.to_owned(),
-                })
-            })?
-            .to_ascii_lowercase();
+                crate::front_door::host_without_port(value)?
+            }
+        }
+        .to_ascii_lowercase();
         routes.get(&host).cloned()
     }
 }
