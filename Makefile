@@ -36,7 +36,8 @@ help:
 	@echo "make keys     make the missing signing keys in build/keys (never overwrites)"
 	@echo "make test     the whole test suite (lint, unit tests, namespace and booted-image tests)"
 	@echo "make test-netns  the VPN and firewall in network namespaces; the login guard; DNS, and"
-	@echo "              cell-dns against NSD; the DHCP server with real clients (root)"
+	@echo "              cell-dns against NSD; the DHCP server with real clients; HTTPS (testssl.sh)"
+	@echo "              and ACME against pebble (root)"
 	@echo "make run-vm   boot the disk image in qemu (UEFI), web UI on localhost:8080"
 	@echo "make test-vm  boot the disk image in qemu headless and check it; then the update test"
 	@echo "make bench    image size, boot-to-health time, idle memory; VPN add-peer and throughput;"
@@ -140,8 +141,8 @@ test-fuzz:
 	tests/fuzz-dns.sh $(FUZZ_SECONDS)
 
 # T1: the VPN and firewall in network namespaces, with wireguard-go clients (root); the
-# login guard and the HTTPS front door (testssl.sh) over the release binaries (the
-# image's own) in namespaces of their own.
+# login guard, the HTTPS front door (testssl.sh) and ACME against pebble over the release
+# binaries (the image's own) in namespaces of their own.
 test-netns: $(STAGING)/usr/bin/celld $(STAGING)/usr/bin/cell-web $(STAGING)/usr/bin/cell-dns
 	cargo build --locked -p celld -p cell-dns
 	tests/vpn-netns.sh target/debug/celld
@@ -150,6 +151,7 @@ test-netns: $(STAGING)/usr/bin/celld $(STAGING)/usr/bin/cell-web $(STAGING)/usr/
 	tests/dns-diff-netns.sh target/debug/cell-dns
 	tests/dns-live-netns.sh $(STAGING)/usr/bin
 	tests/tls-netns.sh $(STAGING)/usr/bin
+	tests/acme-netns.sh $(STAGING)/usr/bin
 	tests/dhcp-netns.sh target/debug
 
 test-boot: $(TREE).stamp

@@ -647,7 +647,7 @@ pub struct ServedCertificate {
     /// When the reconciler replaces it (two thirds into its life, or sooner when the
     /// cell's names or addresses change).
     pub renew_at: jiff::Timestamp,
-    /// Who signed it: `cell` (the cell's own root) or, later, an ACME CA.
+    /// Who signed it: `cell` (the cell's own root) or `acme` (the ACME CA).
     pub issuer: String,
 }
 
@@ -656,6 +656,55 @@ pub struct ServedCertificate {
 pub struct PkiView {
     pub root: RootCertificate,
     pub certificates: Vec<ServedCertificate>,
+    pub acme: AcmeView,
+}
+
+/// `GET /v1/acme` (and in `GET /v1/pki`): ACME's settings and how it is going.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcmeView {
+    pub settings: crate::acme::Acme,
+    pub state: AcmeState,
+    /// The names a certificate is asked for (the zone's apex and enabled services).
+    pub names: Vec<String>,
+    /// The ACME certificate served now, if any.
+    pub certificate: Option<ServedCertificate>,
+    /// How the certificate in force was obtained.
+    pub issued_with: Option<crate::acme::Challenge>,
+    /// When the certificate in force is renewed (two thirds into its life).
+    pub next_renewal: Option<jiff::Timestamp>,
+    pub last_attempt: Option<jiff::Timestamp>,
+    pub last_error: Option<String>,
+    /// Failed attempts in a row; each one doubles the wait before the next.
+    pub failures: u32,
+    /// When the next attempt is made after a failure.
+    pub next_attempt: Option<jiff::Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AcmeState {
+    /// Turned off: the cell's own root serves every name.
+    Off,
+    /// Turned on, but the cell's domain is internal.
+    NoPublicName,
+    /// Asking the CA now.
+    Ordering,
+    /// A certificate is served and renewal is scheduled.
+    Valid,
+    /// The last attempt failed; another follows after a backoff.
+    Failing,
+}
+
+impl AcmeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::NoPublicName => "no public name",
+            Self::Ordering => "ordering",
+            Self::Valid => "valid",
+            Self::Failing => "failing",
+        }
+    }
 }
 
 /// One certificate with its key, handed to the front door only (`GET /v1/tls`, to
@@ -668,6 +717,9 @@ pub struct TlsCertificate {
     pub chain_pem: String,
     /// The leaf's private key (PEM).
     pub key_pem: String,
+    /// From a public CA (ACME): preferred for its names, and sent with HSTS.
+    #[serde(default)]
+    pub public: bool,
 }
 
 impl std::fmt::Debug for TlsCertificate {
@@ -687,4 +739,14 @@ pub struct TlsHandover {
     /// The first is also served to clients that name no known host (or none, as when
     /// they reach the cell by address).
     pub certificates: Vec<TlsCertificate>,
+    /// ACME HTTP-01 challenges the front door answers on port 80 while an order runs.
+    #[serde(default)]
+    pub http_challenges: Vec<HttpChallenge>,
+}
+
+/// `GET /.well-known/acme-challenge/{token}` answers `key_authorization`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpChallenge {
+    pub token: String,
+    pub key_authorization: String,
 }

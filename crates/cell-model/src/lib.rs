@@ -3,6 +3,7 @@
 //! Every value that reaches the settings passes through a validated newtype ([`names`]),
 //! so a `Settings` value that exists is a valid one; errors name the field they concern.
 
+pub mod acme;
 pub mod api;
 pub mod dns;
 mod field_error;

@@ -40,6 +40,9 @@ pub struct Settings {
     /// Where the cell's clock comes from; whether it serves time.
     #[serde(default, skip_serializing_if = "crate::ntp::Ntp::is_default")]
     pub ntp: crate::ntp::Ntp,
+    /// Public certificates from an ACME CA for a cell with a public name.
+    #[serde(default, skip_serializing_if = "crate::acme::Acme::is_default")]
+    pub acme: crate::acme::Acme,
 }
 
 /// The recovery console's settings.
@@ -211,6 +214,7 @@ impl Default for Settings {
             dns: Default::default(),
             ntp: Default::default(),
             lan: Default::default(),
+            acme: Default::default(),
         }
     }
 }

@@ -1,23 +1,27 @@
 //! The cell's certificates: the root to download (PEM for most systems, DER for phones)
-//! with its fingerprint to compare, how to install it per platform, and the certificates
-//! the front door serves with their expiry and next renewal.
+//! with its fingerprint to compare, how to install it per platform, the certificates the
+//! front door serves with their expiry and next renewal, and public certificates through
+//! ACME (administrators turn it on, pick the CA and challenge, and ask again).
 
 use askama::Template;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
-use cell_model::api::{PkiView, RootCertificate};
-use celld_client::{Method, OnBehalf};
+use axum::routing::{get, post};
+use axum::Form;
+use cell_model::acme::LETS_ENCRYPT;
+use cell_model::api::{AcmeView, PkiView, RootCertificate};
+use celld_client::{Bytes, Method, OnBehalf};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
+use serde::Deserialize;
 
-use crate::pages::{render, Nav, PageUser};
+use crate::pages::{render, Errors, Nav, PageUser};
 use crate::routes::{page as declare, Routed};
 use crate::{AppError, AppState};
 
 pub fn routes() -> Vec<Routed> {
-    use crate::routes::Access::{Public, User};
+    use crate::routes::Access::{Admin, Public, User};
     vec![
         declare(Method::GET, "/ca.pem", Public, get(root_pem_get)),
         declare(Method::GET, "/ca.der", Public, get(root_der_get)),
@@ -28,6 +32,13 @@ pub fn routes() -> Vec<Routed> {
             get(root_mobileconfig_get),
         ),
         declare(Method::GET, "/certificates", User, get(certificates_get)),
+        declare(Method::POST, "/certificates/acme", Admin, post(acme_post)),
+        declare(
+            Method::POST,
+            "/certificates/acme/renew",
+            Admin,
+            post(acme_renew_post),
+        ),
     ]
 }
 
@@ -108,6 +119,42 @@ struct CertificatesPage {
     /// QR codes a phone scans to fetch the root over plain HTTP (before it trusts the
     /// cell): (what, URL, SVG markup).
     codes: Vec<(&'static str, String, String)>,
+    admin: bool,
+    csrf: String,
+    acme_form: AcmeForm,
+    lets_encrypt: &'static str,
+    errors: Errors,
+}
+
+crate::field_errors!(CertificatesPage);
+
+/// The ACME form as posted (and shown again, with the errors, when refused).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AcmeForm {
+    enabled: Option<String>,
+    directory: String,
+    email: String,
+    challenge: String,
+}
+
+impl AcmeForm {
+    fn of(view: &AcmeView) -> Self {
+        Self {
+            enabled: view.settings.enabled.then(|| "on".to_owned()),
+            directory: view.settings.directory.clone(),
+            email: view.settings.email.clone().unwrap_or_default(),
+            challenge: view.settings.challenge.as_str().to_owned(),
+        }
+    }
+}
+
+/// What a refused or answered form shows again.
+#[derive(Default)]
+struct Shown {
+    notice: Option<String>,
+    form: Option<AcmeForm>,
+    errors: Errors,
 }
 
 /// The host the browser reached the cell by (the phone will reach it the same way).
@@ -137,11 +184,21 @@ async fn certificates_get(
     headers: axum::http::HeaderMap,
     uri: axum::http::Uri,
 ) -> Result<Html<String>, AppError> {
+    page(&state, &user, &headers, &uri, Shown::default()).await
+}
+
+async fn page(
+    state: &AppState,
+    user: &PageUser,
+    headers: &axum::http::HeaderMap,
+    uri: &axum::http::Uri,
+    shown: Shown,
+) -> Result<Html<String>, AppError> {
     let view: PkiView = state
         .celld
         .json(Method::GET, "/v1/pki", &user.on_behalf(), None)
         .await?;
-    let codes = browser_host(&headers, &uri)
+    let codes = browser_host(headers, uri)
         .map(|host| {
             [("iPhone, iPad", "ca.mobileconfig"), ("Android", "ca.der")]
                 .into_iter()
@@ -152,11 +209,94 @@ async fn certificates_get(
                 .collect()
         })
         .unwrap_or_default();
+    let acme_form = shown.form.unwrap_or_else(|| AcmeForm::of(&view.acme));
     render(CertificatesPage {
         version: cell_systemd::image_version(),
         nav: user.nav("certificates"),
-        notice: None,
+        notice: shown.notice,
         view,
         codes,
+        admin: user.is_admin(),
+        csrf: user.csrf(),
+        acme_form,
+        lets_encrypt: LETS_ENCRYPT,
+        errors: shown.errors,
     })
+}
+
+/// The page again after a post: 200 with a notice, or 400 with the refusal.
+async fn answer(
+    state: &AppState,
+    user: &PageUser,
+    headers: &axum::http::HeaderMap,
+    uri: &axum::http::Uri,
+    result: Result<AcmeView, celld_client::ClientError>,
+    form: Option<AcmeForm>,
+    notice: &str,
+) -> Result<Response, AppError> {
+    match result {
+        Ok(_) => {
+            let shown = Shown {
+                notice: Some(notice.to_owned()),
+                ..Shown::default()
+            };
+            Ok(page(state, user, headers, uri, shown)
+                .await?
+                .into_response())
+        }
+        Err(error) => {
+            let shown = Shown {
+                errors: Errors::from_refusal(error)?,
+                form,
+                ..Shown::default()
+            };
+            let html = page(state, user, headers, uri, shown).await?;
+            Ok((StatusCode::BAD_REQUEST, html).into_response())
+        }
+    }
+}
+
+async fn acme_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    Form(form): Form<AcmeForm>,
+) -> Result<Response, AppError> {
+    let email = form.email.trim();
+    let body = serde_json::json!({
+        "enabled": form.enabled.is_some(),
+        "directory": form.directory.trim(),
+        "email": (!email.is_empty()).then_some(email),
+        "challenge": form.challenge,
+    });
+    let result = state
+        .celld
+        .json(
+            Method::PUT,
+            "/v1/acme",
+            &user.on_behalf(),
+            Some(Bytes::from(body.to_string())),
+        )
+        .await;
+    let notice = if form.enabled.is_some() {
+        "Saved: the cell asks the CA for a certificate now; this page shows how it went."
+    } else {
+        "Saved: ACME is off; the cell's own root serves every name."
+    };
+    answer(&state, &user, &headers, &uri, result, Some(form), notice).await
+}
+
+async fn acme_renew_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+) -> Result<Response, AppError> {
+    let result = state
+        .celld
+        .json(Method::POST, "/v1/acme/renew", &user.on_behalf(), None)
+        .await;
+    let notice = "Asked: the cell is ordering a new certificate; reload to see how it went.";
+    answer(&state, &user, &headers, &uri, result, None, notice).await
 }

@@ -108,11 +108,26 @@ pub fn plain_http_router(state: AppState, https_port: u16) -> Router {
         )
         .route(
             "/.well-known/acme-challenge/{token}",
-            get(|| async { (StatusCode::NOT_FOUND, "no ACME challenge is pending") }),
+            get(acme_challenge_get),
         )
         .fallback(move |request: Request| async move { to_https(&request, https_port) })
         .layer(middleware::map_response(crate::security_headers::add))
         .with_state(state)
+}
+
+/// An ACME HTTP-01 challenge's answer while celld's order waits for it (RFC 8555 8.3).
+async fn acme_challenge_get(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    match state.certificates.challenge(&token) {
+        Some(key_authorization) => (
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            key_authorization,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such ACME challenge is pending").into_response(),
+    }
 }
 
 /// The same host and path over HTTPS; 400 when the request names no usable host.

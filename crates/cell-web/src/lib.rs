@@ -37,6 +37,8 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// The services' names and backends, ahead of the app.
     pub proxy: proxy::Proxy,
+    /// The certificates celld handed over (empty when serving plain HTTP only).
+    pub certificates: tls::CertificateStore,
 }
 
 impl AppState {
@@ -46,6 +48,7 @@ impl AppState {
             setup_done: Arc::new(AtomicBool::new(false)),
             secure_cookies,
             proxy: proxy::Proxy::default(),
+            certificates: tls::CertificateStore::default(),
         }
     }
 }
@@ -58,6 +61,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.proxy.clone(),
             proxy::dispatch,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.certificates.clone(),
+            security_headers::hsts,
         ))
         .with_state(state)
 }

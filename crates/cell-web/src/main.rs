@@ -3,7 +3,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use cell_web::proxy::ProxyRoute;
-use cell_web::tls::CertificateStore;
 use cell_web::AppState;
 use celld_client::CelldClient;
 use clap::Parser;
@@ -88,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
     let tls_listener = tokio::net::TcpListener::bind(tls_listen)
         .await
         .with_context(|| format!("listening on {tls_listen}"))?;
-    let certificates = CertificateStore::default();
+    let certificates = state.certificates.clone();
     let config = certificates.server_config()?;
     // Handshakes fail (and are logged) until celld's certificates arrive, moments after
     // start: celld makes them before it answers.

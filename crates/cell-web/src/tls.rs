@@ -2,7 +2,7 @@
 //! the client asks for (SNI), and swapped whole when celld hands over new ones — new
 //! connections get the new certificate, open ones keep theirs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +34,10 @@ struct Certificates {
     serial: u64,
     by_name: HashMap<String, Arc<CertifiedKey>>,
     fallback: Option<Arc<CertifiedKey>>,
+    /// Names served with a public CA's certificate (sent with HSTS).
+    public_names: HashSet<String>,
+    /// ACME HTTP-01: token → key authorization.
+    challenges: HashMap<String, String>,
 }
 
 /// The certificates in force, shared by the TLS configuration and the task that follows
@@ -53,6 +57,19 @@ impl CertificateStore {
         self.current.load().fallback.is_none()
     }
 
+    /// The key authorization to answer an ACME HTTP-01 `token` with, while it is pending.
+    pub fn challenge(&self, token: &str) -> Option<String> {
+        self.current.load().challenges.get(token).cloned()
+    }
+
+    /// Whether `host` is served with a public CA's certificate.
+    pub fn is_public(&self, host: &str) -> bool {
+        self.current
+            .load()
+            .public_names
+            .contains(&host.to_ascii_lowercase())
+    }
+
     /// Replaces every certificate with `handover`'s at once; on any unreadable one,
     /// nothing is replaced.
     pub fn install(&self, handover: &TlsHandover) -> Result<(), TlsError> {
@@ -62,13 +79,25 @@ impl CertificateStore {
         };
         for certificate in &handover.certificates {
             let key = Arc::new(certified_key(certificate)?);
-            for name in &certificate.names {
-                next.by_name
-                    .entry(name.to_ascii_lowercase())
-                    .or_insert_with(|| key.clone());
+            for name in certificate.names.iter().map(|n| n.to_ascii_lowercase()) {
+                // A public CA's certificate wins for its names: browsers without the
+                // cell's root trust it.
+                if certificate.public {
+                    next.public_names.insert(name.clone());
+                    next.by_name.insert(name, key.clone());
+                } else {
+                    next.by_name.entry(name).or_insert_with(|| key.clone());
+                }
             }
-            next.fallback.get_or_insert(key);
+            if !certificate.public {
+                next.fallback.get_or_insert(key);
+            }
         }
+        next.challenges = handover
+            .http_challenges
+            .iter()
+            .map(|c| (c.token.clone(), c.key_authorization.clone()))
+            .collect();
         self.current.store(Arc::new(next));
         Ok(())
     }
@@ -125,6 +154,7 @@ pub async fn follow_celld(
 ) {
     let mut first = first;
     loop {
+        let mut installed = false;
         let path = format!("/v1/tls?known={}", store.serial());
         match celld
             .call(Method::GET, &path, &OnBehalf::default(), None)
@@ -133,11 +163,15 @@ pub async fn follow_celld(
             Ok((status, _)) if status == hyper::StatusCode::NO_CONTENT => {}
             Ok((status, body)) => match celld_client::decode::<TlsHandover>(&path, status, &body) {
                 Ok(handover) => match store.install(&handover) {
-                    Ok(()) => tracing::info!(
-                        serial = handover.serial,
-                        certificates = handover.certificates.len(),
-                        "installed the certificates celld handed over"
-                    ),
+                    Ok(()) => {
+                        tracing::info!(
+                            serial = handover.serial,
+                            certificates = handover.certificates.len(),
+                            challenges = handover.http_challenges.len(),
+                            "installed the certificates celld handed over"
+                        );
+                        installed = true;
+                    }
                     Err(error) => {
                         tracing::error!(%error, "kept the certificates in force")
                     }
@@ -151,6 +185,10 @@ pub async fn follow_celld(
                 let _ = ready.send(());
             }
         }
-        tokio::time::sleep(FOLLOW_EVERY).await;
+        // After an install, ask again at once: saying "I hold it" is how celld learns
+        // that an ACME challenge is being answered.
+        if !installed {
+            tokio::time::sleep(FOLLOW_EVERY).await;
+        }
     }
 }

@@ -219,3 +219,98 @@ async fn apple_profiles_carry_the_root_and_a_devices_vpn() {
     assert!(page.body.contains("/api/v1/vpn/peers/phone/mobileconfig"));
     assert!(page.body.contains(root["fingerprint"].as_str().unwrap()));
 }
+
+#[tokio::test]
+async fn acme_is_set_on_the_certificates_page_and_its_failures_are_shown() {
+    let cell = start().await;
+    let (cookie, csrf) = set_up_as_alice(&cell).await;
+    let form = |fields: &str| format!("csrf={csrf}&{fields}");
+    // A .cell name cannot have a public certificate: refused, nothing saved.
+    let refused = http_form(
+        cell.addr,
+        "/certificates/acme",
+        &cookie,
+        &form("enabled=on&challenge=http-01&directory=https%3A%2F%2Facme.example%2Fdir&email="),
+    )
+    .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("own domain"), "{}", refused.body);
+    assert!(
+        refused.body.contains("https://acme.example/dir"),
+        "the form is kept"
+    );
+    let own = json!({
+        "identity": {"cell_name": "home", "domain": {"mode": "own", "domain": "example.org"}, "timezone": "UTC"},
+        "services": {}
+    });
+    let moved = http(
+        cell.addr,
+        "PUT",
+        "/api/v1/settings",
+        Some(&cookie),
+        Some(&csrf),
+        Some(&own),
+    )
+    .await;
+    assert_eq!(moved.status, 200, "{}", moved.body);
+    for (fields, shown) in [
+        (
+            "enabled=on&challenge=http-01&directory=http%3A%2F%2Facme.example%2Fdir&email=",
+            "must start with https://",
+        ),
+        (
+            "enabled=on&challenge=http-01&directory=https%3A%2F%2Facme.example%2Fdir&email=nobody",
+            "an e-mail address has an @",
+        ),
+    ] {
+        let refused = http_form(cell.addr, "/certificates/acme", &cookie, &form(fields)).await;
+        assert_eq!(refused.status, 400, "{fields}: {}", refused.body);
+        assert!(refused.body.contains(shown), "{fields}: {}", refused.body);
+    }
+    let view = http(cell.addr, "GET", "/api/v1/acme", Some(&cookie), None, None).await;
+    assert_eq!(view.json()["state"], "off", "nothing saved");
+
+    // On, against a CA that does not answer (a closed port): the failure and the backoff
+    // are shown on the page.
+    let saved = http_form(
+        cell.addr,
+        "/certificates/acme",
+        &cookie,
+        &form("enabled=on&challenge=dns-01&directory=https%3A%2F%2F127.0.0.1%3A9%2Fdir&email=me%40example.org"),
+    )
+    .await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert!(saved.body.contains("asks the CA"), "{}", saved.body);
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = http(cell.addr, "GET", "/certificates", Some(&cookie), None, None)
+            .await
+            .body;
+        if page.contains("id=\"acme-last-error\"") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        page.contains("<dd id=\"acme-state\">failing</dd>"),
+        "{page}"
+    );
+    assert!(page.contains("refused"), "the cause: {page}");
+    assert!(page.contains("id=\"acme-next-attempt\""), "{page}");
+    assert!(page.contains("value=\"me@example.org\""), "{page}");
+    let view = http(cell.addr, "GET", "/api/v1/acme", Some(&cookie), None, None)
+        .await
+        .json();
+    assert_eq!(view["settings"]["challenge"], "dns-01");
+    assert_eq!(view["names"], json!(["example.org"]));
+    assert_eq!(view["failures"], 1);
+    let again = http_form(
+        cell.addr,
+        "/certificates/acme/renew",
+        &cookie,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert!(again.body.contains("ordering a new certificate"));
+}

@@ -39,17 +39,20 @@ fn leaf(root: &Authority, names: &[&str]) -> Leaf {
     root.issue(&request, now()).unwrap()
 }
 
+fn handed(leaf: &Leaf, public: bool) -> TlsCertificate {
+    TlsCertificate {
+        names: leaf.request().names().map(str::to_owned).collect(),
+        chain_pem: leaf.chain_pem().to_owned(),
+        key_pem: leaf.key_pem().to_owned(),
+        public,
+    }
+}
+
 fn handover(serial: u64, leaves: &[&Leaf]) -> TlsHandover {
     TlsHandover {
         serial,
-        certificates: leaves
-            .iter()
-            .map(|leaf| TlsCertificate {
-                names: leaf.request().names().map(str::to_owned).collect(),
-                chain_pem: leaf.chain_pem().to_owned(),
-                key_pem: leaf.key_pem().to_owned(),
-            })
-            .collect(),
+        certificates: leaves.iter().map(|leaf| handed(leaf, false)).collect(),
+        http_challenges: Vec::new(),
     }
 }
 
@@ -196,6 +199,81 @@ async fn tls_versions_http_versions_and_sni() {
 }
 
 #[tokio::test]
+async fn a_public_certificate_wins_for_its_names_and_the_cells_own_stays_the_fallback() {
+    let cell_root = Authority::create(Constraints::for_zone("example.org"), now()).unwrap();
+    // A stand-in for the public CA: another root, which the "browser" below trusts alone.
+    let public_ca = Authority::create(Constraints::for_zone("example.org"), now()).unwrap();
+    let own = leaf(&cell_root, &["example.org", "files.example.org"]);
+    let public = leaf(&public_ca, &["example.org", "files.example.org"]);
+    let store = CertificateStore::default();
+    // The public one comes last in the handover and still wins for its names.
+    store
+        .install(&TlsHandover {
+            serial: 1,
+            certificates: vec![handed(&own, false), handed(&public, true)],
+            http_challenges: Vec::new(),
+        })
+        .unwrap();
+    assert!(store.is_public("files.example.org") && store.is_public("EXAMPLE.org"));
+    assert!(!store.is_public("home.cell"));
+    let (address, _stop) = front_door(&store).await;
+    let browser = client(&public_ca, &rustls::version::TLS13, b"http/1.1");
+    let stream = connect(&browser, address, "files.example.org")
+        .await
+        .unwrap();
+    assert_eq!(served_der(&stream), leaf_der(&public));
+    // A name neither carries gets the cell's own leaf, not the public one.
+    let device = client(&cell_root, &rustls::version::TLS13, b"http/1.1");
+    let refused = connect(&device, address, "other.example.org").await;
+    assert!(refused.is_err());
+    let stream = connect(&device, address, "example.org").await;
+    assert!(
+        stream.is_err(),
+        "its names get the public certificate, whoever asks"
+    );
+}
+
+#[tokio::test]
+async fn hsts_only_for_names_with_a_public_certificate() {
+    let cell_root = Authority::create(Constraints::for_zone("example.org"), now()).unwrap();
+    let public_ca = Authority::create(Constraints::for_zone("example.org"), now()).unwrap();
+    let own = leaf(&cell_root, &["example.org", "home.example.org"]);
+    let public = leaf(&public_ca, &["example.org"]);
+    let state = cell_web::AppState::new(celld_client::CelldClient::new("/nonexistent.sock"), true);
+    state
+        .certificates
+        .install(&TlsHandover {
+            serial: 1,
+            certificates: vec![handed(&own, false), handed(&public, true)],
+            http_challenges: Vec::new(),
+        })
+        .unwrap();
+    for (host, hsts) in [
+        ("example.org", true),
+        ("example.org:8443", true),
+        ("home.example.org", false),
+        ("192.168.1.2", false),
+    ] {
+        let request = Request::get("/login")
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .unwrap();
+        let response = cell_web::router(state.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        assert_eq!(
+            response
+                .headers()
+                .get(header::STRICT_TRANSPORT_SECURITY)
+                .is_some(),
+            hsts,
+            "{host}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_handover_swaps_the_certificate_for_new_connections_while_open_ones_keep_working() {
     let root = Authority::create(Constraints::for_zone("home.cell"), now()).unwrap();
     let first = leaf(&root, &["home.cell"]);
@@ -298,4 +376,36 @@ async fn plain_http_redirects_to_https_but_for_acme_challenges() {
         (StatusCode::NOT_FOUND, None),
         "challenges are answered over HTTP, never redirected"
     );
+    // A pending challenge from celld's handover is answered with its key authorization.
+    let root = Authority::create(Constraints::for_zone("home.cell"), now()).unwrap();
+    let mut pending = handover(2, &[&leaf(&root, &["home.cell"])]);
+    pending.http_challenges = vec![cell_model::api::HttpChallenge {
+        token: "abc".into(),
+        key_authorization: "abc.thumbprint".into(),
+    }];
+    state.certificates.install(&pending).unwrap();
+    let app = cell_web::front_door::plain_http_router(state.clone(), 443);
+    let request = Request::get("/.well-known/acme-challenge/abc")
+        .header(header::HOST, "example.org")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(body_of(response).await, "abc.thumbprint");
+    let request = Request::get("/.well-known/acme-challenge/other")
+        .header(header::HOST, "example.org")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        app.oneshot(request).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+async fn body_of(response: axum::response::Response) -> String {
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use cell_model::api::UnitHealth;
 use cell_secrets::SecretStore;
 
+use crate::acme::Acme;
 use crate::audit::{AuditError, AuditLog, Record};
 use crate::audited::{self, CommitError};
 use crate::network::{LiveNetwork, Network};
@@ -85,6 +86,9 @@ pub struct Config {
     pub confirm_window: Duration,
     /// How long an unused session lasts.
     pub session_idle: Duration,
+    /// Trust only this CA for the ACME directory's HTTPS (a local test CA such as
+    /// pebble's); none: the system's roots.
+    pub acme_directory_root: Option<PathBuf>,
     pub timing: Timing,
 }
 
@@ -106,6 +110,7 @@ impl Config {
             wg_interface: DEFAULT_WG_INTERFACE.to_owned(),
             confirm_window: DEFAULT_CONFIRM_WINDOW,
             session_idle: crate::sessions::IDLE_TIMEOUT,
+            acme_directory_root: None,
             timing: Timing::default(),
         }
     }
@@ -143,6 +148,7 @@ pub struct Daemon {
     pub(crate) secrets: SecretStore,
     /// The cell's root and the front door's certificates.
     pub(crate) pki: Arc<Pki>,
+    pub(crate) acme: Arc<Acme>,
     /// The WireGuard server key, decrypted once at start rather than on every request.
     pub(crate) wg_key: ServerKey,
     /// What the reconciler made of the settings, per applier.
@@ -190,6 +196,7 @@ impl Daemon {
             &config.run_dir,
             store.current().settings.setup_complete,
         )?;
+        let acme = Arc::new(Acme::new(pki.clone(), config.acme_directory_root.clone()));
         let interface = config.wg_interface.as_str();
         let appliers: Vec<Box<dyn DynApplier>> = vec![
             Box::new(Identity::new(machine.clone())),
@@ -206,6 +213,7 @@ impl Daemon {
                 config.dns_zone.clone(),
                 config.uplink_resolvers.clone(),
                 config.dhcp_leases.clone(),
+                acme.dns_records(),
             )),
             Box::new(PkiApplier::new(pki.clone(), network.clone(), interface)),
             Box::new(LanApplier::new(
@@ -224,6 +232,10 @@ impl Daemon {
         let reconciler = Reconciler::new(appliers, store.subscribe(), config.timing);
         let board = reconciler.board();
         tokio::spawn(reconciler.run());
+        tokio::spawn(
+            acme.clone()
+                .run(store.subscribe(), board.clone(), config.dns_zone.clone()),
+        );
         let daemon = Arc::new(Self {
             config,
             store: Mutex::new(store),
@@ -238,6 +250,7 @@ impl Daemon {
             network,
             secrets,
             pki,
+            acme,
             wg_key,
             board,
             unit_health: tokio::sync::Mutex::new(None),

@@ -99,13 +99,15 @@ fn device_records(settings: &Settings, leases: &[Lease]) -> Vec<DnsRecord> {
 }
 
 /// The zone of generation `serial`, with `lan` the cell's addresses on its LAN, `uplink`
-/// the resolvers the uplink's DHCP server gave, and `leases` the DHCP server's.
+/// the resolvers the uplink's DHCP server gave, `leases` the DHCP server's, and
+/// `challenges` the ACME DNS-01 records of an order in progress.
 pub fn render(
     settings: &Settings,
     serial: u32,
     lan: &[IpAddr],
     uplink: &[IpAddr],
     leases: &[Lease],
+    challenges: &[DnsRecord],
 ) -> ZoneSnapshot {
     let vpn = settings.vpn.as_ref();
     let apex_vpn = vpn
@@ -205,6 +207,7 @@ pub fn render(
             .iter()
             .cloned()
             .chain(device_records(settings, leases))
+            .chain(challenges.iter().cloned())
             .collect(),
         upstreams,
         forward_zones,
@@ -240,7 +243,7 @@ mod tests {
             "192.168.1.1".parse().unwrap(),
             "192.168.1.2".parse().unwrap(),
         ];
-        let zone = render(&settings, 9, &lan, &uplink, &[]);
+        let zone = render(&settings, 9, &lan, &uplink, &[], &[]);
         assert_eq!(zone.origin, "cell.cell.");
         assert_eq!(zone.serial, 9);
         let labels: Vec<&str> = zone.names.iter().map(|n| n.label.as_str()).collect();
@@ -275,7 +278,7 @@ mod tests {
             zone: "Other.cell".into(),
             servers: vec!["10.88.0.1".parse().unwrap()],
         }];
-        let zone = render(&settings, 10, &lan, &uplink, &[]);
+        let zone = render(&settings, 10, &lan, &uplink, &[], &[]);
         assert_eq!(
             zone.upstreams,
             ["9.9.9.9:53".parse().unwrap()],
@@ -308,7 +311,7 @@ mod tests {
              1796300000 52:54:00:00:00:02 192.168.1.101 nas *\n\
              1796300000 52:54:00:00:00:03 192.168.1.102 Bad_Name *\n",
         );
-        let zone = render(&settings, 1, &[], &[], &leases);
+        let zone = render(&settings, 1, &[], &[], &leases, &[]);
         let names: Vec<&str> = zone.records.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
             names,

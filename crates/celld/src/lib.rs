@@ -1,6 +1,7 @@
 //! celld: the privileged core of the cell. It owns the settings store, the accounts and
 //! the audit log, and answers cell-web and cellctl on its local Unix-socket API.
 
+pub mod acme;
 pub mod api;
 pub mod apple_profile;
 pub mod audit;

@@ -59,6 +59,10 @@ struct Args {
     #[arg(long, env = "CELLD_CONFIRM_WINDOW", default_value_t = 120,
           value_parser = clap::value_parser!(u64).range(10..=3600))]
     confirm_window: u64,
+    /// Trust only this CA (PEM) for the ACME directory's HTTPS: a local test CA such as
+    /// pebble's. Without it, the system's roots.
+    #[arg(long, env = "CELLD_ACME_DIRECTORY_CA")]
+    acme_directory_ca: Option<PathBuf>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -112,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
         config.dhcp_leases = file;
     }
     config.confirm_window = std::time::Duration::from_secs(args.confirm_window);
+    config.acme_directory_root = args.acme_directory_ca;
     let daemon = Daemon::start(config, system, network)
         .with_context(|| format!("opening the state in {}", args.state_dir.display()))?;
     let listener = celld::socket::bind(&args.socket)?;

@@ -8,7 +8,10 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cell_model::api::{PkiView, RootCertificate, ServedCertificate, TlsCertificate, TlsHandover};
+use cell_model::api::{
+    AcmeView, HttpChallenge, PkiView, RootCertificate, ServedCertificate, TlsCertificate,
+    TlsHandover,
+};
 use cell_pki::{Authority, Constraints, Leaf, LeafRequest};
 use cell_secrets::SecretStore;
 use serde::{Deserialize, Serialize};
@@ -20,6 +23,8 @@ use crate::sync::lock;
 /// Secret names: each holds a certificate (chain) and its key, as JSON.
 const ROOT_SECRET: &str = "pki-root";
 const LEAF_SECRET: &str = "pki-leaf";
+/// The certificate from the ACME CA, with its key.
+const PUBLIC_SECRET: &str = "acme-certificate";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiStoreError {
@@ -49,12 +54,18 @@ struct StoredPair {
 pub struct Served {
     pub serial: u64,
     pub leaf: Option<Leaf>,
+    /// From the ACME CA, for the cell's public names.
+    pub public: Option<Leaf>,
+    /// What the front door answers on port 80 while an ACME order runs.
+    pub http_challenges: Vec<HttpChallenge>,
 }
 
 pub struct Pki {
     secrets: SecretStore,
     root: Mutex<std::sync::Arc<Authority>>,
     served: watch::Sender<Served>,
+    /// The newest serial the front door said it holds (the `known` it asks with).
+    front_door_has: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Pki {
@@ -72,7 +83,7 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
-fn timestamp(unix: i64) -> jiff::Timestamp {
+pub fn timestamp(unix: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_second(unix).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
 }
 
@@ -102,11 +113,87 @@ impl Pki {
             },
             None => None,
         };
+        let public = match read_pair(&secrets, PUBLIC_SECRET)? {
+            Some(pair) => match Leaf::load(&pair.cert_pem, &pair.key_pem) {
+                Ok(leaf) => Some(leaf),
+                Err(error) => {
+                    tracing::warn!(%error, "the stored ACME certificate is unreadable; a new one will be asked for");
+                    None
+                }
+            },
+            None => None,
+        };
         Ok(Self {
             secrets,
             root: Mutex::new(std::sync::Arc::new(root)),
-            served: watch::Sender::new(Served { serial: 1, leaf }),
+            served: watch::Sender::new(Served {
+                serial: 1,
+                leaf,
+                public,
+                http_challenges: Vec::new(),
+            }),
+            front_door_has: watch::Sender::new(0),
         })
+    }
+
+    /// The encrypted store the certificates live in (the ACME account's key too).
+    pub fn secrets(&self) -> &SecretStore {
+        &self.secrets
+    }
+
+    /// The certificate from the ACME CA served now.
+    pub fn public(&self) -> Option<Leaf> {
+        self.served.borrow().public.clone()
+    }
+
+    /// Serves `public` (from the ACME CA) for its names from now on, or none; kept
+    /// encrypted across restarts.
+    pub fn set_public(&self, public: Option<Leaf>) -> Result<(), PkiStoreError> {
+        match &public {
+            Some(leaf) => write_pair(
+                &self.secrets,
+                PUBLIC_SECRET,
+                leaf.chain_pem(),
+                leaf.key_pem(),
+            )?,
+            None => self.secrets.remove(PUBLIC_SECRET)?,
+        }
+        self.served.send_modify(|served| {
+            served.serial += 1;
+            served.public = public;
+        });
+        Ok(())
+    }
+
+    /// Has the front door answer `challenges` on port 80 (none: stop answering). Returns
+    /// the handover's serial that carries them.
+    pub fn set_http_challenges(&self, challenges: Vec<HttpChallenge>) -> u64 {
+        let mut serial = 0;
+        self.served.send_modify(|served| {
+            served.serial += 1;
+            served.http_challenges = challenges;
+            serial = served.serial;
+        });
+        serial
+    }
+
+    /// The front door asked for certificates saying it holds serial `known`.
+    pub fn front_door_holds(&self, known: u64) {
+        self.front_door_has.send_if_modified(|has| {
+            let newer = known > *has;
+            if newer {
+                *has = known;
+            }
+            newer
+        });
+    }
+
+    /// Waits until the front door holds serial `serial` or newer; false after `limit`.
+    pub async fn front_door_took(&self, serial: u64, limit: std::time::Duration) -> bool {
+        let mut has = self.front_door_has.subscribe();
+        tokio::time::timeout(limit, has.wait_for(|has| *has >= serial))
+            .await
+            .is_ok_and(|result| result.is_ok())
     }
 
     pub fn root(&self) -> std::sync::Arc<Authority> {
@@ -172,44 +259,55 @@ impl Pki {
         Ok(Some(changes.join("; ")))
     }
 
-    /// The root and the served certificates, without keys.
-    pub fn view(&self) -> PkiView {
+    /// The root and the served certificates, without keys, with `acme`'s state.
+    pub fn view(&self, acme: AcmeView) -> PkiView {
         let root = self.root();
-        let certificates = self
-            .served
-            .borrow()
+        let served = self.served.borrow();
+        let certificates = served
             .leaf
             .iter()
-            .map(|leaf| ServedCertificate {
-                names: leaf.request().names().map(str::to_owned).collect(),
-                addresses: leaf.request().addresses().copied().collect(),
-                not_before: timestamp(leaf.not_before()),
-                not_after: timestamp(leaf.not_after()),
-                renew_at: timestamp(leaf.renew_at()),
-                issuer: "cell".into(),
-            })
+            .map(|leaf| served_view(leaf, "cell"))
+            .chain(served.public.iter().map(|leaf| served_view(leaf, "acme")))
             .collect();
         PkiView {
             root: root_view(&root),
             certificates,
+            acme,
         }
     }
 
     /// What the front door needs to serve, keys included.
     pub fn handover(&self) -> TlsHandover {
         let served = self.served.borrow();
+        let handed = |leaf: &Leaf, public: bool| TlsCertificate {
+            names: leaf.request().names().map(str::to_owned).collect(),
+            chain_pem: leaf.chain_pem().to_owned(),
+            key_pem: leaf.key_pem().to_owned(),
+            public,
+        };
+        // The cell's own leaf first: it is the one for clients that name no known host.
         TlsHandover {
             serial: served.serial,
             certificates: served
                 .leaf
                 .iter()
-                .map(|leaf| TlsCertificate {
-                    names: leaf.request().names().map(str::to_owned).collect(),
-                    chain_pem: leaf.chain_pem().to_owned(),
-                    key_pem: leaf.key_pem().to_owned(),
-                })
+                .map(|leaf| handed(leaf, false))
+                .chain(served.public.iter().map(|leaf| handed(leaf, true)))
                 .collect(),
+            http_challenges: served.http_challenges.clone(),
         }
+    }
+}
+
+/// A served certificate as the API shows it.
+pub fn served_view(leaf: &Leaf, issuer: &str) -> ServedCertificate {
+    ServedCertificate {
+        names: leaf.request().names().map(str::to_owned).collect(),
+        addresses: leaf.request().addresses().copied().collect(),
+        not_before: timestamp(leaf.not_before()),
+        not_after: timestamp(leaf.not_after()),
+        renew_at: timestamp(leaf.renew_at()),
+        issuer: issuer.to_owned(),
     }
 }
 
@@ -310,7 +408,7 @@ mod tests {
         let change = pki.ensure("example.org", &own, now()).unwrap().unwrap();
         assert!(change.contains("new root"), "{change}");
         assert_ne!(pki.root_fingerprint(), print);
-        let view = pki.view();
+        let view = pki.view(crate::acme::off_view());
         assert_eq!(
             view.certificates[0].names,
             ["example.org", "files.example.org"]
@@ -323,7 +421,7 @@ mod tests {
         let public = LeafRequest::new([], ["8.8.8.8".parse().unwrap()]);
         assert!(pki.ensure("example.org", &public, now()).is_err());
         assert_eq!(
-            pki.view().certificates[0].names,
+            pki.view(crate::acme::off_view()).certificates[0].names,
             ["example.org", "files.example.org"]
         );
         let handover = pki.handover();

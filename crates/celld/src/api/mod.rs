@@ -83,6 +83,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/ntp", get(ntp::ntp_get).put(ntp::ntp_put))
         .route("/v1/lan", get(lan::lan_get).put(lan::lan_put))
         .route("/v1/pki", get(pki::pki_get))
+        .route("/v1/acme", get(pki::acme_get).put(pki::acme_put))
+        .route("/v1/acme/renew", post(pki::acme_renew_post))
         .route("/v1/pki/root", get(pki::root_get))
         .route("/v1/pki/root.mobileconfig", get(pki::root_mobileconfig_get))
         .route("/v1/tls", get(pki::tls_get))

@@ -8,13 +8,16 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use cell_model::api::{PkiView, RootCertificate};
+use cell_model::acme::Acme;
+use cell_model::api::{AcmeView, PkiView, RootCertificate};
 use serde::Deserialize;
 
-use super::extract::Actor;
-use super::AppError;
+use super::extract::{Actor, Admin, ValidJson};
+use super::{blocking, AppError};
+use crate::audit::Record;
 use crate::daemon::Daemon;
 use crate::peer::Peer;
+use crate::sync::lock;
 
 /// The root, without a session: a device fetches it before it can trust the cell.
 pub async fn root_get(State(daemon): State<Arc<Daemon>>) -> Json<RootCertificate> {
@@ -38,8 +41,58 @@ pub async fn root_mobileconfig_get(State(daemon): State<Arc<Daemon>>) -> Respons
     )
 }
 
+fn acme_view(daemon: &Daemon) -> AcmeView {
+    let settings = lock(&daemon.store).current().settings.clone();
+    daemon.acme.view(&settings)
+}
+
 pub async fn pki_get(State(daemon): State<Arc<Daemon>>, _actor: Actor) -> Json<PkiView> {
-    Json(daemon.pki.view())
+    Json(daemon.pki.view(acme_view(&daemon)))
+}
+
+/// ACME's settings and how it is going, for everyone logged in (no secret in it).
+pub async fn acme_get(State(daemon): State<Arc<Daemon>>, _actor: Actor) -> Json<AcmeView> {
+    Json(acme_view(&daemon))
+}
+
+/// Turns ACME on or off, or changes its CA, contact or challenge; the order follows.
+pub async fn acme_put(
+    State(daemon): State<Arc<Daemon>>,
+    Admin(actor): Admin,
+    ValidJson(acme): ValidJson<Acme>,
+) -> Result<Json<AcmeView>, AppError> {
+    let worker = daemon.clone();
+    blocking(move || {
+        let record = Record::new(&actor.name, "acme.update").source(actor.source.clone());
+        worker.commit(record, |next| {
+            acme.validate(&next.identity.domain)
+                .map_err(|e| AppError::Invalid(e.at("acme")))?;
+            next.acme = acme;
+            Ok::<(), AppError>(())
+        })?;
+        Ok(())
+    })
+    .await?;
+    Ok(Json(acme_view(&daemon)))
+}
+
+/// Asks the CA again now, forgetting the backoff of earlier failures.
+pub async fn acme_renew_post(
+    State(daemon): State<Arc<Daemon>>,
+    Admin(actor): Admin,
+) -> Result<Json<AcmeView>, AppError> {
+    if crate::acme::wanted(&lock(&daemon.store).current().settings).is_none() {
+        return Err(AppError::Conflict(
+            "ACME is off, or the cell has no public name to ask a certificate for".into(),
+        ));
+    }
+    super::record(
+        &daemon,
+        Record::new(&actor.name, "acme.renew").source(actor.source.clone()),
+    )
+    .await?;
+    daemon.acme.ask_now();
+    Ok(Json(acme_view(&daemon)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +112,9 @@ pub async fn tls_get(
         return Err(AppError::Forbidden(
             "only the front door gets the certificates' keys".into(),
         ));
+    }
+    if let Some(known) = known.known {
+        daemon.pki.front_door_holds(known);
     }
     let handover = daemon.pki.handover();
     if known.known == Some(handover.serial) {

@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use cell_model::dns::DnsRecord;
 use cell_model::{FieldError, Settings};
+use tokio::sync::watch;
 
 use super::files::write_if_changed;
 use super::{Applier, ApplyFuture, Pass, UNCHANGED};
@@ -21,6 +23,8 @@ pub struct DnsZoneApplier {
     uplink_resolvers: PathBuf,
     /// The DHCP server's leases, whose host names get names in the zone.
     leases: PathBuf,
+    /// ACME DNS-01 records while an order runs.
+    challenges: watch::Receiver<Vec<DnsRecord>>,
 }
 
 impl DnsZoneApplier {
@@ -30,6 +34,7 @@ impl DnsZoneApplier {
         path: PathBuf,
         uplink_resolvers: PathBuf,
         leases: PathBuf,
+        challenges: watch::Receiver<Vec<DnsRecord>>,
     ) -> Self {
         Self {
             live,
@@ -37,6 +42,7 @@ impl DnsZoneApplier {
             path,
             uplink_resolvers,
             leases,
+            challenges,
         }
     }
 }
@@ -84,7 +90,8 @@ impl Applier for DnsZoneApplier {
             .await
             .unwrap_or_default();
             let serial = u32::try_from(pass.generation).unwrap_or(u32::MAX);
-            let zone = crate::dns::render(&plan.0, serial, &lan, &uplink, &leases);
+            let challenges = self.challenges.borrow().clone();
+            let zone = crate::dns::render(&plan.0, serial, &lan, &uplink, &leases, &challenges);
             let bytes = serde_json::to_vec_pretty(&zone).unwrap_or_default();
             // cell-dns reads it through the directory's group (setgid on the device).
             let written = write_if_changed(path, bytes, 0o640).await?;
