@@ -171,6 +171,39 @@ check "the identity and the firewall are applied (WireGuard needs a kernel modul
 curl -s -o "$tmp/setup-done.html" "$base/setup/done"
 check "the wizard's last page lists the appliers' progress" grep -q 'id="setup-progress"' "$tmp/setup-done.html"
 check "the audit chain verifies" bash -c "$nspawn exec $name cellctl audit verify | grep -q '^intact'"
+
+# --- units and logs: systemd's view of the cell's units, and their journal --------------
+celld_unit_active() {
+    [ "$(api GET /api/v1/units)" = 200 ] \
+        && [ "$(field '[(u["active_state"], u["since"] is not None, u["restarts"]) for u in v if u["unit"] == "celld.service"]')" = "[('active', True, 0)]" ]
+}
+check "the units API shows celld active, since when, no restarts" celld_unit_active
+check "and cell-dhcp (off until a DHCP server is set) inactive" \
+    [ "$(field '[u["active_state"] for u in v if u["unit"] == "cell-dhcp.service"]')" != "['active']" ]
+listening_logged() {
+    [ "$(api GET '/api/v1/logs?unit=celld.service&text=CELLD+LISTENING')" = 200 ] \
+        && [ "$(field 'any("celld listening" in l["message"] and l["unit"] == "celld.service" for l in v["lines"])')" = True ]
+}
+check "celld's journal has its start, found by text in any case" listening_logged
+log_cursor=$(field 'v["cursor"]')
+check "a cursor to follow from comes with it" [ -n "$log_cursor" ] && [ "$log_cursor" != None ]
+api_login alice "correct horse battery" || true
+login_followed() {
+    [ "$(api GET "/api/v1/logs?unit=celld.service&after=$(python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$log_cursor")")" = 200 ] \
+        && [ "$(field 'any("auth.login" in l["message"] for l in v["lines"]) and not any("celld listening" in l["message"] for l in v["lines"])')" = True ]
+}
+check "following from the cursor gives the lines that came after it (alice's new login)" wait_until 10 login_followed
+warnings_only() {
+    [ "$(api GET '/api/v1/logs?priority=4&limit=1000')" = 200 ] && [ "$(field 'all(l["priority"] <= 4 for l in v["lines"])')" = True ]
+}
+check "a priority filter leaves only warnings and worse" warnings_only
+check "cellctl logs prints celld's journal" \
+    bash -c "$nspawn exec $name cellctl logs -u celld -g listening -n 5 | grep -q 'celld.service .*celld listening'"
+check "cellctl units lists cell-web active" \
+    bash -c "$nspawn exec $name cellctl units | grep -qE '^cell-web.service +active'"
+curl -s -b "$jar" -o "$tmp/logs.html" "$base/logs?unit=cell-web.service"
+check "the Logs page lists the units and cell-web's journal" \
+    bash -c "grep -q '<code>cell-dns.service</code>' '$tmp/logs.html' && grep -q '<td>cell-web.service</td>' '$tmp/logs.html'"
 check "settings survive in /var/lib/cell, owner-only" \
     [ "$($nspawn exec $name stat -c '%a %U' /var/lib/cell/settings.toml)" = "600 root" ]
 # celld, sandboxed with only CAP_NET_ADMIN, writes the firewall once the cell is set up.

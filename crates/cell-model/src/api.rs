@@ -750,3 +750,38 @@ pub struct HttpChallenge {
     pub token: String,
     pub key_authorization: String,
 }
+
+/// One of the cell's units as systemd sees it: `GET /v1/units`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitState {
+    pub unit: String,
+    pub description: String,
+    /// `active`, `inactive`, `failed`, `activating`…
+    pub active_state: String,
+    /// `running`, `exited`, `dead`…
+    pub sub_state: String,
+    /// When it entered its current state (none: never, since boot).
+    pub since: Option<jiff::Timestamp>,
+    /// Automatic restarts since boot (services only).
+    pub restarts: Option<u32>,
+}
+
+/// One line of a unit's journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// The journal's cursor of this line: ask `after=` it for the lines that follow.
+    pub cursor: String,
+    pub at: jiff::Timestamp,
+    pub unit: String,
+    /// syslog priority: 0 emergency … 3 error, 4 warning, 6 info, 7 debug.
+    pub priority: u8,
+    pub message: String,
+}
+
+/// `GET /v1/logs`: the newest lines that match, oldest first, and the cursor to follow
+/// from (the last line's, or the one asked with when nothing new came).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPage {
+    pub lines: Vec<LogLine>,
+    pub cursor: Option<String>,
+}

@@ -132,6 +132,8 @@ fn all_routes() -> Vec<ApiRoute> {
         route!(POST "/api/v1/update/install", Admin, Forward, "Download, verify and install a version (default: the newest) into the inactive slot"),
         route!(POST "/api/v1/update/reboot", Admin, Forward, "Reboot now, or at a time (RFC 3339), to start the installed version"),
         route!(DELETE "/api/v1/update/reboot", Admin, Forward, "Cancel a scheduled reboot"),
+        route!(GET "/api/v1/units", Admin, Forward, "Every unit of the cell: active and sub state, since when, automatic restarts, description"),
+        route!(GET "/api/v1/logs", Admin, Forward, "Journal lines of the cell's units, oldest first, and the cursor to follow from (filters: unit, priority 0-7, text; after=CURSOR, limit)"),
         route!(GET "/api/v1/audit", Admin, Forward, "The audit log, newest first (filters: actor, action, q, limit)"),
         route!(GET "/api/v1/audit/verify", Admin, Forward, "Check the audit log's hash chain"),
     ]

@@ -10,6 +10,7 @@ mod client_addr;
 mod dns_page;
 mod error;
 pub mod front_door;
+mod logs_page;
 mod network_page;
 mod pages;
 pub mod proxy;

@@ -103,6 +103,7 @@ fn everything() -> Vec<Routed> {
     all.extend(crate::dns_page::routes());
     all.extend(crate::network_page::routes());
     all.extend(crate::certificates_page::routes());
+    all.extend(crate::logs_page::routes());
     all.extend(crate::api::routed());
     all
 }

@@ -46,6 +46,26 @@ pub enum Command {
     /// The cell's time: sources, serving, chrony's synchronisation.
     #[command(subcommand)]
     Ntp(NtpCommand),
+    /// Every unit of the cell: state, since when, restarts.
+    Units,
+    /// The journal of the cell's units, oldest first.
+    Logs {
+        /// Only this unit (`celld` or `celld.service`).
+        #[arg(long, short)]
+        unit: Option<String>,
+        /// Only this priority and more important: 3 errors, 4 warnings, 6 info.
+        #[arg(long, short, value_parser = clap::value_parser!(u8).range(0..=7))]
+        priority: Option<u8>,
+        /// Only lines containing this text (any case).
+        #[arg(long, short = 'g')]
+        grep: Option<String>,
+        /// The newest this many lines.
+        #[arg(long, short = 'n', default_value_t = 100)]
+        lines: usize,
+        /// Keep printing new lines as they come.
+        #[arg(long, short)]
+        follow: bool,
+    },
     /// Where accounts are logged in to the web UI and API; end a session.
     #[command(subcommand)]
     Sessions(SessionsCommand),

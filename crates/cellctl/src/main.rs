@@ -1,6 +1,7 @@
 mod cli;
 mod dns;
 mod lan;
+mod logs;
 mod ntp;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -219,6 +220,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Users(command) => users(&ctl, command).await?,
         Command::Dns(command) => dns::run(&ctl, command).await?,
         Command::Ntp(command) => ntp::run(&ctl, command).await?,
+        Command::Units => logs::units(&ctl).await?,
+        Command::Logs {
+            unit,
+            priority,
+            grep,
+            lines,
+            follow,
+        } => logs::logs(&ctl, unit, priority, grep, lines, follow).await?,
         Command::Lan(command) => lan::run(&ctl, command).await?,
         Command::Audit(AuditCommand::List {
             actor,

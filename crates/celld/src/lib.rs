@@ -8,6 +8,7 @@ pub mod audit;
 pub mod audited;
 pub mod daemon;
 pub mod dns;
+pub mod journal;
 pub mod lan;
 pub mod network;
 pub mod ntp;

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 
-use cell_model::api::UnitHealth;
+use cell_model::api::{LogPage, UnitHealth, UnitState};
 use tokio::sync::OnceCell;
 
 use crate::sync::lock;
@@ -29,6 +29,8 @@ pub enum SystemError {
     },
     #[error("{call}: unexpected answer: {message}")]
     Answer { call: String, message: String },
+    #[error("reading the journal: {0}")]
+    Journal(String),
 }
 
 impl SystemError {
@@ -57,6 +59,10 @@ pub trait HostIdentity: Send + Sync + std::fmt::Debug {
 pub trait System: Send + Sync + std::fmt::Debug {
     /// `ActiveState` of each unit (`active`, `failed`, `inactive`…).
     fn unit_health<'a>(&'a self, units: &'a [&'a str]) -> SystemFuture<'a, Vec<UnitHealth>>;
+    /// Each unit's states, since when, and its restarts.
+    fn unit_states<'a>(&'a self, units: &'a [&'a str]) -> SystemFuture<'a, Vec<UnitState>>;
+    /// The journal's lines that `query` (validated) asks for.
+    fn journal<'a>(&'a self, query: &'a crate::journal::LogQuery) -> SystemFuture<'a, LogPage>;
     /// Starts a unit (a job such as cell-update.service) and returns at once.
     fn start_unit<'a>(&'a self, unit: &'a str) -> SystemFuture<'a>;
     /// Restarts a unit (starts it when it is not running), e.g. after its configuration
@@ -146,8 +152,91 @@ impl DBusSystem {
         Ok(())
     }
 
+    /// The unit's object path (loading its description if systemd has not).
+    async fn unit_path(&self, unit: &str) -> Result<zbus::zvariant::OwnedObjectPath, SystemError> {
+        let reply = self
+            .bus()
+            .await?
+            .call_method(
+                Some(SYSTEMD),
+                "/org/freedesktop/systemd1",
+                Some("org.freedesktop.systemd1.Manager"),
+                "LoadUnit",
+                &(unit,),
+            )
+            .await
+            .map_err(SystemError::call(format!("loading {unit}")))?;
+        reply
+            .body()
+            .deserialize()
+            .map_err(|e| SystemError::answer(format!("loading {unit}"))(e.to_string()))
+    }
+
+    /// Every property of one of a unit's interfaces.
+    async fn unit_properties(
+        &self,
+        path: &str,
+        interface: &str,
+    ) -> Result<std::collections::HashMap<String, zbus::zvariant::OwnedValue>, SystemError> {
+        let call = format!("the properties of {path}");
+        let reply = self
+            .bus()
+            .await?
+            .call_method(
+                Some(SYSTEMD),
+                path,
+                Some("org.freedesktop.DBus.Properties"),
+                "GetAll",
+                &(interface,),
+            )
+            .await
+            .map_err(SystemError::call(call.clone()))?;
+        reply
+            .body()
+            .deserialize()
+            .map_err(|e| SystemError::answer(call)(e.to_string()))
+    }
+
+    async fn unit_state(&self, unit: &str) -> Result<UnitState, SystemError> {
+        let path = self.unit_path(unit).await?;
+        let mut properties = self
+            .unit_properties(path.as_str(), "org.freedesktop.systemd1.Unit")
+            .await?;
+        let mut text = |name: &str| {
+            properties
+                .remove(name)
+                .and_then(|value| String::try_from(value).ok())
+                .unwrap_or_default()
+        };
+        let description = text("Description");
+        let active_state = text("ActiveState");
+        let sub_state = text("SubState");
+        let since = properties
+            .remove("StateChangeTimestamp")
+            .and_then(|value| u64::try_from(value).ok())
+            .filter(|micros| *micros > 0)
+            .and_then(|micros| i64::try_from(micros).ok())
+            .and_then(|micros| jiff::Timestamp::from_microsecond(micros).ok());
+        let restarts = if unit.ends_with(".service") {
+            self.unit_properties(path.as_str(), "org.freedesktop.systemd1.Service")
+                .await
+                .ok()
+                .and_then(|mut service| service.remove("NRestarts"))
+                .and_then(|value| u32::try_from(value).ok())
+        } else {
+            None
+        };
+        Ok(UnitState {
+            unit: unit.to_owned(),
+            description,
+            active_state,
+            sub_state,
+            since,
+            restarts,
+        })
+    }
+
     async fn active_state(&self, unit: &str) -> Result<String, SystemError> {
-        const SYSTEMD: &str = "org.freedesktop.systemd1";
         let bus = self.bus().await?;
         let reply = bus
             .call_method(
@@ -193,6 +282,7 @@ impl DBusSystem {
     }
 }
 
+const SYSTEMD: &str = "org.freedesktop.systemd1";
 const HOSTNAME1: &str = "org.freedesktop.hostname1";
 const TIMEDATE1: &str = "org.freedesktop.timedate1";
 
@@ -244,6 +334,39 @@ impl System for DBusSystem {
                 });
             }
             Ok(health)
+        })
+    }
+
+    fn unit_states<'a>(&'a self, units: &'a [&'a str]) -> SystemFuture<'a, Vec<UnitState>> {
+        Box::pin(async move {
+            let mut states = Vec::with_capacity(units.len());
+            for unit in units {
+                states.push(self.unit_state(unit).await?);
+            }
+            Ok(states)
+        })
+    }
+
+    fn journal<'a>(&'a self, query: &'a crate::journal::LogQuery) -> SystemFuture<'a, LogPage> {
+        Box::pin(async move {
+            let run = tokio::process::Command::new("journalctl")
+                .args(query.journalctl_args())
+                .kill_on_drop(true)
+                .output();
+            let output = tokio::time::timeout(JOURNAL_LIMIT, run)
+                .await
+                .map_err(|_| {
+                    SystemError::Journal(format!("journalctl took longer than {JOURNAL_LIMIT:?}"))
+                })?
+                .map_err(|e| SystemError::Journal(format!("running journalctl: {e}")))?;
+            if !output.status.success() {
+                return Err(SystemError::Journal(format!(
+                    "journalctl {}: {}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                )));
+            }
+            Ok(query.page(&String::from_utf8_lossy(&output.stdout)))
         })
     }
 
@@ -416,7 +539,34 @@ impl HostIdentity for RecordedSystem {
     }
 }
 
+/// How long a journal query may take.
+const JOURNAL_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl System for RecordedSystem {
+    fn unit_states<'a>(&'a self, units: &'a [&'a str]) -> SystemFuture<'a, Vec<UnitState>> {
+        let started = lock(&self.started);
+        let states = units
+            .iter()
+            .map(|unit| {
+                let running = started.contains(*unit);
+                UnitState {
+                    unit: (*unit).to_owned(),
+                    description: String::new(),
+                    active_state: if running { "active" } else { "inactive" }.to_owned(),
+                    sub_state: if running { "running" } else { "dead" }.to_owned(),
+                    since: None,
+                    restarts: Some(0),
+                }
+            })
+            .collect();
+        Box::pin(async move { Ok(states) })
+    }
+
+    /// Off the device there is no journal of the cell's units: nothing, from where asked.
+    fn journal<'a>(&'a self, query: &'a crate::journal::LogQuery) -> SystemFuture<'a, LogPage> {
+        Box::pin(async move { Ok(query.page("")) })
+    }
+
     fn unit_health<'a>(&'a self, units: &'a [&'a str]) -> SystemFuture<'a, Vec<UnitHealth>> {
         let started = lock(&self.started);
         let health = units

@@ -13,6 +13,7 @@ mod pki;
 mod recovery;
 mod settings;
 mod setup;
+mod units;
 mod update;
 mod users;
 mod vpn;
@@ -108,6 +109,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
             post(update::update_reboot_post).delete(update::update_reboot_delete),
         )
         .route("/v1/changes/confirm", post(changes::confirm_post))
+        .route("/v1/units", get(units::units_get))
+        .route("/v1/logs", get(units::logs_get))
         .route("/v1/audit", get(audit::audit_get))
         .route("/v1/audit/verify", get(audit::audit_verify_get))
         .fallback(not_found)
