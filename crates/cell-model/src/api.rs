@@ -785,3 +785,71 @@ pub struct LogPage {
     pub lines: Vec<LogLine>,
     pub cursor: Option<String>,
 }
+
+/// An app password as its owner and administrators see it (never the password).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppPasswordView {
+    pub id: String,
+    pub name: String,
+    pub created: jiff::Timestamp,
+    /// The last service login with it, and from where.
+    pub last_used: Option<jiff::Timestamp>,
+    pub last_source: Option<String>,
+    pub last_service: Option<String>,
+}
+
+/// `POST /v1/users/{name}/app-passwords`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAppPassword {
+    pub name: String,
+}
+
+/// The answer to a new app password: the password itself, shown this once.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct CreatedAppPassword {
+    pub id: String,
+    pub name: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for CreatedAppPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedAppPassword")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `POST /v1/auth/service`: a service login to check (from the front door or a service's
+/// own login, never a browser), throttled like the web login.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceLoginRequest {
+    /// `mail`, `calendar`, `files`, `webdav`.
+    pub service: String,
+    pub username: String,
+    pub password: String,
+    /// The client's address, for the throttle and the last-use record.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+impl std::fmt::Debug for ServiceLoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceLoginRequest")
+            .field("service", &self.service)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A service login accepted: whose, and with what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceLogin {
+    pub username: String,
+    /// The app password's name, or none for the account password.
+    pub app_password: Option<String>,
+}

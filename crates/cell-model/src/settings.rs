@@ -43,6 +43,37 @@ pub struct Settings {
     /// Public certificates from an ACME CA for a cell with a public name.
     #[serde(default, skip_serializing_if = "crate::acme::Acme::is_default")]
     pub acme: crate::acme::Acme,
+    /// How people log in to the services (mail, calendar, files).
+    #[serde(default, skip_serializing_if = "ServiceLogins::is_default")]
+    pub service_logins: ServiceLogins,
+}
+
+/// What a service login (IMAP, SMTP, CalDAV, WebDAV) accepts besides app passwords.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceLogins {
+    /// The account password works too, for accounts without a second factor (with one,
+    /// only app passwords do: a service login cannot ask for the code).
+    #[serde(default = "yes")]
+    pub account_password: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for ServiceLogins {
+    fn default() -> Self {
+        Self {
+            account_password: true,
+        }
+    }
+}
+
+impl ServiceLogins {
+    pub fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// The recovery console's settings.
@@ -215,6 +246,7 @@ impl Default for Settings {
             ntp: Default::default(),
             lan: Default::default(),
             acme: Default::default(),
+            service_logins: Default::default(),
         }
     }
 }

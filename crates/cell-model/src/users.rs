@@ -227,6 +227,40 @@ pub struct User {
     /// cells from before keep unsalted SHA-256 digests until the codes are renewed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recovery_codes: Vec<Secret>,
+    /// Passwords for the services (mail, calendar, files), one per device, each revocable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_passwords: Vec<AppPassword>,
+}
+
+/// A password the cell generated for one device's service logins: shown once, kept only
+/// as a hash. Its first group is its id (not secret), so a login checks one hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppPassword {
+    pub id: String,
+    /// What the person called it: the device it is for.
+    pub name: String,
+    /// argon2id, PHC string format, of the secret groups.
+    pub hash: Secret,
+    pub created: jiff::Timestamp,
+}
+
+const MAX_APP_PASSWORD_NAME: usize = 40;
+/// At most this many per account.
+pub const MAX_APP_PASSWORDS: usize = 50;
+
+/// An app password's name: 1–40 characters, no control characters.
+pub fn app_password_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_APP_PASSWORD_NAME {
+        return Err(format!(
+            "a name of 1 to {MAX_APP_PASSWORD_NAME} characters, e.g. the device's: \"Anna's phone\""
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("no control characters".into());
+    }
+    Ok(name.to_owned())
 }
 
 #[cfg(test)]
@@ -252,6 +286,17 @@ mod tests {
         assert!(serde_json::from_str::<NewUsername>("\"root\"").is_err());
         // Existing accounts still parse: the rule is for new names only.
         assert!(Username::parse("root").is_ok());
+    }
+
+    #[test]
+    fn app_passwords_are_named_for_their_device() {
+        assert_eq!(
+            app_password_name("  Anna's phone "),
+            Ok("Anna's phone".to_owned())
+        );
+        assert!(app_password_name("").is_err());
+        assert!(app_password_name("a\tb").is_err());
+        assert!(app_password_name(&"x".repeat(41)).is_err());
     }
 
     #[test]

@@ -45,10 +45,10 @@ pub struct AppState {
 impl AppState {
     pub fn new(celld: CelldClient, secure_cookies: bool) -> Self {
         Self {
-            celld,
+            celld: celld.clone(),
             setup_done: Arc::new(AtomicBool::new(false)),
             secure_cookies,
-            proxy: proxy::Proxy::default(),
+            proxy: proxy::Proxy::with_celld(celld),
             certificates: tls::CertificateStore::default(),
         }
     }

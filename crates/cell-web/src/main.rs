@@ -24,16 +24,21 @@ struct Args {
     /// Mark session cookies Secure (always so with --tls-listen).
     #[arg(long)]
     secure_cookies: bool,
-    /// Proxy a host name to a backend, `NAME=ADDRESS:PORT` (repeatable): for trials and
-    /// the benchmark; the service machines' routes come from the settings.
+    /// Proxy a host name to a backend, `NAME=ADDRESS:PORT` (repeatable), with `@SERVICE`
+    /// requiring that service's login (an app password; the backend gets X-Remote-User):
+    /// for trials and the benchmark; the service machines' routes come from the settings.
     #[arg(long = "proxy", value_parser = parse_proxy_route)]
     proxy_routes: Vec<ProxyRoute>,
 }
 
 fn parse_proxy_route(value: &str) -> Result<ProxyRoute, String> {
-    let (host, backend) = value
+    let (host, target) = value
         .split_once('=')
-        .ok_or_else(|| format!("expected NAME=ADDRESS:PORT, got {value:?}"))?;
+        .ok_or_else(|| format!("expected NAME=ADDRESS:PORT[@SERVICE], got {value:?}"))?;
+    let (backend, login) = match target.split_once('@') {
+        Some((backend, service)) => (backend, Some(service.to_owned())),
+        None => (target, None),
+    };
     let backend: SocketAddr = backend
         .parse()
         .map_err(|e| format!("the backend {backend:?} is not ADDRESS:PORT: {e}"))?;
@@ -50,6 +55,7 @@ fn parse_proxy_route(value: &str) -> Result<ProxyRoute, String> {
         body_limit: None,
         vpn_networks: Vec::new(),
         vpn_allowed: Default::default(),
+        login,
     })
 }
 

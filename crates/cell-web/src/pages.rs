@@ -124,6 +124,18 @@ pub fn routes() -> Vec<Routed> {
         ),
         page(
             Method::POST,
+            "/account/app-passwords",
+            User,
+            post(account_app_password_post),
+        ),
+        page(
+            Method::POST,
+            "/account/app-passwords/{id}/revoke",
+            User,
+            post(account_app_password_revoke_post),
+        ),
+        page(
+            Method::POST,
             "/sessions/{id}/revoke",
             User,
             post(session_revoke_post),
@@ -1088,6 +1100,8 @@ struct AccountPage {
     sessions: Vec<SessionRow>,
     all_users: bool,
     sessions_back: &'static str,
+    app_passwords: Vec<cell_model::api::AppPasswordView>,
+    new_app_password: Option<cell_model::api::CreatedAppPassword>,
 }
 field_errors!(AccountPage);
 
@@ -1097,6 +1111,7 @@ struct AccountExtras {
     enrolment: Option<TotpEnrolment>,
     recovery_codes: Option<Vec<String>>,
     errors: Errors,
+    new_app_password: Option<cell_model::api::CreatedAppPassword>,
 }
 
 async fn account_page(
@@ -1114,7 +1129,18 @@ async fn account_page(
         .into_iter()
         .filter(|s| s.user == me.name.as_str())
         .collect();
+    let app_passwords = state
+        .celld
+        .json(
+            Method::GET,
+            &user.own_path("/app-passwords"),
+            &user.on_behalf(),
+            None,
+        )
+        .await?;
     render(AccountPage {
+        app_passwords,
+        new_app_password: extras.new_app_password,
         sessions,
         all_users: false,
         sessions_back: "/account",
@@ -1172,6 +1198,81 @@ pub async fn account_password_post(
             StatusCode::BAD_REQUEST,
             AccountExtras {
                 errors: Errors::from_refusal(error)?,
+                ..AccountExtras::default()
+            },
+        ),
+    };
+    Ok((status, account_page(&state, &user, extras).await?).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AppPasswordForm {
+    name: String,
+}
+
+/// Makes an app password for a device and shows it, this once.
+pub async fn account_app_password_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    Form(form): Form<AppPasswordForm>,
+) -> Result<Response, AppError> {
+    let body = json!({"name": form.name});
+    let result = state
+        .celld
+        .json::<cell_model::api::CreatedAppPassword>(
+            Method::POST,
+            &user.own_path("/app-passwords"),
+            &user.on_behalf(),
+            Some(Bytes::from(body.to_string())),
+        )
+        .await;
+    let (status, extras) = match result {
+        Ok(created) => (
+            StatusCode::OK,
+            AccountExtras {
+                new_app_password: Some(created),
+                ..AccountExtras::default()
+            },
+        ),
+        Err(error) => (
+            StatusCode::BAD_REQUEST,
+            AccountExtras {
+                errors: Errors::from_refusal(error)?,
+                ..AccountExtras::default()
+            },
+        ),
+    };
+    Ok((status, account_page(&state, &user, extras).await?).into_response())
+}
+
+pub async fn account_app_password_revoke_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let path = user.own_path(&format!(
+        "/app-passwords/{}",
+        celld_client::encode_component(&id)
+    ));
+    let result = state
+        .celld
+        .send(Method::DELETE, &path, &user.on_behalf(), None)
+        .await;
+    let (status, extras) = match result {
+        Ok(()) => (
+            StatusCode::OK,
+            AccountExtras {
+                notice: Some(
+                    "Revoked: devices using that app password can no longer log in.".into(),
+                ),
+                ..AccountExtras::default()
+            },
+        ),
+        Err(error) => (
+            StatusCode::BAD_REQUEST,
+            AccountExtras {
+                errors: Errors::from_refusal(error)?.into_banner(),
                 ..AccountExtras::default()
             },
         ),

@@ -15,7 +15,10 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use cell_model::api::ServiceLogin;
 use cell_model::net::in_network;
+use celld_client::{CelldClient, ClientError, OnBehalf};
 use http_body_util::{BodyExt, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -61,6 +64,10 @@ pub struct ProxyRoute {
     pub vpn_networks: Vec<(IpAddr, u8)>,
     /// The VPN addresses of the devices that may use the service.
     pub vpn_allowed: HashSet<IpAddr>,
+    /// When set, the service (`files`, `calendar`…) whose login a request must carry
+    /// (HTTP Basic with an app password, checked by celld); the backend is told who it
+    /// is by `X-Remote-User` and never sees the password.
+    pub login: Option<String>,
 }
 
 impl ProxyRoute {
@@ -78,6 +85,8 @@ impl ProxyRoute {
 pub struct Proxy {
     routes: Arc<ArcSwap<HashMap<String, Arc<ProxyRoute>>>>,
     client: Client<HttpConnector, Body>,
+    /// Checks service logins.
+    celld: Option<CelldClient>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -96,11 +105,20 @@ impl Default for Proxy {
         Self {
             routes: Arc::default(),
             client: Client::builder(TokioExecutor::new()).build(connector),
+            celld: None,
         }
     }
 }
 
 impl Proxy {
+    /// A proxy whose routes with a login are checked by `celld`.
+    pub fn with_celld(celld: CelldClient) -> Self {
+        Self {
+            celld: Some(celld),
+            ..Self::default()
+        }
+    }
+
     /// Replaces every route at once.
     pub fn install(&self, routes: Vec<ProxyRoute>) {
         let table = routes
@@ -150,7 +168,95 @@ pub async fn dispatch(State(proxy): State<Proxy>, request: Request, next: Next) 
             "this device has no access to this service",
         );
     }
-    forward(&proxy, &route, client.ip(), request).await
+    let user = match &route.login {
+        None => None,
+        Some(service) => {
+            match log_in(&proxy, &route, service, client.ip(), request.headers()).await {
+                Ok(user) => Some(user),
+                Err(refusal) => return refusal,
+            }
+        }
+    };
+    forward(&proxy, &route, client.ip(), user, request).await
+}
+
+/// The user an HTTP Basic login for `service` names, once celld accepts it; otherwise the
+/// answer to give (401 with a challenge, 429 while throttled, 503 without celld).
+async fn log_in(
+    proxy: &Proxy,
+    route: &ProxyRoute,
+    service: &str,
+    client: IpAddr,
+    headers: &HeaderMap,
+) -> Result<String, Response> {
+    let challenge = || {
+        let realm = format!("Basic realm=\"{}\", charset=\"UTF-8\"", route.host);
+        let mut answer = refuse(
+            StatusCode::UNAUTHORIZED,
+            "log in with your user name and an app password",
+        );
+        if let Ok(value) = HeaderValue::from_str(&realm) {
+            answer.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        }
+        answer
+    };
+    let Some((username, password)) = basic_credentials(headers) else {
+        return Err(challenge());
+    };
+    let Some(celld) = &proxy.celld else {
+        return Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "logins cannot be checked",
+        ));
+    };
+    let body = serde_json::json!({
+        "service": service,
+        "username": username,
+        "password": password,
+        "source": client.to_string(),
+    });
+    let answer = celld
+        .json::<ServiceLogin>(
+            hyper::Method::POST,
+            "/v1/auth/service",
+            &OnBehalf::default(),
+            Some(hyper::body::Bytes::from(body.to_string())),
+        )
+        .await;
+    match answer {
+        Ok(login) => Ok(login.username),
+        Err(ClientError::Refused { status, .. }) if status == StatusCode::TOO_MANY_REQUESTS => {
+            Err(refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed logins; try again later",
+            ))
+        }
+        Err(ClientError::Refused { status, .. }) if status == StatusCode::UNAUTHORIZED => {
+            Err(challenge())
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot check a service login");
+            Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "logins cannot be checked now",
+            ))
+        }
+    }
+}
+
+/// `Authorization: Basic base64(user:password)`.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
 }
 
 fn refuse(status: StatusCode, message: &'static str) -> Response {
@@ -188,6 +294,7 @@ async fn forward(
     proxy: &Proxy,
     route: &ProxyRoute,
     client: IpAddr,
+    user: Option<String>,
     mut request: Request,
 ) -> Response {
     let declared = request
@@ -228,6 +335,13 @@ async fn forward(
     drop_hop_by_hop(&mut parts.headers);
     for name in SET_BY_US {
         parts.headers.remove(name);
+    }
+    if let Some(user) = user.as_deref().and_then(|u| HeaderValue::from_str(u).ok()) {
+        // The backend trusts this; the password it needs not see.
+        parts.headers.remove(header::AUTHORIZATION);
+        parts
+            .headers
+            .insert(HeaderName::from_static("x-remote-user"), user);
     }
     let host = route.host.as_str();
     let client_text = client.to_string();
@@ -340,6 +454,7 @@ mod tests {
             body_limit: None,
             vpn_networks: vec![(IpAddr::from([10, 87, 0, 0]), 20)],
             vpn_allowed: HashSet::from([IpAddr::from([10, 87, 0, 10])]),
+            login: None,
         };
         assert!(route.admits(IpAddr::from([10, 87, 0, 10])));
         assert!(!route.admits(IpAddr::from([10, 87, 0, 11])));

@@ -105,6 +105,7 @@ fn route(host: &str, backend: SocketAddr) -> ProxyRoute {
         body_limit: None,
         vpn_networks: Vec::new(),
         vpn_allowed: HashSet::new(),
+        login: None,
     }
 }
 

@@ -149,6 +149,9 @@ pub struct Daemon {
     /// The cell's root and the front door's certificates.
     pub(crate) pki: Arc<Pki>,
     pub(crate) acme: Arc<Acme>,
+    /// Service logins accepted a moment ago, and the app passwords' last use.
+    pub(crate) service_trust: Mutex<crate::app_passwords::Trusted>,
+    pub(crate) app_password_uses: Mutex<crate::app_passwords::Uses>,
     /// The WireGuard server key, decrypted once at start rather than on every request.
     pub(crate) wg_key: ServerKey,
     /// What the reconciler made of the settings, per applier.
@@ -196,6 +199,7 @@ impl Daemon {
             &config.run_dir,
             store.current().settings.setup_complete,
         )?;
+        let app_password_uses = crate::app_passwords::Uses::load(&config.state_dir);
         let acme = Arc::new(Acme::new(pki.clone(), config.acme_directory_root.clone()));
         let interface = config.wg_interface.as_str();
         let appliers: Vec<Box<dyn DynApplier>> = vec![
@@ -251,6 +255,8 @@ impl Daemon {
             secrets,
             pki,
             acme,
+            service_trust: Mutex::default(),
+            app_password_uses: Mutex::new(app_password_uses),
             wg_key,
             board,
             unit_health: tokio::sync::Mutex::new(None),

@@ -3,6 +3,7 @@
 
 pub mod acme;
 pub mod api;
+pub mod app_passwords;
 pub mod apple_profile;
 pub mod audit;
 pub mod audited;

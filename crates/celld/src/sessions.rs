@@ -332,6 +332,7 @@ mod tests {
             password_hash: Secret::new("$argon2id$one".into()),
             totp_secret: None,
             recovery_codes: Vec::new(),
+            app_passwords: Vec::new(),
         }
     }
 

@@ -2396,3 +2396,252 @@ async fn the_root_is_public_the_keys_go_to_the_front_door_alone_and_names_follow
         assert!(!text.contains("PRIVATE KEY"));
     }
 }
+
+fn service_login(service: &str, username: &str, password: &str) -> Value {
+    service_login_from("192.168.1.50", service, username, password)
+}
+
+/// From another address: the throttle counts the failures of each.
+fn service_login_from(source: &str, service: &str, username: &str, password: &str) -> Value {
+    json!({"service": service, "username": username, "password": password, "source": source})
+}
+
+#[tokio::test]
+async fn app_passwords_are_shown_once_log_in_to_services_and_are_revoked() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    add_peer_user(&cell, "bob").await;
+    let (status, body) = cell
+        .web(
+            "bob",
+            Method::POST,
+            "/v1/users/bob/app-passwords",
+            Some(json!({"name": "  "})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("name"))
+    );
+    let (status, created) = cell
+        .web(
+            "bob",
+            Method::POST,
+            "/v1/users/bob/app-passwords",
+            Some(json!({"name": "Bob's phone"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let password = created["password"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(
+        password.starts_with(&id) && password.len() == 19,
+        "{password}"
+    );
+    let (status, _) = cell
+        .web(
+            "bob",
+            Method::POST,
+            "/v1/users/alice/app-passwords",
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "not someone else's");
+
+    // The app password logs in to a service, typed loosely; the account password too
+    // (no second factor), a wrong one not.
+    let (status, answer) = cell
+        .anonymous(
+            Method::POST,
+            "/v1/auth/service",
+            service_login("mail", "Bob", &password.to_uppercase()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer,
+        json!({"username": "bob", "app_password": "Bob's phone"})
+    );
+    let (status, answer) = cell
+        .anonymous(
+            Method::POST,
+            "/v1/auth/service",
+            service_login("files", "bob", PASSWORD),
+        )
+        .await;
+    assert_eq!(
+        (status, &answer["app_password"]),
+        (StatusCode::OK, &Value::Null)
+    );
+    let (status, _) = cell
+        .anonymous(
+            Method::POST,
+            "/v1/auth/service",
+            service_login("files", "bob", "wrong password!"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = cell
+        .anonymous(
+            Method::POST,
+            "/v1/auth/service",
+            service_login("ftp", "bob", PASSWORD),
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("service"))
+    );
+
+    // The list shows the last use, never a password or hash.
+    let (status, list) = cell
+        .web("bob", Method::GET, "/v1/users/bob/app-passwords", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list[0]["name"], "Bob's phone");
+    assert_eq!(list[0]["last_service"], "mail");
+    assert_eq!(list[0]["last_source"], "192.168.1.50");
+    assert!(!list.to_string().contains("argon2") && !list.to_string().contains(&password[5..]));
+    let (_, admin_view) = cell
+        .web("alice", Method::GET, "/v1/users/bob/app-passwords", None)
+        .await;
+    assert_eq!(
+        admin_view.as_array().unwrap().len(),
+        1,
+        "administrators see them"
+    );
+
+    // An administrator turns account passwords off for services: only app passwords work.
+    let (status, _) = cell
+        .web(
+            "bob",
+            Method::PUT,
+            "/v1/service-logins",
+            Some(json!({"account_password": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, answer) = cell
+        .web(
+            "alice",
+            Method::PUT,
+            "/v1/service-logins",
+            Some(json!({"account_password": false})),
+        )
+        .await;
+    assert_eq!(
+        (status, answer),
+        (StatusCode::OK, json!({"account_password": false}))
+    );
+    let (status, _) = cell
+        .anonymous(
+            Method::POST,
+            "/v1/auth/service",
+            service_login("files", "bob", PASSWORD),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the account password no longer works"
+    );
+    let (status, _) = cell
+        .anonymous(
+            Method::POST,
+            "/v1/auth/service",
+            service_login("files", "bob", &password),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "the app password does");
+    let (status, _) = cell
+        .web(
+            "bob",
+            Method::DELETE,
+            &format!("/v1/users/bob/app-passwords/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = cell
+        .anonymous(
+            Method::POST,
+            "/v1/auth/service",
+            service_login("mail", "bob", &password),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "revoked: refused at once, trust or not"
+    );
+    let (status, _) = cell
+        .web(
+            "bob",
+            Method::DELETE,
+            &format!("/v1/users/bob/app-passwords/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Disabling the account refuses its service logins at once, even one just accepted.
+    let (_, second) = cell
+        .web(
+            "bob",
+            Method::POST,
+            "/v1/users/bob/app-passwords",
+            Some(json!({"name": "laptop"})),
+        )
+        .await;
+    let second = second["password"].as_str().unwrap().to_owned();
+    let (status, _) = cell
+        .anonymous(
+            Method::POST,
+            "/v1/auth/service",
+            service_login_from("192.168.1.51", "calendar", "bob", &second),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = cell
+        .web(
+            "alice",
+            Method::PATCH,
+            "/v1/users/bob",
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = cell
+        .anonymous(
+            Method::POST,
+            "/v1/auth/service",
+            service_login_from("192.168.1.51", "calendar", "bob", &second),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Failures are audited with the service, and throttled like the web login.
+    let (_, audit) = cell
+        .web(
+            "alice",
+            Method::GET,
+            "/v1/audit?action=auth.service_failure",
+            None,
+        )
+        .await;
+    assert!(audit.to_string().contains("calendar"), "{audit}");
+    let mut last = StatusCode::OK;
+    for _ in 0..20 {
+        (last, _) = cell
+            .anonymous(
+                Method::POST,
+                "/v1/auth/service",
+                service_login("mail", "alice", "not her password"),
+            )
+            .await;
+        if last == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+}

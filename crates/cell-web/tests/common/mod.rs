@@ -76,12 +76,26 @@ pub async fn start() -> Cell {
 
 /// A cell whose celld configuration `adjust` changes first.
 pub async fn start_with(adjust: impl FnOnce(&mut celld::Config)) -> Cell {
+    start_full(adjust, Vec::new()).await
+}
+
+/// A cell whose front door also proxies `routes`.
+#[allow(dead_code)]
+pub async fn start_proxying(routes: Vec<cell_web::proxy::ProxyRoute>) -> Cell {
+    start_full(|_| {}, routes).await
+}
+
+async fn start_full(
+    adjust: impl FnOnce(&mut celld::Config),
+    routes: Vec<cell_web::proxy::ProxyRoute>,
+) -> Cell {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("celld.sock");
     let listener = celld::socket::bind(&socket).unwrap();
     let daemon = celld::daemon::testing::daemon_with(dir.path(), adjust);
     tokio::spawn(celld::serve(listener, daemon, std::future::pending()));
     let state = cell_web::AppState::new(celld_client::CelldClient::new(socket), false);
+    state.proxy.install(routes);
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();
     let app = cell_web::router(state).into_make_service_with_connect_info::<SocketAddr>();

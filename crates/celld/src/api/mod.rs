@@ -1,6 +1,7 @@
 //! celld's local JSON API, served on its Unix socket.
 
 mod admission;
+mod app_passwords;
 mod audit;
 mod auth;
 mod changes;
@@ -59,6 +60,19 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route(
             "/v1/users/{name}/totp",
             post(users::totp_post).delete(users::totp_delete),
+        )
+        .route(
+            "/v1/users/{name}/app-passwords",
+            get(app_passwords::app_passwords_get).post(app_passwords::app_passwords_post),
+        )
+        .route(
+            "/v1/users/{name}/app-passwords/{id}",
+            delete(app_passwords::app_password_delete),
+        )
+        .route("/v1/auth/service", post(app_passwords::service_login_post))
+        .route(
+            "/v1/service-logins",
+            get(app_passwords::service_logins_get).put(app_passwords::service_logins_put),
         )
         .route(
             "/v1/users/{name}/totp/confirm",

@@ -86,6 +86,7 @@ pub async fn setup_post(
                 password_hash,
                 totp_secret: None,
                 recovery_codes: Vec::new(),
+                app_passwords: Vec::new(),
             }];
             Ok(())
         })?;

@@ -193,6 +193,7 @@ pub async fn users_post(
         password_hash,
         totp_secret: None,
         recovery_codes: Vec::new(),
+        app_passwords: Vec::new(),
     };
     let record = Record::new(&actor.name, "user.create")
         .source(actor.source.clone())

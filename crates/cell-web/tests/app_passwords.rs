@@ -1,0 +1,184 @@
+//! App passwords on the Security page, over a real cell-web and celld.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+
+#[tokio::test]
+async fn an_app_password_is_shown_once_listed_and_revoked() {
+    let cell = start().await;
+    let (cookie, csrf) = set_up_as_alice(&cell).await;
+    let refused = http_form(
+        cell.addr,
+        "/account/app-passwords",
+        &cookie,
+        &format!("csrf={csrf}&name="),
+    )
+    .await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("a name of 1 to 40 characters"),
+        "{}",
+        refused.body
+    );
+    let made = http_form(
+        cell.addr,
+        "/account/app-passwords",
+        &cookie,
+        &format!("csrf={csrf}&name=Alice%27s+phone"),
+    )
+    .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let start =
+        made.body.find("<code class=\"secret\">").unwrap() + "<code class=\"secret\">".len();
+    let password = &made.body[start..start + 19];
+    assert!(
+        password.chars().filter(|c| *c == '-').count() == 3,
+        "{password}"
+    );
+    assert!(made.body.contains("Alice&#39;s phone"), "{}", made.body);
+    let page = http(cell.addr, "GET", "/account", Some(&cookie), None, None).await;
+    assert!(!page.body.contains(password), "shown once");
+    assert!(page.body.contains("never"), "not used yet");
+    let listed = http(
+        cell.addr,
+        "GET",
+        "/api/v1/users/alice/app-passwords",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await
+    .json();
+    let id = listed[0]["id"].as_str().unwrap().to_owned();
+    assert!(password.starts_with(&id));
+    // The service-login check is celld's alone: not reachable through the web API.
+    let oracle = http(
+        cell.addr,
+        "POST",
+        "/api/v1/auth/service",
+        Some(&cookie),
+        Some(&csrf),
+        None,
+    )
+    .await;
+    assert_eq!(oracle.status, 404);
+    let revoked = http_form(
+        cell.addr,
+        &format!("/account/app-passwords/{id}/revoke"),
+        &cookie,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert!(revoked.body.contains("Revoked"));
+    let listed = http(
+        cell.addr,
+        "GET",
+        "/api/v1/users/alice/app-passwords",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(listed, serde_json::json!([]));
+}
+
+/// A backend that says who the proxy told it the user is, and whether a password came.
+async fn who_backend() -> std::net::SocketAddr {
+    let app = axum::Router::new().fallback(|headers: axum::http::HeaderMap| async move {
+        let user = headers
+            .get("x-remote-user")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        format!(
+            "user={user} authorization={}",
+            headers.contains_key("authorization")
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    address
+}
+
+async fn send_raw(addr: std::net::SocketAddr, request: String) -> Response {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Response {
+        status: head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        head: head.to_lowercase(),
+        body: body.to_owned(),
+    }
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+#[tokio::test]
+async fn a_service_behind_the_front_door_is_told_the_user_an_app_password_logged_in() {
+    let backend = who_backend().await;
+    let cell = start_proxying(vec![cell_web::proxy::ProxyRoute {
+        host: "files.home.cell".into(),
+        backend,
+        body_limit: None,
+        vpn_networks: Vec::new(),
+        vpn_allowed: Default::default(),
+        login: Some("files".into()),
+    }])
+    .await;
+    let (cookie, csrf) = set_up_as_alice(&cell).await;
+    let made = http(
+        cell.addr,
+        "POST",
+        "/api/v1/users/alice/app-passwords",
+        Some(&cookie),
+        Some(&csrf),
+        Some(&serde_json::json!({"name": "DAVx5"})),
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let password = made.json()["password"].as_str().unwrap().to_owned();
+    let ask = |authorization: Option<String>, forged: bool| {
+        let mut request = "PROPFIND /alice/ HTTP/1.1\r\nhost: files.home.cell\r\nconnection: close\r\ncontent-length: 0\r\n".to_owned();
+        if let Some(value) = authorization {
+            request.push_str(&format!("authorization: {value}\r\n"));
+        }
+        if forged {
+            request.push_str("x-remote-user: mallory\r\n");
+        }
+        request.push_str("\r\n");
+        send_raw(cell.addr, request)
+    };
+    let anonymous = ask(None, true).await;
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+    assert!(
+        anonymous
+            .head
+            .contains("www-authenticate: basic realm=\"files.home.cell\""),
+        "{}",
+        anonymous.head
+    );
+    let wrong = ask(Some(basic("alice", "abcd-efgh-jkmn-pqrs")), false).await;
+    assert_eq!(wrong.status, 401);
+    let right = ask(Some(basic("alice", &password)), true).await;
+    assert_eq!(right.status, 200, "{}", right.body);
+    assert_eq!(
+        right.body, "user=alice authorization=false",
+        "told who (not the client's forged name), never the password"
+    );
+    let again = ask(Some(basic("Alice", &password)), false).await;
+    assert_eq!(again.body, "user=alice authorization=false");
+}
