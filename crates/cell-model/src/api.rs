@@ -853,3 +853,10 @@ pub struct ServiceLogin {
     /// The app password's name, or none for the account password.
     pub app_password: Option<String>,
 }
+
+/// A one-time link to a VPN device's Apple profile (`/p/{ticket}` on the front door).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileLink {
+    pub ticket: String,
+    pub expires_in_s: u64,
+}

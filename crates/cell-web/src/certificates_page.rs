@@ -157,8 +157,22 @@ struct Shown {
     errors: Errors,
 }
 
+/// QR codes of the root's plain-HTTP downloads at `host`: (for what, URL, SVG markup).
+pub(crate) fn root_codes(host: &str) -> Vec<(&'static str, String, String)> {
+    [("iPhone, iPad", "ca.mobileconfig"), ("Android", "ca.der")]
+        .into_iter()
+        .filter_map(|(what, file)| {
+            let url = format!("http://{host}/{file}");
+            qr_svg(&url).map(|svg| (what, url, svg))
+        })
+        .collect()
+}
+
 /// The host the browser reached the cell by (the phone will reach it the same way).
-fn browser_host(headers: &axum::http::HeaderMap, uri: &axum::http::Uri) -> Option<String> {
+pub(crate) fn browser_host(
+    headers: &axum::http::HeaderMap,
+    uri: &axum::http::Uri,
+) -> Option<String> {
     let value = uri
         .authority()
         .map(|a| a.as_str().to_owned())
@@ -166,7 +180,7 @@ fn browser_host(headers: &axum::http::HeaderMap, uri: &axum::http::Uri) -> Optio
     crate::front_door::host_without_port(&value).map(str::to_owned)
 }
 
-fn qr_svg(text: &str) -> Option<String> {
+pub(crate) fn qr_svg(text: &str) -> Option<String> {
     let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
     let svg = code
         .render::<qrcode::render::svg::Color>()
@@ -199,15 +213,7 @@ async fn page(
         .json(Method::GET, "/v1/pki", &user.on_behalf(), None)
         .await?;
     let codes = browser_host(headers, uri)
-        .map(|host| {
-            [("iPhone, iPad", "ca.mobileconfig"), ("Android", "ca.der")]
-                .into_iter()
-                .filter_map(|(what, file)| {
-                    let url = format!("http://{host}/{file}");
-                    qr_svg(&url).map(|svg| (what, url, svg))
-                })
-                .collect()
-        })
+        .map(|host| root_codes(&host))
         .unwrap_or_default();
     let acme_form = shown.form.unwrap_or_else(|| AcmeForm::of(&view.acme));
     render(CertificatesPage {

@@ -19,12 +19,19 @@ use crate::routes::{page as declare, Routed};
 use crate::{AppError, AppState};
 
 pub fn routes() -> Vec<Routed> {
-    use crate::routes::Access::{Admin, User};
+    use crate::routes::Access::{Admin, Public, User};
     vec![
         declare(Method::GET, "/vpn", User, get(vpn_get)),
         declare(Method::POST, "/vpn", Admin, post(vpn_settings_post)),
         declare(Method::POST, "/vpn/peers", Admin, post(peer_add_post)),
         declare(Method::GET, "/vpn/peers/{name}", User, get(peer_get)),
+        declare(
+            Method::POST,
+            "/vpn/peers/{name}/profile-link",
+            User,
+            post(peer_profile_link_post),
+        ),
+        declare(Method::GET, "/p/{ticket}", Public, get(profile_by_link_get)),
         declare(
             Method::POST,
             "/vpn/peers/{name}",
@@ -356,8 +363,18 @@ struct DevicePage {
     form: PeerForm,
     errors: Errors,
     general_error: Option<String>,
+    extras: DeviceExtras,
 }
 crate::field_errors!(DevicePage);
+
+/// What only a fresh view of the device's page shows: QR codes for the root's downloads
+/// and, when asked for, the one-time link to the device's profile.
+#[derive(Default)]
+struct DeviceExtras {
+    root_codes: Vec<(&'static str, String, String)>,
+    /// (URL, SVG markup, minutes it lasts).
+    profile: Option<(String, String, u64)>,
+}
 
 fn parse_peer(name: &str) -> Result<PeerName, AppError> {
     PeerName::parse(name).map_err(|_| AppError::NotFound)
@@ -370,6 +387,27 @@ async fn device_page(
     form: Option<PeerForm>,
     errors: Errors,
     notice: Option<String>,
+) -> Result<Html<String>, AppError> {
+    device_page_with(
+        state,
+        user,
+        name,
+        form,
+        errors,
+        notice,
+        DeviceExtras::default(),
+    )
+    .await
+}
+
+async fn device_page_with(
+    state: &AppState,
+    user: &PageUser,
+    name: &PeerName,
+    form: Option<PeerForm>,
+    errors: Errors,
+    notice: Option<String>,
+    extras: DeviceExtras,
 ) -> Result<Html<String>, AppError> {
     let peer: PeerView = state
         .celld
@@ -397,6 +435,7 @@ async fn device_page(
         form,
         general_error: errors.general.clone(),
         errors,
+        extras,
     })
 }
 
@@ -404,9 +443,107 @@ pub async fn peer_get(
     State(state): State<AppState>,
     user: PageUser,
     Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
 ) -> Result<Html<String>, AppError> {
     let name = parse_peer(&name)?;
-    device_page(&state, &user, &name, None, Errors::default(), None).await
+    let extras = DeviceExtras {
+        root_codes: crate::certificates_page::browser_host(&headers, &uri)
+            .map(|host| crate::certificates_page::root_codes(&host))
+            .unwrap_or_default(),
+        profile: None,
+    };
+    device_page_with(&state, &user, &name, None, Errors::default(), None, extras).await
+}
+
+/// A one-time link to the device's profile, shown as a QR code for the phone to scan.
+pub async fn peer_profile_link_post(
+    State(state): State<AppState>,
+    user: PageUser,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+) -> Result<Response, AppError> {
+    let name = parse_peer(&name)?;
+    let Some(host) = crate::certificates_page::browser_host(&headers, &uri) else {
+        let errors = Errors {
+            general: Some("the request names no host for the link".into()),
+            ..Errors::default()
+        };
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            device_page(&state, &user, &name, None, errors, None).await?,
+        )
+            .into_response());
+    };
+    let answer = state
+        .celld
+        .json::<cell_model::api::ProfileLink>(
+            Method::POST,
+            &format!("/v1/vpn/peers/{name}/profile-link"),
+            &user.on_behalf(),
+            None,
+        )
+        .await;
+    let link = match answer {
+        Ok(link) => link,
+        Err(error) => {
+            let errors = Errors::from_refusal(error)?.into_banner();
+            return Ok((
+                StatusCode::BAD_REQUEST,
+                device_page(&state, &user, &name, None, errors, None).await?,
+            )
+                .into_response());
+        }
+    };
+    // HTTPS: the profile carries the device's key. The phone does not trust the cell yet
+    // and warns once; the profile installs the root that ends the warnings.
+    // As the browser reached the cell (its port included): the phone reaches it the same way.
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| host.clone());
+    let url = format!("https://{authority}/p/{}", link.ticket);
+    let svg = crate::certificates_page::qr_svg(&url)
+        .ok_or_else(|| AppError::Internal("the link does not fit a QR code".into()))?;
+    let extras = DeviceExtras {
+        root_codes: crate::certificates_page::root_codes(&host),
+        profile: Some((url, svg, link.expires_in_s / 60)),
+    };
+    Ok(
+        device_page_with(&state, &user, &name, None, Errors::default(), None, extras)
+            .await?
+            .into_response(),
+    )
+}
+
+/// The profile behind a one-time link (no session: the link is the permission).
+pub async fn profile_by_link_get(
+    State(state): State<AppState>,
+    Path(ticket): Path<String>,
+) -> Result<Response, AppError> {
+    if ticket.len() != 32 || !ticket.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(AppError::NotFound);
+    }
+    let answer = state
+        .celld
+        .call_answer(
+            Method::GET,
+            &format!("/v1/vpn/profile/{ticket}"),
+            &celld_client::OnBehalf::default(),
+            None,
+        )
+        .await?;
+    if answer.status == StatusCode::NOT_FOUND {
+        return Err(AppError::NotFound);
+    }
+    Ok(crate::api::answer_response(answer))
 }
 
 pub async fn peer_edit_post(

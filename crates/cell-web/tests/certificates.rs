@@ -314,3 +314,99 @@ async fn acme_is_set_on_the_certificates_page_and_its_failures_are_shown() {
     assert_eq!(again.status, 200, "{}", again.body);
     assert!(again.body.contains("ordering a new certificate"));
 }
+
+#[tokio::test]
+async fn a_devices_profile_is_one_scan_away_and_its_link_works_once() {
+    let cell = start().await;
+    let (cookie, csrf) = set_up_as_alice(&cell).await;
+    let vpn =
+        json!({"subnet4": "10.87.0.0/20", "listen_port": 51820, "endpoint": "vpn.example.org"});
+    let put = http(
+        cell.addr,
+        "PUT",
+        "/api/v1/vpn",
+        Some(&cookie),
+        Some(&csrf),
+        Some(&vpn),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    let added = http(
+        cell.addr,
+        "POST",
+        "/api/v1/vpn/peers",
+        Some(&cookie),
+        Some(&csrf),
+        Some(&json!({"name": "phone", "owner": "alice"})),
+    )
+    .await;
+    assert_eq!(added.status, 201, "{}", added.body);
+    let page = http(
+        cell.addr,
+        "GET",
+        "/vpn/peers/phone",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("<code>http://cell/ca.der</code>"),
+        "the root's codes"
+    );
+    assert!(page
+        .body
+        .contains("action=\"/vpn/peers/phone/profile-link\""));
+    let linked = http_form(
+        cell.addr,
+        "/vpn/peers/phone/profile-link",
+        &cookie,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(linked.status, 200, "{}", linked.body);
+    let start = linked
+        .body
+        .find("https://cell/p/")
+        .expect("the link's address");
+    let ticket =
+        &linked.body[start + "https://cell/p/".len()..start + "https://cell/p/".len() + 32];
+    assert!(linked.body.contains("id=\"profile-link\""));
+    // The phone has no session: the link alone opens the profile, once.
+    let profile = http(cell.addr, "GET", &format!("/p/{ticket}"), None, None, None).await;
+    assert_eq!(profile.status, 200, "{}", profile.body);
+    assert!(
+        profile.head.contains("application/x-apple-aspen-config"),
+        "{}",
+        profile.head
+    );
+    let parsed = parse_profile(&profile.body);
+    assert_eq!(
+        parsed["payloads"].as_array().unwrap().len(),
+        2,
+        "the root and the VPN"
+    );
+    let again = http(cell.addr, "GET", &format!("/p/{ticket}"), None, None, None).await;
+    assert_eq!(again.status, 404, "spent");
+    let forged = http(
+        cell.addr,
+        "GET",
+        "/p/00000000000000000000000000000000",
+        None,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(forged.status, 404);
+    let audit = http(
+        cell.addr,
+        "GET",
+        "/api/v1/audit?action=vpn.peer.config",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    assert!(audit.body.contains("one-time link"), "{}", audit.body);
+}

@@ -152,6 +152,8 @@ pub struct Daemon {
     /// Service logins accepted a moment ago, and the app passwords' last use.
     pub(crate) service_trust: Mutex<crate::app_passwords::Trusted>,
     pub(crate) app_password_uses: Mutex<crate::app_passwords::Uses>,
+    /// One-time links to VPN devices' profiles (the QR code on a device's page).
+    pub(crate) profile_links: Mutex<crate::profile_links::ProfileLinks>,
     /// The WireGuard server key, decrypted once at start rather than on every request.
     pub(crate) wg_key: ServerKey,
     /// What the reconciler made of the settings, per applier.
@@ -257,6 +259,7 @@ impl Daemon {
             acme,
             service_trust: Mutex::default(),
             app_password_uses: Mutex::new(app_password_uses),
+            profile_links: Mutex::default(),
             wg_key,
             board,
             unit_health: tokio::sync::Mutex::new(None),

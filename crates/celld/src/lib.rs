@@ -16,6 +16,7 @@ pub mod ntp;
 pub mod passwords;
 pub mod peer;
 pub mod pki;
+pub mod profile_links;
 pub mod reconcile;
 pub mod sessions;
 pub mod settings_store;

@@ -91,6 +91,11 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
             "/v1/vpn/peers/{name}/mobileconfig",
             get(vpn::peer_mobileconfig_get),
         )
+        .route(
+            "/v1/vpn/peers/{name}/profile-link",
+            post(vpn::peer_profile_link_post),
+        )
+        .route("/v1/vpn/profile/{ticket}", get(vpn::profile_by_link_get))
         .route("/v1/vpn/peers/{name}/qr.png", get(vpn::peer_qr_png_get))
         .route("/v1/vpn/peers/{name}/qr.svg", get(vpn::peer_qr_svg_get))
         .route("/v1/firewall", get(vpn::firewall_get))

@@ -399,8 +399,24 @@ async fn config_text(
     let name = parse_name(name)?;
     let settings = lock(&daemon.store).current().settings.clone();
     let peer = visible_peer(&settings, actor, &name)?;
-    let vpn = vpn_of(&settings)?;
-    let endpoint = vpn::endpoint(&settings, vpn).ok_or_else(|| {
+    let text = render_config(daemon, &settings, &peer).await?;
+    let record = Record::new(&actor.name, "vpn.peer.config")
+        .source(actor.source.clone())
+        .target(name.as_str())
+        .change("format", what);
+    super::record(daemon, record).await?;
+    Ok((name, text))
+}
+
+/// The device's WireGuard configuration (with its key, when the cell keeps it).
+async fn render_config(
+    daemon: &Arc<Daemon>,
+    settings: &Settings,
+    peer: &Peer,
+) -> Result<String, AppError> {
+    let name = &peer.name;
+    let vpn = vpn_of(settings)?;
+    let endpoint = vpn::endpoint(settings, vpn).ok_or_else(|| {
         AppError::Conflict(
             "the cell has no public name yet: set the VPN endpoint (the address devices dial) first"
                 .into(),
@@ -427,18 +443,13 @@ async fn config_text(
     let config = vpn::client_config(
         &settings.zone(),
         vpn,
-        &peer,
+        peer,
         endpoint,
         daemon.wg_key.public(),
         private_key,
         &lan,
     );
-    let record = Record::new(&actor.name, "vpn.peer.config")
-        .source(actor.source.clone())
-        .target(name.as_str())
-        .change("format", what);
-    super::record(daemon, record).await?;
-    Ok((name, config.render()))
+    Ok(config.render())
 }
 
 pub(super) fn attachment(content_type: &'static str, filename: String, body: Vec<u8>) -> Response {
@@ -477,6 +488,53 @@ pub async fn peer_mobileconfig_get(
     Path(name): Path<String>,
 ) -> Result<Response, AppError> {
     let (name, text) = config_text(&daemon, &actor, &name, "mobileconfig").await?;
+    Ok(mobileconfig(&daemon, &name, &text))
+}
+
+/// A one-time link to the device's profile, for a phone without a session (a QR code).
+pub async fn peer_profile_link_post(
+    State(daemon): State<Arc<Daemon>>,
+    actor: Actor,
+    Path(name): Path<String>,
+) -> Result<Json<cell_model::api::ProfileLink>, AppError> {
+    let name = parse_name(&name)?;
+    let settings = lock(&daemon.store).current().settings.clone();
+    let peer = visible_peer(&settings, &actor, &name)?;
+    // Refused now, not on the phone, when there is nothing to put in it yet.
+    render_config(&daemon, &settings, &peer).await?;
+    let ticket = lock(&daemon.profile_links).issue(name, &actor.name, std::time::Instant::now());
+    Ok(Json(cell_model::api::ProfileLink {
+        ticket,
+        expires_in_s: crate::profile_links::LIFETIME.as_secs(),
+    }))
+}
+
+/// The profile behind a one-time link; the link is spent.
+pub async fn profile_by_link_get(
+    State(daemon): State<Arc<Daemon>>,
+    Path(ticket): Path<String>,
+) -> Result<Response, AppError> {
+    let link = lock(&daemon.profile_links)
+        .take(&ticket, std::time::Instant::now())
+        .ok_or_else(|| {
+            AppError::NotFound(
+                "this link was used or has expired: make a new one on the device's page".into(),
+            )
+        })?;
+    let settings = lock(&daemon.store).current().settings.clone();
+    let peer = vpn_of(&settings)?
+        .peer(&link.peer)
+        .cloned()
+        .ok_or_else(|| no_such_peer(&link.peer))?;
+    let text = render_config(&daemon, &settings, &peer).await?;
+    let record = Record::new(&link.issuer, "vpn.peer.config")
+        .target(link.peer.as_str())
+        .change("format", "mobileconfig (one-time link)");
+    super::record(&daemon, record).await?;
+    Ok(mobileconfig(&daemon, &link.peer, &text))
+}
+
+fn mobileconfig(daemon: &Daemon, name: &PeerName, text: &str) -> Response {
     let root = daemon.pki.root();
     let zone = lock(&daemon.store).current().settings.zone();
     let profile = crate::apple_profile::render(&crate::apple_profile::Profile {
@@ -485,14 +543,14 @@ pub async fn peer_mobileconfig_get(
         root_fingerprint: &root.fingerprint(),
         wireguard: Some(crate::apple_profile::WireGuard {
             name: name.as_str(),
-            conf: &text,
+            conf: text,
         }),
     });
-    Ok(attachment(
+    attachment(
         crate::apple_profile::CONTENT_TYPE,
         format!("{name}.mobileconfig"),
         profile.into_bytes(),
-    ))
+    )
 }
 
 pub async fn peer_qr_png_get(
