@@ -182,6 +182,16 @@ pub enum UsersCommand {
     },
     /// Remove an account's second factor (lost phone).
     RemoveTotp { name: String },
+    /// An account's app passwords: device, made, last use.
+    AppPasswords { name: String },
+    /// Make an app password for one of the account's devices; prints it, this once.
+    AddAppPassword {
+        name: String,
+        /// The device it is for.
+        device: String,
+    },
+    /// Revoke an app password (by the id `app-passwords` lists).
+    RevokeAppPassword { name: String, id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -397,6 +397,70 @@ async fn users(ctl: &Ctl, command: UsersCommand) -> anyhow::Result<()> {
                 format!("second factor of {name} removed\n")
             })?;
         }
+        UsersCommand::AppPasswords { name } => {
+            let list: Vec<cell_model::api::AppPasswordView> = ctl
+                .call(Method::GET, &format!("{}/app-passwords", path(&name)), None)
+                .await?;
+            ctl.print(&list, || {
+                let mut out = format!(
+                    "{:<6} {:<24} {:<12} {}\n",
+                    "ID", "DEVICE", "MADE", "LAST USED"
+                );
+                for app in &list {
+                    let last = match (&app.last_used, &app.last_service) {
+                        (Some(at), Some(service)) => format!(
+                            "{} ({service}{})",
+                            at.strftime("%Y-%m-%d %H:%M"),
+                            app.last_source
+                                .as_deref()
+                                .map(|s| format!(" from {s}"))
+                                .unwrap_or_default()
+                        ),
+                        _ => "never".into(),
+                    };
+                    out.push_str(&format!(
+                        "{:<6} {:<24} {:<12} {last}\n",
+                        app.id,
+                        app.name,
+                        app.created.strftime("%Y-%m-%d").to_string()
+                    ));
+                }
+                out
+            })?;
+        }
+        UsersCommand::AddAppPassword { name, device } => {
+            let created: cell_model::api::CreatedAppPassword = ctl
+                .call(
+                    Method::POST,
+                    &format!("{}/app-passwords", path(&name)),
+                    Some(json!({"name": device})),
+                )
+                .await?;
+            ctl.print(
+                &json!({"id": created.id, "name": created.name, "password": created.password}),
+                || {
+                    format!(
+                        "app password for {} ({}): {}\nit is not shown again\n",
+                        created.name, created.id, created.password
+                    )
+                },
+            )?;
+        }
+        UsersCommand::RevokeAppPassword { name, id } => {
+            ctl.send(
+                Method::DELETE,
+                &format!(
+                    "{}/app-passwords/{}",
+                    path(&name),
+                    celld_client::encode_component(&id)
+                ),
+                None,
+            )
+            .await?;
+            ctl.print(&json!({"revoked": id}), || {
+                format!("app password {id} of {name} revoked\n")
+            })?;
+        }
     }
     Ok(())
 }

@@ -91,6 +91,42 @@ async fn root_manages_the_cell_from_the_console() {
     assert_eq!(users.as_array().unwrap().len(), 1);
     assert_eq!(users[0]["role"], "admin");
 
+    let made = run(&["users", "add-app-password", "bob", "Bob's phone"], None)
+        .await
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made));
+    assert!(
+        text(&made).contains("it is not shown again"),
+        "{}",
+        text(&made)
+    );
+    let listed = run(&["--json", "users", "app-passwords", "bob"], None)
+        .await
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["name"], "Bob's phone");
+    let id = listed[0]["id"].as_str().unwrap().to_owned();
+    // `run` takes arguments for the life of the test.
+    let id: &'static str = Box::leak(id.into_boxed_str());
+    let revoke: &'static [&'static str] =
+        Box::leak(vec!["users", "revoke-app-password", "bob", id].into_boxed_slice());
+    let revoked = run(revoke, None).await.unwrap();
+    assert!(revoked.status.success(), "{}", text(&revoked));
+    let again = run(revoke, None).await.unwrap();
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    let units = run(&["units"], None).await.unwrap();
+    assert!(
+        text(&units).contains("cell-web.service"),
+        "{}",
+        text(&units)
+    );
+    let bad = run(&["logs", "-u", "sshd"], None).await.unwrap();
+    assert!(
+        text(&bad).contains("not one of the cell's units"),
+        "{}",
+        text(&bad)
+    );
+
     let audit = run(&["audit", "list", "--action", "user"], None)
         .await
         .unwrap();
