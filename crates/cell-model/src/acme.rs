@@ -80,6 +80,12 @@ impl Acme {
                 "public certificates need the cell's own domain or a dynamic DNS name; a .cell name is served by the cell's own root",
             ));
         }
+        if self.challenge == Challenge::Dns01 && matches!(domain, DomainMode::Dynamic { .. }) {
+            return Err(FieldError::new(
+                "challenge",
+                "a dynamic DNS name lives in the provider's zone, not the cell's: use http-01",
+            ));
+        }
         directory_problem(&self.directory)
             .map_or(Ok(()), |problem| Err(FieldError::new("directory", problem)))?;
         if let Some(email) = &self.email {
@@ -172,6 +178,16 @@ mod tests {
             on.validate(&DomainMode::Internal).unwrap_err().field,
             "enabled"
         );
+        let dynamic: DomainMode = serde_json::from_value(
+            serde_json::json!({"mode": "dynamic", "provider": "duckdns", "hostname": "me.duckdns.org"}),
+        )
+        .unwrap();
+        let dns = Acme {
+            challenge: Challenge::Dns01,
+            ..on.clone()
+        };
+        assert_eq!(dns.validate(&dynamic).unwrap_err().field, "challenge");
+        assert_eq!(dns.validate(&own()), Ok(()));
         for bad in [
             "http://acme.example/dir",
             "https://",

@@ -245,6 +245,9 @@ pub struct AppPassword {
     pub created: jiff::Timestamp,
 }
 
+/// The services a service login (an app password) may be for.
+pub const LOGIN_SERVICES: &[&str] = &["mail", "calendar", "files", "webdav"];
+
 const MAX_APP_PASSWORD_NAME: usize = 40;
 /// At most this many per account.
 pub const MAX_APP_PASSWORDS: usize = 50;

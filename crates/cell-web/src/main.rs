@@ -36,6 +36,12 @@ fn parse_proxy_route(value: &str) -> Result<ProxyRoute, String> {
         .split_once('=')
         .ok_or_else(|| format!("expected NAME=ADDRESS:PORT[@SERVICE], got {value:?}"))?;
     let (backend, login) = match target.split_once('@') {
+        Some((_, service)) if !cell_model::users::LOGIN_SERVICES.contains(&service) => {
+            return Err(format!(
+                "{service:?} is not a service with logins ({})",
+                cell_model::users::LOGIN_SERVICES.join(", ")
+            ))
+        }
         Some((backend, service)) => (backend, Some(service.to_owned())),
         None => (target, None),
     };

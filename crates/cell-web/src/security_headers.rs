@@ -8,9 +8,11 @@ use axum::response::Response;
 
 use crate::tls::CertificateStore;
 
-/// A year, the usual HSTS lifetime; no `includeSubDomains`: the user's other hosts under
-/// the domain are not the cell's to decide for.
-const HSTS: &str = "max-age=31536000";
+/// A week, renewed by every visit: short enough that turning ACME off (or a renewal that
+/// lapses) does not shut devices without the cell's root out for long. No
+/// `includeSubDomains`: the user's other hosts under the domain are not the cell's to
+/// decide for.
+const HSTS: &str = "max-age=604800";
 
 const CONTENT_SECURITY_POLICY: &str =
     "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; \

@@ -498,17 +498,24 @@ pub async fn peer_profile_link_post(
     };
     // HTTPS: the profile carries the device's key. The phone does not trust the cell yet
     // and warns once; the profile installs the root that ends the warnings.
-    // As the browser reached the cell (its port included): the phone reaches it the same way.
-    let authority = uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            headers
-                .get(axum::http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| host.clone());
+    // As the browser reached the cell (the checked host, and its port): the phone reaches
+    // it the same way.
+    let port = uri.port_u16().or_else(|| {
+        headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
+            .and_then(|a| a.port_u16())
+    });
+    let bracketed = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
+    let authority = match port.filter(|p| *p != 443) {
+        Some(port) => format!("{bracketed}:{port}"),
+        None => bracketed,
+    };
     let url = format!("https://{authority}/p/{}", link.ticket);
     let svg = crate::certificates_page::qr_svg(&url)
         .ok_or_else(|| AppError::Internal("the link does not fit a QR code".into()))?;
@@ -527,6 +534,7 @@ pub async fn peer_profile_link_post(
 pub async fn profile_by_link_get(
     State(state): State<AppState>,
     Path(ticket): Path<String>,
+    crate::client_addr::ClientAddr(source): crate::client_addr::ClientAddr,
 ) -> Result<Response, AppError> {
     if ticket.len() != 32 || !ticket.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(AppError::NotFound);
@@ -536,7 +544,10 @@ pub async fn profile_by_link_get(
         .call_answer(
             Method::GET,
             &format!("/v1/vpn/profile/{ticket}"),
-            &celld_client::OnBehalf::default(),
+            &celld_client::OnBehalf {
+                source,
+                ..Default::default()
+            },
             None,
         )
         .await?;

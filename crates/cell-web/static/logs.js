@@ -4,6 +4,7 @@
 (function () {
   var table = document.getElementById('log-lines');
   var follow = document.getElementById('follow');
+  var trouble = document.getElementById('follow-error');
   if (!table || !follow) { return; }
   var body = table.tBodies[0];
   var cursor = table.dataset.cursor || '';
@@ -18,7 +19,14 @@
     if (!follow.checked) { return; }
     var url = '/api/v1/logs?' + (query ? query + '&' : '') + (cursor ? 'after=' + encodeURIComponent(cursor) : 'limit=50');
     fetch(url, { credentials: 'same-origin' })
-      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (response) {
+        if (trouble) {
+          trouble.hidden = response.ok;
+          trouble.textContent = response.ok ? '' : 'Following stopped: the cell answered ' + response.status + '. Reload the page.';
+        }
+        if (!response.ok) { follow.checked = false; return null; }
+        return response.json();
+      })
       .then(function (page) {
         if (!page) { return; }
         page.lines.forEach(function (line) {

@@ -60,8 +60,9 @@ pub enum Command {
         #[arg(long, short = 'g')]
         grep: Option<String>,
         /// The newest this many lines.
-        #[arg(long, short = 'n', default_value_t = 100)]
-        lines: usize,
+        #[arg(long, short = 'n', default_value_t = 100,
+              value_parser = clap::value_parser!(u16).range(1..=1000))]
+        lines: u16,
         /// Keep printing new lines as they come.
         #[arg(long, short)]
         follow: bool,

@@ -44,7 +44,7 @@ pub async fn logs(
     unit: Option<String>,
     priority: Option<u8>,
     text: Option<String>,
-    lines: usize,
+    lines: u16,
     follow: bool,
 ) -> anyhow::Result<()> {
     let mut query = vec![format!("limit={lines}")];

@@ -137,24 +137,37 @@ pub fn backoff(failures: u32) -> i64 {
     (FIRST_BACKOFF << doublings).min(MAX_BACKOFF)
 }
 
-/// What to do at `now` given what is wanted, the certificate served (its names and when
-/// it is due) and, after failures, when the next attempt may be made.
+/// The certificate served, as the task weighs it.
+#[derive(Debug, Clone, Copy)]
+pub struct ServedCertificate<'a> {
+    pub names: &'a [String],
+    pub renew_at: i64,
+    pub not_after: i64,
+}
+
+/// What to do at `now` given what is wanted, the certificate served and, after failures,
+/// when the next attempt may be made.
 pub fn decide(
     wanted: Option<&Wanted>,
-    served: Option<(&[String], i64)>,
+    served: Option<ServedCertificate<'_>>,
     retry_at: Option<i64>,
     now: i64,
 ) -> Next {
     let Some(wanted) = wanted else {
         return Next::Withdraw;
     };
-    if let Some((names, renew_at)) = served {
-        if same_names(names, &wanted.names) && now < renew_at {
-            return Next::WaitUntil(renew_at);
+    if let Some(served) = served {
+        if now >= served.not_after {
+            // Expired: devices with the cell's root are better served by its own leaf.
+            return Next::Withdraw;
+        }
+        if same_names(served.names, &wanted.names) && now < served.renew_at {
+            return Next::WaitUntil(served.renew_at);
         }
     }
     match retry_at {
-        Some(at) if at > now => Next::WaitUntil(at),
+        // Waiting out a backoff, but waking when the certificate served expires.
+        Some(at) if at > now => Next::WaitUntil(served.map_or(at, |s| at.min(s.not_after))),
         _ => Next::Order,
     }
 }
@@ -288,35 +301,35 @@ impl Acme {
                 attempts.failures = 0;
                 attempts.next = None;
                 attempts.last_error = None;
+                // Another CA: its certificate is wanted now, not at the next renewal.
+                if let (Some(before), Some(now)) = (&asked, &want) {
+                    attempts.asked |= before.directory != now.directory;
+                }
                 asked = want.clone();
             }
             let public = self.pki.public();
-            let served = public.as_ref().map(|leaf| {
-                (
-                    leaf.request()
-                        .names()
-                        .map(str::to_owned)
-                        .collect::<Vec<_>>(),
-                    leaf.renew_at(),
-                )
+            let names: Vec<String> = public
+                .iter()
+                .flat_map(|leaf| leaf.request().names().map(str::to_owned))
+                .collect();
+            let served = public.as_ref().map(|leaf| ServedCertificate {
+                names: &names,
+                renew_at: leaf.renew_at(),
+                not_after: leaf.not_after(),
             });
             let (retry_at, asked_now) = {
                 let mut attempts = lock(&self.attempts);
                 (attempts.next, std::mem::take(&mut attempts.asked))
             };
-            let next = match decide(
-                want.as_ref(),
-                served.as_ref().map(|(names, at)| (names.as_slice(), *at)),
-                retry_at,
-                now(),
-            ) {
+            let next = match decide(want.as_ref(), served, retry_at, now()) {
                 Next::WaitUntil(_) if asked_now => Next::Order,
                 next => next,
             };
             let wait_until = match (next, want) {
-                (Next::Withdraw, _) => {
-                    if public.is_some() {
-                        self.withdraw();
+                (Next::Withdraw, want) => {
+                    if public.is_some() && self.withdraw() && want.is_some() {
+                        // It had expired: decide again without it.
+                        continue;
                     }
                     None
                 }
@@ -344,10 +357,17 @@ impl Acme {
         }
     }
 
-    fn withdraw(&self) {
+    /// Stops serving the ACME certificate (off, or expired); false when that failed.
+    fn withdraw(&self) -> bool {
         match self.pki.set_public(None) {
-            Ok(()) => tracing::info!("ACME is off: the cell's own certificate serves every name"),
-            Err(error) => tracing::error!(%error, "cannot drop the ACME certificate"),
+            Ok(()) => {
+                tracing::info!("the ACME certificate is withdrawn: the cell's own certificate serves every name");
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot drop the ACME certificate");
+                false
+            }
         }
     }
 
@@ -359,6 +379,20 @@ impl Acme {
         let mut attempts = lock(&self.attempts);
         attempts.ordering = false;
         attempts.last = Some(now());
+        // A certificate due at once (a clock far off, a CA's very short lifetime) would be
+        // asked for again at once: that counts as a failure, with its backoff.
+        let result = result.and_then(|leaf| {
+            if leaf.renew_at() <= now() {
+                return Err(AcmeError::new(
+                    "checking the certificate",
+                    format!(
+                        "it is due for renewal already (valid {} s); is the cell's clock right?",
+                        leaf.not_after() - leaf.not_before()
+                    ),
+                ));
+            }
+            Ok(leaf)
+        });
         match result {
             Ok(leaf) => {
                 tracing::info!(names = ?want.names, not_after = leaf.not_after(), "the ACME CA issued a certificate");
@@ -680,31 +714,51 @@ mod tests {
     fn renews_at_two_thirds_and_backs_off_after_failures() {
         let want = wanted(&own_settings()).unwrap();
         let names = want.names.clone();
+        let fewer = vec!["example.org".to_owned()];
+        fn served(
+            names: &[String],
+            renew_at: i64,
+            not_after: i64,
+        ) -> Option<ServedCertificate<'_>> {
+            Some(ServedCertificate {
+                names,
+                renew_at,
+                not_after,
+            })
+        }
         // Nothing served: order now.
         assert_eq!(decide(Some(&want), None, None, 1000), Next::Order);
         // Served and not due: wait for the renewal time.
         assert_eq!(
-            decide(Some(&want), Some((&names, 5000)), None, 1000),
+            decide(Some(&want), served(&names, 5000, 7000), None, 1000),
             Next::WaitUntil(5000)
         );
         // Due: order, unless a failure's backoff is still running.
         assert_eq!(
-            decide(Some(&want), Some((&names, 900)), None, 1000),
+            decide(Some(&want), served(&names, 900, 7000), None, 1000),
             Next::Order
         );
         assert_eq!(
-            decide(Some(&want), Some((&names, 900)), Some(1300), 1000),
+            decide(Some(&want), served(&names, 900, 7000), Some(1300), 1000),
             Next::WaitUntil(1300)
         );
-        // Other names (a service turned on): order at once.
-        let fewer = vec!["example.org".to_owned()];
+        // A backoff past the expiry wakes at the expiry, and an expired one is withdrawn.
         assert_eq!(
-            decide(Some(&want), Some((&fewer, 5000)), None, 1000),
+            decide(Some(&want), served(&names, 900, 1200), Some(5000), 1000),
+            Next::WaitUntil(1200)
+        );
+        assert_eq!(
+            decide(Some(&want), served(&names, 900, 1000), Some(5000), 1000),
+            Next::Withdraw
+        );
+        // Other names (a service turned on): order at once.
+        assert_eq!(
+            decide(Some(&want), served(&fewer, 5000, 7000), None, 1000),
             Next::Order
         );
         // Off: the ACME certificate is withdrawn.
         assert_eq!(
-            decide(None, Some((&names, 5000)), None, 1000),
+            decide(None, served(&names, 5000, 7000), None, 1000),
             Next::Withdraw
         );
         assert_eq!(backoff(1), 300);

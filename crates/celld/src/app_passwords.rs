@@ -16,8 +16,7 @@ use cell_model::users::User;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// The services a login may be for.
-pub const SERVICES: &[&str] = &["mail", "calendar", "files", "webdav"];
+pub use cell_model::users::LOGIN_SERVICES as SERVICES;
 /// How long an accepted service login is taken on trust for the same settings.
 const TRUSTED_FOR: Duration = Duration::from_secs(300);
 const MAX_TRUSTED: usize = 4096;
@@ -84,14 +83,28 @@ pub fn candidate(
     None
 }
 
-/// Accepted service logins, by digest, for the generation they were checked under.
-#[derive(Debug, Default)]
+/// Accepted service logins, by keyed digest, for the generation they were checked under.
+#[derive(Debug)]
 pub struct Trusted {
+    /// Made at start: a digest in memory says nothing about a password without it.
+    key: [u8; 32],
     entries: HashMap<[u8; 32], (u64, Instant, Option<String>)>,
 }
 
-fn digest(username: &str, password: &str) -> [u8; 32] {
+impl Default for Trusted {
+    fn default() -> Self {
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+        Self {
+            key,
+            entries: HashMap::new(),
+        }
+    }
+}
+
+fn digest(key: &[u8; 32], username: &str, password: &str) -> [u8; 32] {
     let mut hasher = Sha256::new();
+    hasher.update(key);
     hasher.update(username.as_bytes());
     hasher.update([0]);
     hasher.update(password.as_bytes());
@@ -108,7 +121,7 @@ impl Trusted {
         generation: u64,
         now: Instant,
     ) -> Option<Option<String>> {
-        let (at_generation, at, app) = self.entries.get(&digest(username, password))?;
+        let (at_generation, at, app) = self.entries.get(&digest(&self.key, username, password))?;
         (*at_generation == generation && now.duration_since(*at) < TRUSTED_FOR).then(|| app.clone())
     }
 
@@ -125,8 +138,10 @@ impl Trusted {
                 .retain(|_, (g, at, _)| *g == generation && now.duration_since(*at) < TRUSTED_FOR);
         }
         if self.entries.len() < MAX_TRUSTED {
-            self.entries
-                .insert(digest(username, password), (generation, now, app));
+            self.entries.insert(
+                digest(&self.key, username, password),
+                (generation, now, app),
+            );
         }
     }
 }

@@ -26,6 +26,8 @@ const SECRET_FIELDS: &[&str] = &[
     "totp_secret",
     "recovery_codes",
     "shell_password_hash",
+    // An app password's hash.
+    "hash",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -318,6 +320,14 @@ mod tests {
             json!({"users": [{"name": "bob", "password_hash": "$argon2id$x"}]}),
         );
         assert_eq!(from_nobody["users.bob.password_hash"], "set");
+        let app_password = describe_json(
+            json!({"users": [{"name": "bob", "app_passwords": []}]}),
+            json!({"users": [{"name": "bob", "app_passwords": [{"id": "abcd", "name": "phone", "hash": "$argon2id$app"}]}]}),
+        );
+        assert!(
+            !format!("{app_password:?}").contains("argon2"),
+            "{app_password:?}"
+        );
         assert_eq!(changes["users.bob.password_hash"], "changed");
         assert_eq!(changes["users.bob.totp_secret"], "set");
         assert_eq!(changes["users.carol.password_hash"], "set");

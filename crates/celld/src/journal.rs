@@ -72,14 +72,16 @@ impl LogQuery {
             }
         }
         if let Some(after) = &self.after {
-            // `s=…;i=…;b=…;m=…;t=…;x=…`: one-letter keys, hexadecimal values.
+            // `s=…;i=…;b=…;m=…;t=…;x=…`: hexadecimal values, the ids (s, b) 128 bits.
             let cursor_like = after.len() <= MAX_CURSOR
                 && after.split(';').all(|part| {
                     part.split_once('=').is_some_and(|(key, value)| {
-                        key.len() == 1
-                            && key.chars().all(|c| c.is_ascii_lowercase())
-                            && !value.is_empty()
-                            && value.chars().all(|c| c.is_ascii_hexdigit())
+                        let hex = !value.is_empty() && value.chars().all(|c| c.is_ascii_hexdigit());
+                        match key {
+                            "s" | "b" => hex && value.len() == 32,
+                            "i" | "m" | "t" | "x" => hex,
+                            _ => false,
+                        }
                     })
                 });
             if !cursor_like {
@@ -218,9 +220,9 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    const JOURNAL: &str = r#"{"__CURSOR":"s=a1;i=1","__REALTIME_TIMESTAMP":"1764771000000000","_SYSTEMD_UNIT":"celld.service","PRIORITY":"6","MESSAGE":"audit","F_SEQ":"2","F_ACTION":"auth.login","CODE_LINE":"7"}
-{"__CURSOR":"s=a1;i=2","__REALTIME_TIMESTAMP":"1764771001000000","_SYSTEMD_UNIT":"cell-web.service","PRIORITY":"4","MESSAGE":[99,97,110,110,111,116,32,97,115,107]}
-{"__CURSOR":"s=a1;i=3","__REALTIME_TIMESTAMP":"1764771002000000","UNIT":"celld.service","PRIORITY":"3","MESSAGE":"Cannot reach the CA: Connection REFUSED"}
+    const JOURNAL: &str = r#"{"__CURSOR":"s=0123456789abcdef0123456789abcdef;i=1","__REALTIME_TIMESTAMP":"1764771000000000","_SYSTEMD_UNIT":"celld.service","PRIORITY":"6","MESSAGE":"audit","F_SEQ":"2","F_ACTION":"auth.login","CODE_LINE":"7"}
+{"__CURSOR":"s=0123456789abcdef0123456789abcdef;i=2","__REALTIME_TIMESTAMP":"1764771001000000","_SYSTEMD_UNIT":"cell-web.service","PRIORITY":"4","MESSAGE":[99,97,110,110,111,116,32,97,115,107]}
+{"__CURSOR":"s=0123456789abcdef0123456789abcdef;i=3","__REALTIME_TIMESTAMP":"1764771002000000","UNIT":"celld.service","PRIORITY":"3","MESSAGE":"Cannot reach the CA: Connection REFUSED"}
 not json
 "#;
 
@@ -272,7 +274,7 @@ not json
         let query = LogQuery {
             unit: Some("cell-web.service".into()),
             priority: Some(4),
-            after: Some("s=a1;i=2".into()),
+            after: Some("s=0123456789abcdef0123456789abcdef;i=2".into()),
             ..Default::default()
         };
         assert_eq!(query.validate(), Ok(()));
@@ -284,7 +286,7 @@ not json
                 "--quiet",
                 "--unit=cell-web.service",
                 "--priority=4",
-                "--after-cursor=s=a1;i=2",
+                "--after-cursor=s=0123456789abcdef0123456789abcdef;i=2",
                 "--lines=200"
             ]
         );
@@ -314,7 +316,10 @@ not json
             page.lines[2].unit, "celld.service",
             "UNIT when _SYSTEMD_UNIT is absent"
         );
-        assert_eq!(page.cursor.as_deref(), Some("s=a1;i=3"));
+        assert_eq!(
+            page.cursor.as_deref(),
+            Some("s=0123456789abcdef0123456789abcdef;i=3")
+        );
         let text = LogQuery {
             text: Some("connection refused".into()),
             ..Default::default()
@@ -324,7 +329,7 @@ not json
         assert_eq!(found.lines[0].priority, 3);
         assert_eq!(
             found.cursor.as_deref(),
-            Some("s=a1;i=3"),
+            Some("s=0123456789abcdef0123456789abcdef;i=3"),
             "follows from the last line read"
         );
         let limited = LogQuery {
@@ -333,12 +338,18 @@ not json
         };
         let page = limited.page(JOURNAL);
         assert_eq!(page.lines.len(), 2);
-        assert_eq!(page.lines[0].cursor, "s=a1;i=2", "the newest are kept");
+        assert_eq!(
+            page.lines[0].cursor, "s=0123456789abcdef0123456789abcdef;i=2",
+            "the newest are kept"
+        );
         // Nothing new after a cursor: the cursor stays.
         let after = LogQuery {
-            after: Some("s=a1;i=3".into()),
+            after: Some("s=0123456789abcdef0123456789abcdef;i=3".into()),
             ..Default::default()
         };
-        assert_eq!(after.page("").cursor.as_deref(), Some("s=a1;i=3"));
+        assert_eq!(
+            after.page("").cursor.as_deref(),
+            Some("s=0123456789abcdef0123456789abcdef;i=3")
+        );
     }
 }

@@ -21,7 +21,11 @@ pub struct ProfileLinks {
 #[derive(Debug, Clone)]
 pub struct Link {
     pub peer: PeerName,
-    /// Who made the link (the audit log names them for its download).
+    /// The device's public key then: a device removed and added again under the same
+    /// name is another device.
+    pub public_key: String,
+    /// Who made the link (the audit log names them for its download; they must still be
+    /// allowed to see the device when it is used).
     pub issuer: String,
     made: Instant,
 }
@@ -32,7 +36,13 @@ fn digest(ticket: &str) -> [u8; 32] {
 
 impl ProfileLinks {
     /// A new link's ticket for `peer`'s profile.
-    pub fn issue(&mut self, peer: PeerName, issuer: &str, now: Instant) -> String {
+    pub fn issue(
+        &mut self,
+        peer: PeerName,
+        public_key: &str,
+        issuer: &str,
+        now: Instant,
+    ) -> String {
         self.by_digest
             .retain(|_, link| now.duration_since(link.made) < LIFETIME);
         if self.by_digest.len() >= MAX_LINKS {
@@ -52,6 +62,7 @@ impl ProfileLinks {
             digest(&ticket),
             Link {
                 peer,
+                public_key: public_key.to_owned(),
                 issuer: issuer.to_owned(),
                 made: now,
             },
@@ -76,13 +87,13 @@ mod tests {
         let mut links = ProfileLinks::default();
         let now = Instant::now();
         let phone = PeerName::parse("phone").unwrap();
-        let ticket = links.issue(phone.clone(), "alice", now);
+        let ticket = links.issue(phone.clone(), "key", "alice", now);
         assert_eq!(ticket.len(), 32);
         assert_eq!(links.take("0000", now).map(|l| l.peer), None);
         let link = links.take(&ticket, now).unwrap();
         assert_eq!((link.peer, link.issuer.as_str()), (phone.clone(), "alice"));
         assert!(links.take(&ticket, now).is_none(), "spent");
-        let late = links.issue(phone, "alice", now);
+        let late = links.issue(phone, "key", "alice", now);
         assert!(links.take(&late, now + LIFETIME).is_none(), "expired");
     }
 }

@@ -341,7 +341,19 @@ impl System for DBusSystem {
         Box::pin(async move {
             let mut states = Vec::with_capacity(units.len());
             for unit in units {
-                states.push(self.unit_state(unit).await?);
+                // One unit systemd cannot describe does not hide the others.
+                let state = self.unit_state(unit).await.unwrap_or_else(|error| {
+                    tracing::warn!(%error, unit, "cannot read a unit's state");
+                    UnitState {
+                        unit: (*unit).to_owned(),
+                        description: error.to_string(),
+                        active_state: "unknown".to_owned(),
+                        sub_state: "unknown".to_owned(),
+                        since: None,
+                        restarts: None,
+                    }
+                });
+                states.push(state);
             }
             Ok(states)
         })

@@ -67,7 +67,9 @@ pub async fn app_passwords_get(
     ))
 }
 
-/// Makes an app password for a device; the password is in this answer only.
+/// Makes an app password for a device; the password is in this answer only. Only the
+/// account's owner (or root at the console) makes one: an administrator who could would
+/// read someone's mail unnoticed. Administrators list and revoke them.
 pub async fn app_passwords_post(
     State(daemon): State<Arc<Daemon>>,
     actor: Actor,
@@ -75,6 +77,12 @@ pub async fn app_passwords_post(
     ValidJson(request): ValidJson<NewAppPassword>,
 ) -> Result<(StatusCode, Json<CreatedAppPassword>), AppError> {
     let name = owner_or_admin(&actor, &name)?;
+    let root = actor.user.is_none() && actor.name == "root";
+    if !actor.is(&name) && !root {
+        return Err(AppError::Forbidden(
+            "app passwords are made by the account's owner".into(),
+        ));
+    }
     let label = app_password_name(&request.name).map_err(|e| AppError::field("name", e))?;
     let (id, password) = app_passwords::generate();
     let secret = app_passwords::split(&password)
@@ -159,7 +167,12 @@ pub async fn app_password_delete(
         Ok(())
     })
     .await?;
-    lock(&daemon.app_password_uses).forget(name.as_str(), &id);
+    let (path, bytes) = {
+        let mut uses = lock(&daemon.app_password_uses);
+        uses.forget(name.as_str(), &id);
+        uses.snapshot(Instant::now())
+    };
+    blocking(move || Ok(cell_store::atomic::write(&path, &bytes, 0o600)?)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -113,10 +113,11 @@ pub async fn tls_get(
             "only the front door gets the certificates' keys".into(),
         ));
     }
-    if let Some(known) = known.known {
+    let handover = daemon.pki.handover();
+    // A serial from before celld restarted (numbered anew) says nothing of what it holds.
+    if let Some(known) = known.known.filter(|known| *known <= handover.serial) {
         daemon.pki.front_door_holds(known);
     }
-    let handover = daemon.pki.handover();
     if known.known == Some(handover.serial) {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }

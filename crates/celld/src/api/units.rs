@@ -32,10 +32,17 @@ pub async fn logs_get(
 ) -> Result<Json<LogPage>, AppError> {
     let Query(query) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
     query.validate()?;
-    daemon
-        .system
-        .journal(&query)
-        .await
-        .map(Json)
-        .map_err(|e| AppError::Internal(e.to_string()))
+    match daemon.system.journal(&query).await {
+        Ok(page) => Ok(Json(page)),
+        // A well-formed cursor the journal does not know (rotated away, another machine).
+        Err(crate::system::SystemError::Journal(message))
+            if query.after.is_some() && message.contains("cursor") =>
+        {
+            Err(AppError::field(
+                "after",
+                "the journal has no such cursor (its lines may have been rotated away)",
+            ))
+        }
+        Err(error) => Err(AppError::Internal(error.to_string())),
+    }
 }

@@ -11,9 +11,9 @@ use axum::Json;
 use cell_model::api::{FirewallView, NewPeer, PeerPatch, PeerView, VpnSettingsEdit, VpnView};
 use cell_model::net::WgPublicKey;
 use cell_model::vpn::{Peer, PeerName, Vpn};
-use cell_model::Settings;
+use cell_model::{Role, Settings, Username};
 
-use super::extract::{Actor, Admin, ValidJson};
+use super::extract::{Actor, Admin, LoginOrigin, ValidJson};
 use super::{blocking, AppError};
 use crate::audit::Record;
 use crate::daemon::Daemon;
@@ -502,7 +502,16 @@ pub async fn peer_profile_link_post(
     let peer = visible_peer(&settings, &actor, &name)?;
     // Refused now, not on the phone, when there is nothing to put in it yet.
     render_config(&daemon, &settings, &peer).await?;
-    let ticket = lock(&daemon.profile_links).issue(name, &actor.name, std::time::Instant::now());
+    let ticket = lock(&daemon.profile_links).issue(
+        name.clone(),
+        &peer.public_key.to_string(),
+        &actor.name,
+        std::time::Instant::now(),
+    );
+    let record = Record::new(&actor.name, "vpn.peer.profile_link")
+        .source(actor.source.clone())
+        .target(name.as_str());
+    super::record(&daemon, record).await?;
     Ok(Json(cell_model::api::ProfileLink {
         ticket,
         expires_in_s: crate::profile_links::LIFETIME.as_secs(),
@@ -512,22 +521,34 @@ pub async fn peer_profile_link_post(
 /// The profile behind a one-time link; the link is spent.
 pub async fn profile_by_link_get(
     State(daemon): State<Arc<Daemon>>,
+    LoginOrigin(origin): LoginOrigin,
     Path(ticket): Path<String>,
 ) -> Result<Response, AppError> {
+    let gone = || {
+        AppError::NotFound(
+            "this link was used or has expired: make a new one on the device's page".into(),
+        )
+    };
     let link = lock(&daemon.profile_links)
         .take(&ticket, std::time::Instant::now())
-        .ok_or_else(|| {
-            AppError::NotFound(
-                "this link was used or has expired: make a new one on the device's page".into(),
-            )
-        })?;
+        .ok_or_else(gone)?;
     let settings = lock(&daemon.store).current().settings.clone();
+    // The maker must still see the device, and it must be the same device.
+    let issuer_sees = |peer: &Peer| match Username::parse(&link.issuer)
+        .ok()
+        .and_then(|name| settings.user(&name))
+    {
+        Some(user) => !user.disabled && (user.role == Role::Admin || user.name == peer.owner),
+        None => link.issuer == "root",
+    };
     let peer = vpn_of(&settings)?
         .peer(&link.peer)
+        .filter(|peer| peer.public_key.to_string() == link.public_key && issuer_sees(peer))
         .cloned()
-        .ok_or_else(|| no_such_peer(&link.peer))?;
+        .ok_or_else(gone)?;
     let text = render_config(&daemon, &settings, &peer).await?;
     let record = Record::new(&link.issuer, "vpn.peer.config")
+        .source(origin.source)
         .target(link.peer.as_str())
         .change("format", "mobileconfig (one-time link)");
     super::record(&daemon, record).await?;
