@@ -1156,6 +1156,32 @@ async fn account_page(
     })
 }
 
+/// The account page after a form: 200 with what `done` makes of celld's answer, or 400
+/// with its refusal (as a banner when the form's inputs are not where it shows).
+async fn account_answer<T>(
+    state: &AppState,
+    user: &PageUser,
+    result: Result<T, ClientError>,
+    banner: bool,
+    done: impl FnOnce(T) -> AccountExtras,
+) -> Result<Response, AppError> {
+    let (status, extras) = match result {
+        Ok(answer) => (StatusCode::OK, done(answer)),
+        Err(error) => {
+            let errors = Errors::from_refusal(error)?;
+            let errors = if banner { errors.into_banner() } else { errors };
+            (
+                StatusCode::BAD_REQUEST,
+                AccountExtras {
+                    errors,
+                    ..AccountExtras::default()
+                },
+            )
+        }
+    };
+    Ok((status, account_page(state, user, extras).await?).into_response())
+}
+
 pub async fn account_get(
     State(state): State<AppState>,
     user: PageUser,
@@ -1186,23 +1212,11 @@ pub async fn account_password_post(
             Some(Bytes::from(body.to_string())),
         )
         .await;
-    let (status, extras) = match result {
-        Ok(()) => (
-            StatusCode::OK,
-            AccountExtras {
-                notice: Some("Your password was changed.".into()),
-                ..AccountExtras::default()
-            },
-        ),
-        Err(error) => (
-            StatusCode::BAD_REQUEST,
-            AccountExtras {
-                errors: Errors::from_refusal(error)?,
-                ..AccountExtras::default()
-            },
-        ),
-    };
-    Ok((status, account_page(&state, &user, extras).await?).into_response())
+    account_answer(&state, &user, result, false, |()| AccountExtras {
+        notice: Some("Your password was changed.".into()),
+        ..AccountExtras::default()
+    })
+    .await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1227,23 +1241,11 @@ pub async fn account_app_password_post(
             Some(Bytes::from(body.to_string())),
         )
         .await;
-    let (status, extras) = match result {
-        Ok(created) => (
-            StatusCode::OK,
-            AccountExtras {
-                new_app_password: Some(created),
-                ..AccountExtras::default()
-            },
-        ),
-        Err(error) => (
-            StatusCode::BAD_REQUEST,
-            AccountExtras {
-                errors: Errors::from_refusal(error)?,
-                ..AccountExtras::default()
-            },
-        ),
-    };
-    Ok((status, account_page(&state, &user, extras).await?).into_response())
+    account_answer(&state, &user, result, false, |created| AccountExtras {
+        new_app_password: Some(created),
+        ..AccountExtras::default()
+    })
+    .await
 }
 
 pub async fn account_app_password_revoke_post(
@@ -1259,25 +1261,11 @@ pub async fn account_app_password_revoke_post(
         .celld
         .send(Method::DELETE, &path, &user.on_behalf(), None)
         .await;
-    let (status, extras) = match result {
-        Ok(()) => (
-            StatusCode::OK,
-            AccountExtras {
-                notice: Some(
-                    "Revoked: devices using that app password can no longer log in.".into(),
-                ),
-                ..AccountExtras::default()
-            },
-        ),
-        Err(error) => (
-            StatusCode::BAD_REQUEST,
-            AccountExtras {
-                errors: Errors::from_refusal(error)?.into_banner(),
-                ..AccountExtras::default()
-            },
-        ),
-    };
-    Ok((status, account_page(&state, &user, extras).await?).into_response())
+    account_answer(&state, &user, result, true, |()| AccountExtras {
+        notice: Some("Revoked: devices using that app password can no longer log in.".into()),
+        ..AccountExtras::default()
+    })
+    .await
 }
 
 pub async fn account_totp_post(
@@ -1370,23 +1358,11 @@ pub async fn account_totp_remove_post(
             Some(Bytes::from(body.to_string())),
         )
         .await;
-    let (status, extras) = match result {
-        Ok(()) => (
-            StatusCode::OK,
-            AccountExtras {
-                notice: Some("Two-step login is off.".into()),
-                ..AccountExtras::default()
-            },
-        ),
-        Err(error) => (
-            StatusCode::BAD_REQUEST,
-            AccountExtras {
-                errors: Errors::from_refusal(error)?.into_banner(),
-                ..AccountExtras::default()
-            },
-        ),
-    };
-    Ok((status, account_page(&state, &user, extras).await?).into_response())
+    account_answer(&state, &user, result, true, |()| AccountExtras {
+        notice: Some("Two-step login is off.".into()),
+        ..AccountExtras::default()
+    })
+    .await
 }
 
 // --- sessions ----------------------------------------------------------------------------

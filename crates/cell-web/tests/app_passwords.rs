@@ -104,21 +104,6 @@ async fn who_backend() -> std::net::SocketAddr {
     address
 }
 
-async fn send_raw(addr: std::net::SocketAddr, request: String) -> Response {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    Response {
-        status: head.split_whitespace().nth(1).unwrap().parse().unwrap(),
-        head: head.to_lowercase(),
-        body: body.to_owned(),
-    }
-}
-
 fn basic(user: &str, password: &str) -> String {
     use base64::Engine;
     format!(
@@ -152,15 +137,17 @@ async fn a_service_behind_the_front_door_is_told_the_user_an_app_password_logged
     assert_eq!(made.status, 201, "{}", made.body);
     let password = made.json()["password"].as_str().unwrap().to_owned();
     let ask = |authorization: Option<String>, forged: bool| {
-        let mut request = "PROPFIND /alice/ HTTP/1.1\r\nhost: files.home.cell\r\nconnection: close\r\ncontent-length: 0\r\n".to_owned();
+        let mut headers = vec![("host", "files.home.cell".to_owned())];
         if let Some(value) = authorization {
-            request.push_str(&format!("authorization: {value}\r\n"));
+            headers.push(("authorization", value));
         }
         if forged {
-            request.push_str("x-remote-user: mallory\r\n");
+            headers.push(("x-remote-user", "mallory".to_owned()));
         }
-        request.push_str("\r\n");
-        send_raw(cell.addr, request)
+        async move {
+            let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            raw(cell.addr, "PROPFIND", "/alice/", &pairs, "").await
+        }
     };
     let anonymous = ask(None, true).await;
     assert_eq!(anonymous.status, 401, "{}", anonymous.body);

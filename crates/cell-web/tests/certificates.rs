@@ -90,6 +90,36 @@ print(json.dumps(out))
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Sets the VPN up (with a public endpoint) and adds `device`; the answer to the adding.
+async fn vpn_with_device(
+    cell: &Cell,
+    cookie: &str,
+    csrf: &str,
+    device: serde_json::Value,
+) -> Response {
+    let vpn =
+        json!({"subnet4": "10.87.0.0/20", "listen_port": 51820, "endpoint": "vpn.example.org"});
+    let put = http(
+        cell.addr,
+        "PUT",
+        "/api/v1/vpn",
+        Some(cookie),
+        Some(csrf),
+        Some(&vpn),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    http(
+        cell.addr,
+        "POST",
+        "/api/v1/vpn/peers",
+        Some(cookie),
+        Some(csrf),
+        Some(&device),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn apple_profiles_carry_the_root_and_a_devices_vpn() {
     let cell = start().await;
@@ -122,27 +152,7 @@ async fn apple_profiles_carry_the_root_and_a_devices_vpn() {
     );
 
     let (cookie, csrf) = set_up_as_alice(&cell).await;
-    let vpn =
-        json!({"subnet4": "10.87.0.0/20", "listen_port": 51820, "endpoint": "vpn.example.org"});
-    let put = http(
-        cell.addr,
-        "PUT",
-        "/api/v1/vpn",
-        Some(&cookie),
-        Some(&csrf),
-        Some(&vpn),
-    )
-    .await;
-    assert_eq!(put.status, 200, "{}", put.body);
-    let added = http(
-        cell.addr,
-        "POST",
-        "/api/v1/vpn/peers",
-        Some(&cookie),
-        Some(&csrf),
-        Some(&json!({"name": "phone"})),
-    )
-    .await;
+    let added = vpn_with_device(&cell, &cookie, &csrf, json!({"name": "phone"})).await;
     assert_eq!(added.status, 201, "{}", added.body);
     let conf = http(
         cell.addr,
@@ -319,25 +329,11 @@ async fn acme_is_set_on_the_certificates_page_and_its_failures_are_shown() {
 async fn a_devices_profile_is_one_scan_away_and_its_link_works_once() {
     let cell = start().await;
     let (cookie, csrf) = set_up_as_alice(&cell).await;
-    let vpn =
-        json!({"subnet4": "10.87.0.0/20", "listen_port": 51820, "endpoint": "vpn.example.org"});
-    let put = http(
-        cell.addr,
-        "PUT",
-        "/api/v1/vpn",
-        Some(&cookie),
-        Some(&csrf),
-        Some(&vpn),
-    )
-    .await;
-    assert_eq!(put.status, 200, "{}", put.body);
-    let added = http(
-        cell.addr,
-        "POST",
-        "/api/v1/vpn/peers",
-        Some(&cookie),
-        Some(&csrf),
-        Some(&json!({"name": "phone", "owner": "alice"})),
+    let added = vpn_with_device(
+        &cell,
+        &cookie,
+        &csrf,
+        json!({"name": "phone", "owner": "alice"}),
     )
     .await;
     assert_eq!(added.status, 201, "{}", added.body);

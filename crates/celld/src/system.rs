@@ -237,22 +237,10 @@ impl DBusSystem {
     }
 
     async fn active_state(&self, unit: &str) -> Result<String, SystemError> {
-        let bus = self.bus().await?;
-        let reply = bus
-            .call_method(
-                Some(SYSTEMD),
-                "/org/freedesktop/systemd1",
-                Some("org.freedesktop.systemd1.Manager"),
-                "LoadUnit",
-                &(unit,),
-            )
-            .await
-            .map_err(SystemError::call(format!("loading {unit}")))?;
-        let path: zbus::zvariant::OwnedObjectPath = reply
-            .body()
-            .deserialize()
-            .map_err(|e| SystemError::answer(format!("loading {unit}"))(e.to_string()))?;
-        let reply = bus
+        let path = self.unit_path(unit).await?;
+        let reply = self
+            .bus()
+            .await?
             .call_method(
                 Some(SYSTEMD),
                 path.as_str(),

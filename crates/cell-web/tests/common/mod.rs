@@ -146,7 +146,8 @@ pub async fn set_up_as_alice(cell: &Cell) -> (String, String) {
     )
 }
 
-/// Any request: `headers` as given, and a body when not empty.
+/// Any request: `headers` as given (`host: cell` unless they name one), and a body when
+/// not empty.
 pub async fn raw(
     addr: SocketAddr,
     method: &str,
@@ -155,7 +156,13 @@ pub async fn raw(
     body: &str,
 ) -> Response {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nhost: cell\r\nconnection: close\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nconnection: close\r\n");
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        request.push_str("host: cell\r\n");
+    }
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
