@@ -6,6 +6,24 @@
 # is missing into /etc at boot (cell-factory-etc.conf). What PID 1 has already made by
 # then (machine-id, the preset symlinks under /etc/systemd) is kept.
 set -eu
+
+# The service machines, built before the cell as mkosi sub-images (mkosi.images/), go
+# into /usr/lib/machines with their owners, groups and set-id bits, which ExtraTrees=
+# would drop (Postfix's set-gid postdrop needs them). The copy runs as root. Owners are
+# shifted into each machine's user namespace range (its .nspawn file's PrivateUsers=).
+: "${CELL_MACHINES_DIR:?cell-image build sets CELL_MACHINES_DIR to the sub-images output directory}"
+for entry in mail:1879048192 dav:1879113728; do
+    machine=${entry%%:*} base=${entry#*:}
+    grep -qx "PrivateUsers=$base:65536" "$SRCDIR/rootfs/usr/lib/cell/nspawn/$machine.nspawn" || {
+        echo "finalize: $machine.nspawn does not run the machine at $base" >&2; exit 1; }
+    from=$SRCDIR/$CELL_MACHINES_DIR/$machine
+    [ -d "$from/usr" ] || { echo "finalize: machine image $from is missing" >&2; exit 1; }
+    rm -rf "$BUILDROOT/usr/lib/machines/$machine"
+    mkdir -p "$BUILDROOT/usr/lib/machines"
+    cp -a "$from" "$BUILDROOT/usr/lib/machines/$machine"
+    "$SRCDIR/image/shift-owners.sh" "$BUILDROOT/usr/lib/machines/$machine" "$base"
+    echo "finalize: machine $machine: $(du -sm "$from" | cut -f1) MB"
+done
 factory=$BUILDROOT/usr/share/factory/etc
 rules=$BUILDROOT/usr/lib/tmpfiles.d/cell-factory-etc.conf
 mkdir -p "$factory"

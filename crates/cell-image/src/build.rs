@@ -48,11 +48,13 @@ pub fn run(
     empty_dir(output_dir)?;
     fs::create_dir_all(CACHE_DIR).with_context(|| format!("cannot create {CACHE_DIR}"))?;
 
+    let machines = machines_dir(output_dir)?;
     let mut mkosi = Command::new("mkosi");
     mkosi
         .arg(format!("--image-version={version}"))
         .arg(format!("--format={}", format.as_str()))
-        .arg(format!("--output-dir={}", output_dir.display()));
+        .arg(format!("--output-dir={}", output_dir.display()))
+        .arg(format!("--environment={MACHINES_ENV}={}", machines.display()));
     for tree in extra_trees {
         mkosi.arg(format!("--extra-tree={tree}"));
     }
@@ -63,6 +65,33 @@ pub fn run(
         output_dir.display()
     );
     run_inherited(&mut mkosi)
+}
+
+/// The variable that tells image/finalize.sh where the machine sub-images were built.
+const MACHINES_ENV: &str = "CELL_MACHINES_DIR";
+
+/// The sub-images' output directory as image/finalize.sh sees it: relative to the
+/// repository, which mkosi mounts as the scripts' working directory (and nothing else of
+/// the build host's file system).
+fn machines_dir(output_dir: &Path) -> Result<std::path::PathBuf> {
+    let cwd = std::env::current_dir().context("cannot find the working directory")?;
+    let absolute = cwd.join(output_dir);
+    let relative = absolute.strip_prefix(&cwd).map_err(|_| {
+        anyhow::anyhow!(
+            "the output directory {} is outside {}: mkosi's scripts could not reach the \
+             machine images built there",
+            output_dir.display(),
+            cwd.display()
+        )
+    })?;
+    if relative.components().any(|c| c == std::path::Component::ParentDir) {
+        bail!(
+            "the output directory {} leaves the repository: mkosi's scripts could not reach \
+             the machine images built there",
+            output_dir.display()
+        );
+    }
+    Ok(relative.to_owned())
 }
 
 /// Removes `dir` with everything in it and makes it again, refusing directories whose loss

@@ -242,6 +242,11 @@ pub struct AppPassword {
     pub name: String,
     /// argon2id, PHC string format, of the secret groups.
     pub hash: Secret,
+    /// argon2id, PHC string format, of the whole password as a mail client sends it: what
+    /// the mail machine's Dovecot checks (it cannot split off the id). Passwords made
+    /// before the mail machine existed have none and work for the web services only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_hash: Option<Secret>,
     pub created: jiff::Timestamp,
 }
 

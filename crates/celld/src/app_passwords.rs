@@ -237,6 +237,7 @@ mod tests {
                 id: "abcd".into(),
                 name: "phone".into(),
                 hash: Secret::new("app".into()),
+                service_hash: None,
                 created: jiff::Timestamp::UNIX_EPOCH,
             }],
         }

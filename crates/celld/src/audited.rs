@@ -26,8 +26,9 @@ const SECRET_FIELDS: &[&str] = &[
     "totp_secret",
     "recovery_codes",
     "shell_password_hash",
-    // An app password's hash.
+    // An app password's hashes.
     "hash",
+    "service_hash",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -88,15 +88,19 @@ pub async fn app_passwords_post(
     let secret = app_passwords::split(&password)
         .map(|(_, secret)| secret)
         .ok_or_else(|| AppError::Internal("a generated app password has no secret".into()))?;
-    let hash = daemon
+    let whole = password.clone();
+    let (hash, service_hash) = daemon
         .hash_gate
-        .run(0, move || passwords::hash(&secret))
+        .run(0, move || {
+            Ok::<_, passwords::HashError>((passwords::hash(&secret)?, passwords::hash(&whole)?))
+        })
         .await?
         .map_err(|e| AppError::Internal(e.to_string()))?;
     let app = AppPassword {
         id: id.clone(),
         name: label.clone(),
         hash,
+        service_hash: Some(service_hash),
         created: jiff::Timestamp::now(),
     };
     let record = Record::new(&actor.name, "user.app_password_create")

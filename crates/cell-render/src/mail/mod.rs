@@ -1,0 +1,255 @@
+//! The mail machine: Postfix (SMTP in, submission, delivery out), Dovecot (IMAP, local
+//! delivery over LMTP, the authentication Postfix asks), and the account list both read.
+//!
+//! The machine shares the cell's network stack from its own user namespace, so its
+//! daemons listen on unprivileged ports; the cell's firewall redirects the standard ports
+//! to them ([`PORTS`]).
+
+use askama::Template;
+
+use crate::{File, RenderError};
+
+/// (standard port, the machine's port): SMTP, submissions (TLS), submission (STARTTLS),
+/// IMAPS.
+pub const PORTS: [(u16, u16); 4] = [(25, 10025), (465, 10465), (587, 10587), (993, 10993)];
+const SMTP: u16 = PORTS[0].1;
+const SUBMISSIONS: u16 = PORTS[1].1;
+const SUBMISSION: u16 = PORTS[2].1;
+const IMAPS: u16 = PORTS[3].1;
+
+/// App passwords a mail login can use per account: Dovecot looks each up in its own
+/// passdb (a passwd-file keeps one line per key), and a wrong password costs one hash
+/// check per slot, so the number is kept small. The oldest passwords get the slots.
+pub const APP_PASSWORD_SLOTS: usize = 8;
+
+/// Where the machine sees the files of [`render`] (bound in read-only).
+pub const CONFIG_DIR: &str = "/etc/cell-mail";
+/// The TLS pair the cell writes beside the rendered files.
+pub const TLS_CERT: &str = "tls/cert.pem";
+pub const TLS_KEY: &str = "tls/key.pem";
+/// Messages larger than this are refused (bytes).
+pub const MESSAGE_SIZE_LIMIT: u64 = 50 * 1024 * 1024;
+
+/// Everything the mail machine is configured from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    /// The mail domain: the cell's zone.
+    pub domain: String,
+    /// The name the machine greets with and signs its Received: headers with.
+    pub hostname: String,
+    /// Whether mail may leave the cell. A cell on the internal `.cell` domain delivers
+    /// among its own users only.
+    pub outbound: bool,
+    /// Sorted by name.
+    pub users: Vec<MailUser>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailUser {
+    /// The local part of the user's address (a cell username: `[a-z][a-z0-9._-]*`).
+    pub name: String,
+    /// More local parts delivered to this user.
+    pub aliases: Vec<String>,
+    /// The account password's argon2id PHC hash, when it may log in to mail.
+    pub account_hash: Option<String>,
+    /// App passwords' argon2id PHC hashes (of the whole password), oldest first.
+    pub app_hashes: Vec<String>,
+    /// A disabled user keeps the mailbox and its mail but logs in nowhere.
+    pub disabled: bool,
+}
+
+/// Which service of the machine reads a file, so the cell reloads only that one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reader {
+    Postfix,
+    Dovecot,
+    /// Re-read by Dovecot on its own when the file changes: no reload.
+    Accounts,
+}
+
+/// The files and which service reads each.
+pub fn render(mail: &Mail) -> Result<Vec<(Reader, File)>, RenderError> {
+    check(mail)?;
+    let template = |template: &'static str| {
+        move |source| RenderError::Template { template, source }
+    };
+    // askama drops a template's last newline.
+    let file = |path, text: String, mode| File {
+        path,
+        bytes: if text.ends_with('\n') { text } else { text + "\n" }.into_bytes(),
+        mode,
+        group: None,
+    };
+    Ok(vec![
+        (
+            Reader::Postfix,
+            file(
+                "postfix/main.cf",
+                MainCf { mail }.render().map_err(template("main.cf"))?,
+                0o644,
+            ),
+        ),
+        (
+            Reader::Postfix,
+            file(
+                "postfix/master.cf",
+                MasterCf {}.render().map_err(template("master.cf"))?,
+                0o644,
+            ),
+        ),
+        (
+            Reader::Postfix,
+            file("postfix/mailboxes", mailboxes(mail), 0o644),
+        ),
+        (Reader::Postfix, file("postfix/aliases", aliases(mail), 0o644)),
+        (Reader::Postfix, file("postfix/senders", senders(mail), 0o644)),
+        (
+            Reader::Dovecot,
+            file(
+                "dovecot/dovecot.conf",
+                DovecotConf {}.render().map_err(template("dovecot.conf"))?,
+                0o644,
+            ),
+        ),
+        (
+            Reader::Accounts,
+            File {
+                path: "passwd",
+                bytes: passwd(mail).into_bytes(),
+                mode: 0o640,
+                group: Some("dovecot"),
+            },
+        ),
+    ])
+}
+
+/// What the templates and maps rely on: names that cannot break a line or a field.
+fn check(mail: &Mail) -> Result<(), RenderError> {
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+    };
+    for name in [&mail.domain, &mail.hostname] {
+        if !plain(name) {
+            return Err(RenderError::Invalid(format!("'{name}' is not a plain DNS name")));
+        }
+    }
+    for user in &mail.users {
+        for part in std::iter::once(&user.name).chain(&user.aliases) {
+            if !plain(part) {
+                return Err(RenderError::Invalid(format!(
+                    "'{part}' is not a plain local part"
+                )));
+            }
+        }
+        for hash in user.account_hash.iter().chain(&user.app_hashes) {
+            if !hash.starts_with("$argon2id$") || hash.contains(|c: char| c.is_whitespace() || c == ':') {
+                return Err(RenderError::Invalid(format!(
+                    "{}'s password hash is not an argon2id PHC string",
+                    user.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+const HEADER: &str = "# Written by celld from the cell's settings; a change here is overwritten.\n";
+
+/// Postfix's virtual mailboxes: every user's address (disabled ones too: their mail is
+/// kept). texthash: read at reload, no postmap.
+fn mailboxes(mail: &Mail) -> String {
+    let mut out = String::from(HEADER);
+    for user in &mail.users {
+        out.push_str(&format!("{}@{} {}\n", user.name, mail.domain, user.name));
+    }
+    out
+}
+
+/// Postfix's virtual aliases: alias address → the user's address.
+fn aliases(mail: &Mail) -> String {
+    let mut out = String::from(HEADER);
+    for user in &mail.users {
+        for alias in &user.aliases {
+            out.push_str(&format!(
+                "{alias}@{domain} {name}@{domain}\n",
+                name = user.name,
+                domain = mail.domain
+            ));
+        }
+    }
+    out
+}
+
+/// Which login may send as which address: one's own and one's aliases.
+fn senders(mail: &Mail) -> String {
+    let mut out = String::from(HEADER);
+    for user in &mail.users {
+        for part in std::iter::once(&user.name).chain(&user.aliases) {
+            out.push_str(&format!("{part}@{} {}\n", mail.domain, user.name));
+        }
+    }
+    out
+}
+
+/// Dovecot's accounts: `name` holds the account password, `name/1`… the app passwords
+/// (one passdb per slot in dovecot.conf). Disabled users have no line: their next login
+/// is refused, as soon as Dovecot sees the file change.
+fn passwd(mail: &Mail) -> String {
+    let mut out = String::from(HEADER);
+    for user in mail.users.iter().filter(|u| !u.disabled) {
+        if let Some(hash) = &user.account_hash {
+            out.push_str(&format!("{}:{{ARGON2ID}}{hash}\n", user.name));
+        }
+        for (slot, hash) in user.app_hashes.iter().take(APP_PASSWORD_SLOTS).enumerate() {
+            out.push_str(&format!("{}/{}:{{ARGON2ID}}{hash}\n", user.name, slot + 1));
+        }
+    }
+    out
+}
+
+#[derive(Template)]
+#[template(path = "mail/main.cf", escape = "none")]
+struct MainCf<'a> {
+    mail: &'a Mail,
+}
+
+impl MainCf<'_> {
+    fn message_size_limit(&self) -> u64 {
+        MESSAGE_SIZE_LIMIT
+    }
+}
+
+#[derive(Template)]
+#[template(path = "mail/master.cf", escape = "none")]
+struct MasterCf {}
+
+impl MasterCf {
+    fn smtp(&self) -> u16 {
+        SMTP
+    }
+    fn submission(&self) -> u16 {
+        SUBMISSION
+    }
+    fn submissions(&self) -> u16 {
+        SUBMISSIONS
+    }
+}
+
+#[derive(Template)]
+#[template(path = "mail/dovecot.conf", escape = "none")]
+struct DovecotConf {}
+
+impl DovecotConf {
+    fn imaps(&self) -> u16 {
+        IMAPS
+    }
+    fn slots(&self) -> std::ops::RangeInclusive<usize> {
+        1..=APP_PASSWORD_SLOTS
+    }
+}
+
+#[cfg(test)]
+mod tests;
