@@ -72,6 +72,11 @@ pub struct Shape {
     pub prefix6: String,
     /// Service → (IPv4 address, IPv6 address, ports).
     pub services: Vec<(Service, Option<IpAddr>, IpAddr, Vec<u16>)>,
+    /// (service, port, the port its machine listens on): a service machine's daemons
+    /// have no privilege over the cell's network stack, so they listen on unprivileged
+    /// ports and the cell redirects the standard ones there. VPN peers are redirected
+    /// only when they may use the service.
+    pub redirects: Vec<(Service, u16, u16)>,
 }
 
 fn set_name(what: &str, v6: bool) -> String {
@@ -98,6 +103,7 @@ impl Plan {
             subnet4: vpn.subnet4.to_string(),
             prefix6: vpn.prefix6.to_string(),
             services,
+            redirects: Vec::new(),
         };
         // One bucket per (group, family); groups are the services, then lan and exit.
         let groups: Vec<&str> = Service::ALL
@@ -130,6 +136,14 @@ impl Plan {
             sets.insert(set_name(groups[index / 2], index % 2 == 1), members);
         }
         Self { shape, sets }
+    }
+
+    /// Redirects `ports` ((standard, machine's)) of `service` to its machine.
+    pub fn with_redirects(mut self, service: Service, ports: &[(u16, u16)]) -> Self {
+        self.shape
+            .redirects
+            .extend(ports.iter().map(|(from, to)| (service, *from, *to)));
+        self
     }
 
     /// The nftables batch that replaces the whole table: create it if absent, delete it,
@@ -192,6 +206,7 @@ impl Plan {
         vec![
             chain("input", "filter", "input", 0, "drop"),
             chain("forward", "filter", "forward", 0, "drop"),
+            chain("prerouting", "nat", "prerouting", -100, "accept"),
             chain("postrouting", "nat", "postrouting", 100, "accept"),
         ]
     }
@@ -207,6 +222,46 @@ impl Plan {
             ),
             ("input", json!([ct_state(&["invalid"]), {"drop": null}])),
             ("input", json!([eq(meta("iifname"), json!("lo")), accept])),
+        ];
+        // What prerouting redirected to a machine, before any rule on the address the
+        // redirect chose (the incoming interface's first, maybe a service's).
+        let machine_ports: Vec<u16> = self.shape.redirects.iter().map(|(_, _, to)| *to).collect();
+        if !machine_ports.is_empty() {
+            rules.push((
+                "input",
+                json!([
+                    {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}},
+                    eq(payload("tcp", "dport"), set_of(&machine_ports)),
+                    accept
+                ]),
+            ));
+        }
+        for (service, from, to) in &self.shape.redirects {
+            let redirect = json!({"redirect": {"port": to}});
+            for (protocol, v6) in [("ip", false), ("ip6", true)] {
+                rules.push((
+                    "prerouting",
+                    json!([
+                        eq(meta("iifname"), json!(wg)),
+                        eq(
+                            payload(protocol, "saddr"),
+                            json!(format!("@{}", set_name(service.as_str(), v6)))
+                        ),
+                        eq(payload("tcp", "dport"), json!(from)),
+                        redirect
+                    ]),
+                ));
+            }
+            rules.push((
+                "prerouting",
+                json!([
+                    {"match": {"op": "!=", "left": meta("iifname"), "right": wg}},
+                    eq(payload("tcp", "dport"), json!(from)),
+                    redirect
+                ]),
+            ));
+        }
+        rules.extend([
             // By number: the image has no /etc/protocols for nft to look names up in.
             (
                 "input",
@@ -230,7 +285,7 @@ impl Plan {
                 "input",
                 json!([eq(payload("udp", "dport"), set_of(&[67, 68, 546])), accept]),
             ),
-        ];
+        ]);
         for (service, address4, address6, ports) in &self.shape.services {
             let families = [("ip", *address4), ("ip6", Some(*address6))];
             for (protocol, address) in families {
@@ -624,6 +679,46 @@ mod tests {
         let text = serde_json::to_string(&batch).unwrap();
         assert!(text.contains("\"masquerade\""));
         assert!(text.contains("10.87.0.16"));
+    }
+
+    #[test]
+    fn redirected_ports_reach_the_machine_and_vpn_peers_need_the_service() {
+        let plain = Plan::new(&vpn(3), "wg0");
+        let plan =
+            Plan::new(&vpn(3), "wg0").with_redirects(Service::Mail, &[(25, 10025), (993, 10993)]);
+        let batch = serde_json::to_string(&plan.replace_batch().unwrap()).unwrap();
+        assert!(batch.contains("\"redirect\":{\"port\":10025}"), "{batch}");
+        let prerouting: Vec<String> = plan
+            .rules()
+            .into_iter()
+            .filter(|(chain, _)| *chain == "prerouting")
+            .map(|(_, rule)| rule.to_string())
+            .collect();
+        // Per port: peers in the service's v4 and v6 sets, and everyone not on the VPN.
+        assert_eq!(prerouting.len(), 6);
+        assert!(prerouting
+            .iter()
+            .any(|r| r.contains("@mail4") && r.contains("10025")));
+        assert!(prerouting
+            .iter()
+            .any(|r| r.contains("@mail6") && r.contains("10993")));
+        assert!(!prerouting.iter().any(|r| r.contains("@calendar")));
+        // The machine's ports are open only to what was redirected there.
+        let input = plan
+            .rules()
+            .into_iter()
+            .filter(|(c, _)| *c == "input")
+            .count();
+        assert_eq!(
+            input,
+            plain
+                .rules()
+                .into_iter()
+                .filter(|(c, _)| *c == "input")
+                .count()
+                + 1
+        );
+        assert!(batch.contains("\"dnat\""));
     }
 
     #[test]

@@ -54,7 +54,10 @@ pub fn run(
         .arg(format!("--image-version={version}"))
         .arg(format!("--format={}", format.as_str()))
         .arg(format!("--output-dir={}", output_dir.display()))
-        .arg(format!("--environment={MACHINES_ENV}={}", machines.display()));
+        .arg(format!(
+            "--environment={MACHINES_ENV}={}",
+            machines.display()
+        ));
     for tree in extra_trees {
         mkosi.arg(format!("--extra-tree={tree}"));
     }
@@ -84,7 +87,10 @@ fn machines_dir(output_dir: &Path) -> Result<std::path::PathBuf> {
             cwd.display()
         )
     })?;
-    if relative.components().any(|c| c == std::path::Component::ParentDir) {
+    if relative
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
         bail!(
             "the output directory {} leaves the repository: mkosi's scripts could not reach \
              the machine images built there",

@@ -10,6 +10,17 @@ use crate::StoreError;
 
 /// Replaces `path` with `bytes`, created with permission `mode`.
 pub fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    write_owned(path, bytes, mode, None)
+}
+
+/// Like [`write`], the file owned by `owner` (uid, gid) from the moment it appears, so a
+/// reader that may only read it as that owner never meets it unreadable.
+pub fn write_owned(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<(), StoreError> {
     let dir = path.parent().ok_or_else(|| {
         StoreError::io(
             "locating the directory of",
@@ -29,6 +40,10 @@ pub fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
             .mode(mode)
             .open(&tmp)
             .map_err(|e| StoreError::io("creating", &tmp, e))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
+                .map_err(|e| StoreError::io("giving away", &tmp, e))?;
+        }
         file.write_all(bytes)
             .map_err(|e| StoreError::io("writing", &tmp, e))?;
         file.sync_all()

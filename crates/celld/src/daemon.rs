@@ -17,6 +17,7 @@ use crate::pki::Pki;
 use crate::reconcile::dns::DnsZoneApplier;
 use crate::reconcile::identity::Identity;
 use crate::reconcile::lan::LanApplier;
+use crate::reconcile::mail::MailApplier;
 use crate::reconcile::ntp::NtpApplier;
 use crate::reconcile::pki::PkiApplier;
 use crate::reconcile::vpn::{AddressesApplier, FirewallApplier, WireGuardApplier};
@@ -76,6 +77,8 @@ pub struct Config {
     /// chrony's configuration, rendered for cell-ntp.service
     /// (`/run/cell-chrony/chrony.conf` on the device).
     pub ntp_config: PathBuf,
+    /// The service machines' read-only trees (/usr/lib/machines).
+    pub machines_dir: PathBuf,
     /// Users whose connections the local API accepts (root and cell-web on the device).
     pub allowed_uids: Vec<u32>,
     /// The front door's user (cell-web's), the only one handed the certificates' keys.
@@ -98,6 +101,7 @@ impl Config {
         Self {
             dns_zone: run_dir.join(DNS_ZONE_FILE),
             ntp_config: run_dir.join(NTP_CONFIG_FILE),
+            machines_dir: PathBuf::from("/usr/lib/machines"),
             lan_network_file: run_dir.join("network/10-cell-lan.network"),
             dhcp_config: run_dir.join("dhcp/dnsmasq.conf"),
             dhcp_leases: run_dir.join("dhcp/dnsmasq.leases"),
@@ -233,6 +237,12 @@ impl Daemon {
                 machine.clone(),
                 interface,
                 config.ntp_config.clone(),
+            )),
+            Box::new(MailApplier::new(
+                machine.clone(),
+                pki.clone(),
+                config.state_dir.join("mail"),
+                config.machines_dir.join("mail"),
             )),
         ];
         let reconciler = Reconciler::new(appliers, store.subscribe(), config.timing);

@@ -31,6 +31,8 @@ pub enum SystemError {
     Answer { call: String, message: String },
     #[error("reading the journal: {0}")]
     Journal(String),
+    #[error("in machine {machine}: {message}")]
+    InMachine { machine: String, message: String },
 }
 
 impl SystemError {
@@ -69,6 +71,9 @@ pub trait System: Send + Sync + std::fmt::Debug {
     /// changed.
     fn restart_unit<'a>(&'a self, unit: &'a str) -> SystemFuture<'a>;
     fn stop_unit<'a>(&'a self, unit: &'a str) -> SystemFuture<'a>;
+    /// Reloads `unit` inside the machine `machine` (a systemd-nspawn container machined
+    /// knows), if it runs there, and waits for the job to finish.
+    fn reload_in_machine<'a>(&'a self, machine: &'a str, unit: &'a str) -> SystemFuture<'a>;
     /// Has systemd-networkd read its `.network` files again and reconfigure the links
     /// whose configuration changed.
     fn reload_network(&self) -> SystemFuture<'_>;
@@ -115,7 +120,17 @@ impl DBusSystem {
 
     /// A string property of one of systemd's services.
     async fn property(&self, service: &str, path: &str, name: &str) -> Result<String, SystemError> {
-        let call = format!("{service}.{name}");
+        self.property_at(service, path, service, name).await
+    }
+
+    async fn property_at(
+        &self,
+        service: &str,
+        path: &str,
+        interface: &str,
+        name: &str,
+    ) -> Result<String, SystemError> {
+        let call = format!("{interface}.{name}");
         let reply = self
             .bus()
             .await?
@@ -124,7 +139,7 @@ impl DBusSystem {
                 path,
                 Some("org.freedesktop.DBus.Properties"),
                 "Get",
-                &(service, name),
+                &(interface, name),
             )
             .await
             .map_err(SystemError::call(call.clone()))?;
@@ -150,6 +165,57 @@ impl DBusSystem {
             .await
             .map_err(SystemError::call(format!("{doing} {unit}")))?;
         Ok(())
+    }
+
+    /// Starts a one-shot unit and waits until its job is done: Ok once it succeeded,
+    /// else what systemd says of its result.
+    async fn run_job(&self, unit: &str) -> Result<(), String> {
+        let bus = self.bus().await.map_err(|e| e.to_string())?;
+        let reply = bus
+            .call_method(
+                Some("org.freedesktop.systemd1"),
+                "/org/freedesktop/systemd1",
+                Some("org.freedesktop.systemd1.Manager"),
+                "StartUnit",
+                &(unit, "replace"),
+            )
+            .await
+            .map_err(|e| format!("starting {unit}: {e}"))?;
+        let job: zbus::zvariant::OwnedObjectPath =
+            reply.body().deserialize().map_err(|e| e.to_string())?;
+        let deadline = tokio::time::Instant::now() + MACHINE_JOB_LIMIT;
+        // The job object exists until the job is done.
+        while bus
+            .call_method(
+                Some("org.freedesktop.systemd1"),
+                job.as_str(),
+                Some("org.freedesktop.DBus.Properties"),
+                "Get",
+                &("org.freedesktop.systemd1.Job", "State"),
+            )
+            .await
+            .is_ok()
+        {
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("{unit} took longer than {MACHINE_JOB_LIMIT:?}"));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let path = self.unit_path(unit).await.map_err(|e| e.to_string())?;
+        let result = self
+            .property_at(
+                "org.freedesktop.systemd1",
+                path.as_str(),
+                "org.freedesktop.systemd1.Service",
+                "Result",
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if result == "success" {
+            Ok(())
+        } else {
+            Err(format!("{unit} ended with {result} (journalctl -u {unit})"))
+        }
     }
 
     /// The unit's object path (loading its description if systemd has not).
@@ -382,6 +448,21 @@ impl System for DBusSystem {
         Box::pin(self.unit_job("StopUnit", unit, "stopping"))
     }
 
+    fn reload_in_machine<'a>(&'a self, machine: &'a str, unit: &'a str) -> SystemFuture<'a> {
+        Box::pin(async move {
+            let job = machine_reload_unit(machine, unit).ok_or_else(|| SystemError::InMachine {
+                machine: machine.to_owned(),
+                message: format!("'{unit}' is not a unit name celld reloads"),
+            })?;
+            self.run_job(&job)
+                .await
+                .map_err(|message| SystemError::InMachine {
+                    machine: machine.to_owned(),
+                    message: format!("reloading {unit}: {message}"),
+                })
+        })
+    }
+
     fn reload_network(&self) -> SystemFuture<'_> {
         Box::pin(async move {
             self.bus()
@@ -541,6 +622,23 @@ impl HostIdentity for RecordedSystem {
 
 /// How long a journal query may take.
 const JOURNAL_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The one-shot unit that reloads `unit` inside `machine` (units/system/
+/// cell-machine-reload@.service): systemd runs it with the privileges entering a machine
+/// takes, which celld does not hold. Only plain names make an instance.
+pub fn machine_reload_unit(machine: &str, unit: &str) -> Option<String> {
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    let service = unit.strip_suffix(".service")?;
+    (plain(machine) && plain(service))
+        .then(|| format!("cell-machine-reload@{machine}:{service}.service"))
+}
+
+/// How long a reload inside a machine may take (Postfix and Dovecot reload in well under a
+/// second; a machine still booting answers once its PID 1 is up).
+const MACHINE_JOB_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl System for RecordedSystem {
     fn unit_states<'a>(&'a self, units: &'a [&'a str]) -> SystemFuture<'a, Vec<UnitState>> {
@@ -596,6 +694,10 @@ impl System for RecordedSystem {
     fn stop_unit<'a>(&'a self, unit: &'a str) -> SystemFuture<'a> {
         lock(&self.started).remove(unit);
         self.record(format!("stop={unit}"))
+    }
+
+    fn reload_in_machine<'a>(&'a self, machine: &'a str, unit: &'a str) -> SystemFuture<'a> {
+        self.record(format!("reload={machine}/{unit}"))
     }
 
     fn reload_network(&self) -> SystemFuture<'_> {

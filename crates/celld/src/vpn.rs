@@ -99,7 +99,12 @@ pub fn firewall_plan(settings: &Settings, interface: &str) -> cell_firewall::Pla
         Some(vpn) => effective(settings, vpn),
         None => Vpn::new(UlaPrefix::from_random([0; 5], 1)),
     };
-    cell_firewall::Plan::new(&vpn, interface)
+    let plan = cell_firewall::Plan::new(&vpn, interface);
+    if settings.services.mail {
+        plan.with_redirects(Service::Mail, &cell_render::mail::PORTS)
+    } else {
+        plan
+    }
 }
 
 /// The WireGuard device: the server key, the port, and a peer for every active device.

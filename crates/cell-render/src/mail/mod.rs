@@ -70,13 +70,17 @@ pub enum Reader {
 /// The files and which service reads each.
 pub fn render(mail: &Mail) -> Result<Vec<(Reader, File)>, RenderError> {
     check(mail)?;
-    let template = |template: &'static str| {
-        move |source| RenderError::Template { template, source }
-    };
+    let template =
+        |template: &'static str| move |source| RenderError::Template { template, source };
     // askama drops a template's last newline.
     let file = |path, text: String, mode| File {
         path,
-        bytes: if text.ends_with('\n') { text } else { text + "\n" }.into_bytes(),
+        bytes: if text.ends_with('\n') {
+            text
+        } else {
+            text + "\n"
+        }
+        .into_bytes(),
         mode,
         group: None,
     };
@@ -101,8 +105,14 @@ pub fn render(mail: &Mail) -> Result<Vec<(Reader, File)>, RenderError> {
             Reader::Postfix,
             file("postfix/mailboxes", mailboxes(mail), 0o644),
         ),
-        (Reader::Postfix, file("postfix/aliases", aliases(mail), 0o644)),
-        (Reader::Postfix, file("postfix/senders", senders(mail), 0o644)),
+        (
+            Reader::Postfix,
+            file("postfix/aliases", aliases(mail), 0o644),
+        ),
+        (
+            Reader::Postfix,
+            file("postfix/senders", senders(mail), 0o644),
+        ),
         (
             Reader::Dovecot,
             file(
@@ -127,13 +137,14 @@ pub fn render(mail: &Mail) -> Result<Vec<(Reader, File)>, RenderError> {
 fn check(mail: &Mail) -> Result<(), RenderError> {
     let plain = |s: &str| {
         !s.is_empty()
-            && s
-                .chars()
+            && s.chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
     };
     for name in [&mail.domain, &mail.hostname] {
         if !plain(name) {
-            return Err(RenderError::Invalid(format!("'{name}' is not a plain DNS name")));
+            return Err(RenderError::Invalid(format!(
+                "'{name}' is not a plain DNS name"
+            )));
         }
     }
     for user in &mail.users {
@@ -145,7 +156,9 @@ fn check(mail: &Mail) -> Result<(), RenderError> {
             }
         }
         for hash in user.account_hash.iter().chain(&user.app_hashes) {
-            if !hash.starts_with("$argon2id$") || hash.contains(|c: char| c.is_whitespace() || c == ':') {
+            if !hash.starts_with("$argon2id$")
+                || hash.contains(|c: char| c.is_whitespace() || c == ':')
+            {
                 return Err(RenderError::Invalid(format!(
                     "{}'s password hash is not an argon2id PHC string",
                     user.name

@@ -1,7 +1,9 @@
 use super::*;
 
-const HASH_A: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA";
-const HASH_B: &str = "$argon2id$v=19$m=19456,t=2,p=1$b3RoZXJzYWx0MTIz$b3RoZXJoYXNob3RoZXJoYXNob3RoZXJoYXNo";
+const HASH_A: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA";
+const HASH_B: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$b3RoZXJzYWx0MTIz$b3RoZXJoYXNob3RoZXJoYXNob3RoZXJoYXNo";
 
 fn user(name: &str) -> MailUser {
     MailUser {
@@ -62,7 +64,10 @@ fn files_match_their_golden_copies() {
         golden(&file.path.replace('/', "_"), &file.bytes);
     }
     let internal = render(&example(false)).unwrap();
-    let main = internal.iter().find(|(_, f)| f.path == "postfix/main.cf").unwrap();
+    let main = internal
+        .iter()
+        .find(|(_, f)| f.path == "postfix/main.cf")
+        .unwrap();
     golden("postfix_main.cf.internal", &main.1.bytes);
 }
 
@@ -84,11 +89,20 @@ fn app_passwords_beyond_the_slots_get_no_line() {
     let passwd = String::from_utf8(passwd.bytes.clone()).unwrap();
     assert!(passwd.contains(&format!("alice/{APP_PASSWORD_SLOTS}:")));
     assert!(!passwd.contains(&format!("alice/{}:", APP_PASSWORD_SLOTS + 1)));
-    assert_eq!(passwd.matches("{ARGON2ID}$argon2id$").count(), 1 + APP_PASSWORD_SLOTS + 1);
+    assert_eq!(
+        passwd.matches("{ARGON2ID}$argon2id$").count(),
+        1 + APP_PASSWORD_SLOTS + 1
+    );
     let dovecot = render(&example(true)).unwrap();
-    let (_, conf) = dovecot.iter().find(|(_, f)| f.path == "dovecot/dovecot.conf").unwrap();
+    let (_, conf) = dovecot
+        .iter()
+        .find(|(_, f)| f.path == "dovecot/dovecot.conf")
+        .unwrap();
     let conf = String::from_utf8(conf.bytes.clone()).unwrap();
-    assert_eq!(conf.matches("driver = passwd-file").count(), 1 + APP_PASSWORD_SLOTS);
+    assert_eq!(
+        conf.matches("driver = passwd-file").count(),
+        1 + APP_PASSWORD_SLOTS
+    );
 }
 
 #[test]

@@ -14,6 +14,7 @@ pub mod dns;
 pub mod files;
 pub mod identity;
 pub mod lan;
+pub mod mail;
 pub mod ntp;
 pub mod pki;
 pub mod vpn;

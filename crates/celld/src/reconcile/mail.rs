@@ -1,0 +1,291 @@
+//! The mail machine (systemd-nspawn@mail): its configuration rendered from the settings
+//! into /var/lib/cell/mail/config, its state directories, the TLS pair, and the machine
+//! itself, running while mail is on. A change reloads, inside the machine, only the
+//! service that reads the changed file; the account list needs no reload at all.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cell_model::settings::DomainMode;
+use cell_model::{FieldError, Settings};
+use cell_render::mail::{self, Mail, MailUser, Reader};
+
+use super::files::FileError;
+use super::{Applier, ApplyError, ApplyFuture, Pass, UNCHANGED};
+use crate::pki::Pki;
+use crate::system::Machine;
+
+pub const MAIL_UNIT: &str = "systemd-nspawn@mail.service";
+const MACHINE: &str = "mail";
+/// The machine's root on the cell: mail.nspawn's `PrivateUsers=`, which the image's
+/// tree was shifted to (a test checks the two agree).
+pub const MAIL_UID_BASE: u32 = 0x7000_0000;
+/// The machine's `vmail` user (mkosi.images/mail/mkosi.postinst.chroot), who owns every
+/// mailbox.
+const VMAIL_UID: u32 = 5000;
+
+pub struct MailApplier {
+    system: Arc<dyn Machine>,
+    pki: Arc<Pki>,
+    /// /var/lib/cell/mail: config/, spool/, mailboxes/.
+    state: PathBuf,
+    /// The machine's tree (/usr/lib/machines/mail), whose groups the files are shared with.
+    tree: PathBuf,
+}
+
+impl MailApplier {
+    pub fn new(system: Arc<dyn Machine>, pki: Arc<Pki>, state: PathBuf, tree: PathBuf) -> Self {
+        Self {
+            system,
+            pki,
+            state,
+            tree,
+        }
+    }
+}
+
+/// Mail off, or the machine's files and the name its certificate must carry.
+pub enum MailPlan {
+    Off,
+    On {
+        files: Vec<(Reader, cell_render::File)>,
+        hostname: String,
+    },
+}
+
+/// What the machine is configured from: every user has a mailbox; app passwords made
+/// since the machine exists, and the account password where the settings allow it, log in.
+pub fn mail_config(settings: &Settings) -> Mail {
+    let zone = settings.zone();
+    let account_password = settings.service_logins.account_password;
+    let mut users: Vec<MailUser> = settings
+        .users
+        .iter()
+        .map(|user| MailUser {
+            name: user.name.to_string(),
+            aliases: Vec::new(),
+            account_hash: (account_password && user.totp_secret.is_none())
+                .then(|| user.password_hash.expose().to_owned()),
+            app_hashes: user
+                .app_passwords
+                .iter()
+                .filter_map(|app| app.service_hash.as_ref())
+                .map(|hash| hash.expose().to_owned())
+                .collect(),
+            disabled: user.disabled,
+        })
+        .collect();
+    users.sort_by(|a, b| a.name.cmp(&b.name));
+    Mail {
+        hostname: format!("mail.{zone}"),
+        domain: zone,
+        outbound: !matches!(settings.identity.domain, DomainMode::Internal),
+        users,
+    }
+}
+
+impl Applier for MailApplier {
+    type Plan = MailPlan;
+
+    fn name(&self) -> &'static str {
+        "mail"
+    }
+
+    /// The certificate names mail.<zone> once pki has applied the same settings.
+    fn requires(&self) -> &'static [&'static str] {
+        &["pki"]
+    }
+
+    fn plan(&self, settings: &Settings) -> Result<MailPlan, FieldError> {
+        if !settings.services.mail {
+            return Ok(MailPlan::Off);
+        }
+        let config = mail_config(settings);
+        let files =
+            mail::render(&config).map_err(|e| FieldError::new("services.mail", e.to_string()))?;
+        Ok(MailPlan::On {
+            files,
+            hostname: config.hostname,
+        })
+    }
+
+    fn apply<'a>(&'a self, plan: &'a MailPlan, _pass: Pass) -> ApplyFuture<'a> {
+        Box::pin(async move {
+            let running = self.running().await?;
+            let MailPlan::On { files, hostname } = plan else {
+                if running {
+                    self.system.stop_unit(MAIL_UNIT).await?;
+                    return Ok("mail machine stopped".to_owned());
+                }
+                return Ok(UNCHANGED.to_owned());
+            };
+            let tls = self.tls_pair(hostname)?;
+            let state = self.state.clone();
+            let tree = self.tree.clone();
+            let files = files.clone();
+            let changed =
+                tokio::task::spawn_blocking(move || write_machine(&state, &tree, &files, &tls))
+                    .await
+                    .map_err(|e| ApplyError::File {
+                        path: self.state.clone(),
+                        message: e.to_string(),
+                    })??;
+            if !running {
+                self.system.start_unit(MAIL_UNIT).await?;
+                return Ok("mail machine started".to_owned());
+            }
+            let mut reloaded = Vec::new();
+            for (reader, unit) in [
+                (Reader::Postfix, "postfix.service"),
+                (Reader::Dovecot, "dovecot.service"),
+            ] {
+                if changed.contains(&reader) {
+                    self.system.reload_in_machine(MACHINE, unit).await?;
+                    reloaded.push(unit);
+                }
+            }
+            Ok(match (changed.is_empty(), reloaded.is_empty()) {
+                (true, _) => UNCHANGED.to_owned(),
+                (false, true) => "accounts updated".to_owned(),
+                (false, false) => format!("reloaded {}", reloaded.join(", ")),
+            })
+        })
+    }
+}
+
+impl MailApplier {
+    async fn running(&self) -> Result<bool, ApplyError> {
+        let health = self.system.unit_health(&[MAIL_UNIT]).await?;
+        Ok(health
+            .first()
+            .is_some_and(|h| matches!(h.state.as_str(), "active" | "activating" | "reloading")))
+    }
+
+    /// The ACME certificate when it names the mail host, else the cell's own.
+    fn tls_pair(&self, hostname: &str) -> Result<(String, String), FileError> {
+        let served = self.pki.subscribe();
+        let served = served.borrow();
+        let names = |leaf: &cell_pki::Leaf| leaf.request().names().any(|n| n == hostname);
+        let leaf = served
+            .public
+            .as_ref()
+            .filter(|leaf| names(leaf))
+            .or(served.leaf.as_ref().filter(|leaf| names(leaf)))
+            .ok_or_else(|| FileError {
+                path: self.state.join("config").join(mail::TLS_CERT),
+                message: format!("no certificate names {hostname} yet"),
+            })?;
+        Ok((leaf.chain_pem().to_owned(), leaf.key_pem().to_owned()))
+    }
+}
+
+/// Makes the state directories, writes every file whose bytes differ, and says which
+/// services read a changed file (the TLS pair is read by both).
+fn write_machine(
+    state: &Path,
+    tree: &Path,
+    files: &[(Reader, cell_render::File)],
+    tls: &(String, String),
+) -> Result<BTreeSet<Reader>, FileError> {
+    let root = (MAIL_UID_BASE, MAIL_UID_BASE);
+    let vmail = (MAIL_UID_BASE + VMAIL_UID, MAIL_UID_BASE + VMAIL_UID);
+    let config = state.join("config");
+    for (dir, owner, mode) in [
+        (state.to_owned(), (0, 0), 0o700),
+        (config.clone(), root, 0o755),
+        (config.join("postfix"), root, 0o755),
+        (config.join("dovecot"), root, 0o755),
+        (config.join("tls"), root, 0o755),
+        (state.join("spool"), root, 0o755),
+        (state.join("mailboxes"), vmail, 0o700),
+    ] {
+        super::files::ensure_dir(&dir, owner, mode)?;
+    }
+    let groups = machine_groups(tree)?;
+    let mut changed = BTreeSet::new();
+    for (reader, file) in files {
+        let gid = match file.group {
+            Some(name) => {
+                let gid = groups.iter().find(|(n, _)| n == name).map(|(_, gid)| *gid);
+                let gid = gid.ok_or_else(|| FileError {
+                    path: tree.join("etc/group"),
+                    message: format!("the machine has no group {name}"),
+                })?;
+                MAIL_UID_BASE + gid
+            }
+            None => MAIL_UID_BASE,
+        };
+        let path = config.join(file.path);
+        if super::files::write_owned_if_changed(
+            &path,
+            &file.bytes,
+            file.mode,
+            (MAIL_UID_BASE, gid),
+        )? {
+            changed.insert(*reader);
+        }
+    }
+    let (chain, key) = tls;
+    let mut tls_changed = false;
+    for (name, bytes, mode) in [(mail::TLS_CERT, chain, 0o644), (mail::TLS_KEY, key, 0o600)] {
+        tls_changed |=
+            super::files::write_owned_if_changed(&config.join(name), bytes.as_bytes(), mode, root)?;
+    }
+    if tls_changed {
+        changed.extend([Reader::Postfix, Reader::Dovecot]);
+    }
+    Ok(changed)
+}
+
+/// The machine's groups (name, gid inside the machine) from its tree's /etc/group.
+fn machine_groups(tree: &Path) -> Result<Vec<(String, u32)>, FileError> {
+    let path = tree.join("etc/group");
+    let text = std::fs::read_to_string(&path).map_err(|e| FileError {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let gid = fields.nth(1)?.parse().ok()?;
+            Some((name.to_owned(), gid))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_uid_base_is_the_one_the_machine_runs_at() {
+        let nspawn = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../rootfs/usr/lib/cell/nspawn/mail.nspawn"
+        );
+        let text = std::fs::read_to_string(nspawn).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l == format!("PrivateUsers={MAIL_UID_BASE}:65536")),
+            "mail.nspawn does not run the machine at {MAIL_UID_BASE}"
+        );
+    }
+
+    #[test]
+    fn groups_are_read_from_the_machine_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\ndovecot:x:105:\nbroken\n",
+        )
+        .unwrap();
+        assert_eq!(
+            machine_groups(dir.path()).unwrap(),
+            vec![("root".to_owned(), 0), ("dovecot".to_owned(), 105)]
+        );
+    }
+}
