@@ -256,6 +256,8 @@ pub struct UserView {
     pub role: Role,
     pub disabled: bool,
     pub totp_enabled: bool,
+    #[serde(default)]
+    pub mail_aliases: Vec<Username>,
 }
 
 /// `POST /v1/users`.
@@ -275,6 +277,9 @@ pub struct UserPatch {
     pub disabled: Option<bool>,
     #[serde(default)]
     pub role: Option<Role>,
+    /// Replaces the user's mail aliases.
+    #[serde(default)]
+    pub mail_aliases: Option<Vec<Username>>,
 }
 
 /// `PUT /v1/users/{name}/password`. Changing one's own password needs the current one;

@@ -230,6 +230,10 @@ pub struct User {
     /// Passwords for the services (mail, calendar, files), one per device, each revocable.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub app_passwords: Vec<AppPassword>,
+    /// More local parts of the cell's mail domain delivered to this user (`info` for
+    /// info@domain); in a username's form, unique among users and aliases.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mail_aliases: Vec<Username>,
 }
 
 /// A password the cell generated for one device's service logins: shown once, kept only

@@ -240,6 +240,7 @@ mod tests {
                 service_hash: None,
                 created: jiff::Timestamp::UNIX_EPOCH,
             }],
+            mail_aliases: Vec::new(),
         }
     }
 

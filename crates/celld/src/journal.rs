@@ -20,6 +20,11 @@ pub const CELL_UNITS: &[&str] = &[
     "cell-health-check.service",
     "systemd-networkd.service",
     "systemd-resolved.service",
+    // The service machines: their boot and what systemd-nspawn says of them (their
+    // daemons log into the machine's own journal).
+    crate::reconcile::mail::MAIL_UNIT,
+    "cell-machine-reload@mail:postfix.service",
+    "cell-machine-reload@mail:dovecot.service",
 ];
 
 pub const DEFAULT_LINES: usize = 200;

@@ -333,6 +333,7 @@ mod tests {
             totp_secret: None,
             recovery_codes: Vec::new(),
             app_passwords: Vec::new(),
+            mail_aliases: Vec::new(),
         }
     }
 

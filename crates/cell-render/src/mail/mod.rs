@@ -97,7 +97,7 @@ pub fn render(mail: &Mail) -> Result<Vec<(Reader, File)>, RenderError> {
             Reader::Postfix,
             file(
                 "postfix/master.cf",
-                MasterCf {}.render().map_err(template("master.cf"))?,
+                MasterCf { mail }.render().map_err(template("master.cf"))?,
                 0o644,
             ),
         ),
@@ -237,9 +237,21 @@ impl MainCf<'_> {
 
 #[derive(Template)]
 #[template(path = "mail/master.cf", escape = "none")]
-struct MasterCf {}
+struct MasterCf<'a> {
+    mail: &'a Mail,
+}
 
-impl MasterCf {
+impl MasterCf<'_> {
+    /// Who may send where after logging in: anywhere, or on a `.cell` cell only to its
+    /// own users (refused at RCPT, so the sender hears at once).
+    fn relay(&self) -> &'static str {
+        if self.mail.outbound {
+            "permit_sasl_authenticated,reject"
+        } else {
+            "reject_unauth_destination,permit_sasl_authenticated,reject"
+        }
+    }
+
     fn smtp(&self) -> u16 {
         SMTP
     }

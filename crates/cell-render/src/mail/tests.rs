@@ -63,12 +63,14 @@ fn files_match_their_golden_copies() {
     for (_, file) in render(&example(true)).unwrap() {
         golden(&file.path.replace('/', "_"), &file.bytes);
     }
-    let internal = render(&example(false)).unwrap();
-    let main = internal
-        .iter()
-        .find(|(_, f)| f.path == "postfix/main.cf")
-        .unwrap();
-    golden("postfix_main.cf.internal", &main.1.bytes);
+    for (_, file) in render(&example(false)).unwrap() {
+        if file.path.ends_with(".cf") {
+            golden(
+                &format!("{}.internal", file.path.replace('/', "_")),
+                &file.bytes,
+            );
+        }
+    }
 }
 
 #[test]

@@ -87,6 +87,7 @@ pub async fn setup_post(
                 totp_secret: None,
                 recovery_codes: Vec::new(),
                 app_passwords: Vec::new(),
+                mail_aliases: Vec::new(),
             }];
             Ok(())
         })?;

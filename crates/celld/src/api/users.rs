@@ -25,7 +25,20 @@ fn view(user: &User) -> UserView {
         role: user.role,
         disabled: user.disabled,
         totp_enabled: user.totp_secret.is_some(),
+        mail_aliases: user.mail_aliases.clone(),
     }
+}
+
+/// At most this many mail aliases per user.
+const MAX_MAIL_ALIASES: usize = 20;
+
+/// Whether `part` is already someone's address in the mail domain: a username, or an
+/// alias of a user other than `except`.
+fn address_taken(settings: &cell_model::Settings, part: &Username, except: &Username) -> bool {
+    settings
+        .users
+        .iter()
+        .any(|u| &u.name == part || (&u.name != except && u.mail_aliases.contains(part)))
 }
 
 fn parse_name(name: &str) -> Result<Username, AppError> {
@@ -194,6 +207,7 @@ pub async fn users_post(
         totp_secret: None,
         recovery_codes: Vec::new(),
         app_passwords: Vec::new(),
+        mail_aliases: Vec::new(),
     };
     let record = Record::new(&actor.name, "user.create")
         .source(actor.source.clone())
@@ -207,6 +221,16 @@ pub async fn users_post(
                     return Err(AppError::field(
                         "name",
                         format!("there is already a user '{}'", user.name),
+                    ));
+                }
+                if let Some(owner) = settings
+                    .users
+                    .iter()
+                    .find(|u| u.mail_aliases.contains(&user.name))
+                {
+                    return Err(AppError::field(
+                        "name",
+                        format!("'{}' is a mail alias of {}", user.name, owner.name),
                     ));
                 }
                 settings.users.push(user);
@@ -242,6 +266,30 @@ pub async fn user_patch(
                 }
                 if let Some(role) = patch.role {
                     user.role = role;
+                }
+                if let Some(mut aliases) = patch.mail_aliases {
+                    aliases.sort();
+                    aliases.dedup();
+                    if aliases.len() > MAX_MAIL_ALIASES {
+                        return Err(AppError::field(
+                            "mail_aliases",
+                            format!("at most {MAX_MAIL_ALIASES} aliases"),
+                        ));
+                    }
+                    let snapshot = settings.clone();
+                    if let Some(taken) = aliases
+                        .iter()
+                        .find(|a| address_taken(&snapshot, a, &target))
+                    {
+                        return Err(AppError::field(
+                            "mail_aliases",
+                            format!("'{taken}' is already a user's address"),
+                        ));
+                    }
+                    let user = settings
+                        .user_mut(&target)
+                        .ok_or_else(|| no_such_user(&target))?;
+                    user.mail_aliases = aliases;
                 }
                 Ok(())
             },

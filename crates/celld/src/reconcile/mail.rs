@@ -64,7 +64,7 @@ pub fn mail_config(settings: &Settings) -> Mail {
         .iter()
         .map(|user| MailUser {
             name: user.name.to_string(),
-            aliases: Vec::new(),
+            aliases: user.mail_aliases.iter().map(|a| a.to_string()).collect(),
             account_hash: (account_password && user.totp_secret.is_none())
                 .then(|| user.password_hash.expose().to_owned()),
             app_hashes: user
@@ -191,12 +191,15 @@ fn write_machine(
     let root = (MAIL_UID_BASE, MAIL_UID_BASE);
     let vmail = (MAIL_UID_BASE + VMAIL_UID, MAIL_UID_BASE + VMAIL_UID);
     let config = state.join("config");
+    // celld writes into the configuration directories, so they stay the cell's root's
+    // (it has no CAP_DAC_OVERRIDE); the files in them belong to the machine's users.
+    let cell = (0, 0);
     for (dir, owner, mode) in [
-        (state.to_owned(), (0, 0), 0o700),
-        (config.clone(), root, 0o755),
-        (config.join("postfix"), root, 0o755),
-        (config.join("dovecot"), root, 0o755),
-        (config.join("tls"), root, 0o755),
+        (state.to_owned(), cell, 0o700),
+        (config.clone(), cell, 0o755),
+        (config.join("postfix"), cell, 0o755),
+        (config.join("dovecot"), cell, 0o755),
+        (config.join("tls"), cell, 0o755),
         (state.join("spool"), root, 0o755),
         (state.join("mailboxes"), vmail, 0o700),
     ] {

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# T2 — the mail machine in the booted image. Boots the image tree under systemd-nspawn, sets
+# the cell up with mail on, and checks it the way mail clients on the LAN see it: swaks
+# submits on 587 with app passwords, Python's imaplib reads over 993 trusting only the
+# cell's root, and relaying, wrong passwords and disabled users are refused. The mail
+# machine itself is a systemd-nspawn container inside the booted cell.
+#   tests/mail-nspawn.sh TREE
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tree=${1:?usage: $0 IMAGE_TREE}
+name=cell-mail
+net=${CELL_MAIL_NET:-5}
+nspawn=scripts/cell-nspawn
+address=10.77.$net.2
+base=https://$address
+CELL_BASE=$base
+# shellcheck source=tests/lib/check.sh
+. tests/lib/check.sh
+require_root "booting the image needs root (systemd-nspawn, veth)"
+require_tool swaks "mail-nspawn: missing swaks (make deps)"
+
+show_logs() {
+    echo "--- celld's appliers ---"
+    $nspawn exec $name cellctl status 2>/dev/null | tail -n 20 || true
+    echo "--- the cell's journal, mail (last 80 lines) ---"
+    $nspawn exec $name journalctl --no-pager -n 80 -u celld -u systemd-nspawn@mail -u 'cell-machine-reload@*' 2>/dev/null || true
+    echo "--- the mail machine's journal (last 60 lines) ---"
+    $nspawn exec $name sh -c 'nsenter -t "$(machinectl show mail -p Leader --value)" -a journalctl --no-pager -n 60' 2>/dev/null || true
+}
+stop_container() { $nspawn stop $name || true; }
+on_exit stop_container
+on_failure show_logs
+
+$nspawn stop $name 2>/dev/null || true
+$nspawn start "$tree" $name "$net"
+code=$(wait_for_url "http://$address/ca.pem" 120) || true
+check "the cell answers (got $code)" [ "$code" = 200 ]
+trust_cell_root "http://$address"
+
+# --- setup with mail on; a second user; an app password each ----------------------------
+setup_code=$($nspawn exec $name cellctl setup-code | sed -n 's/^Setup code: //p')
+setup='{"code":"'$setup_code'","cell_name":"home","domain":{"mode":"internal"},"timezone":"UTC","admin_username":"alice","admin_password":"correct horse battery","services":{"mail":true}}'
+check "setup with mail on" [ "$(api POST /api/v1/setup "$setup")" = 200 ]
+api_login alice "correct horse battery"
+check "alice adds bob" [ "$(api POST /api/v1/users '{"name":"bob","role":"peer","password":"bobs own passphrase"}')" = 201 ]
+check "alice makes an app password for her laptop" \
+    [ "$(api POST /api/v1/users/alice/app-passwords '{"name":"laptop"}')" = 201 ]
+alice_app=$(field 'v["password"]')
+api_login bob "bobs own passphrase"
+check "bob makes one for his phone" [ "$(api POST /api/v1/users/bob/app-passwords '{"name":"phone"}')" = 201 ]
+bob_app=$(field 'v["password"]')
+api_login alice "correct horse battery"
+
+machine_up() { [ "$($nspawn exec $name systemctl is-active systemd-nspawn@mail.service)" = active ]; }
+check "celld started the mail machine" wait_until 60 machine_up
+in_machine() { $nspawn exec $name sh -c 'exec nsenter -t "$(machinectl show mail -p Leader --value)" -a "$@"' _ "$@"; }
+services_up() { in_machine systemctl is-active postfix.service dovecot.service >/dev/null 2>&1; }
+check "Postfix and Dovecot run in it" wait_until 60 services_up
+listening() { python3 -c 'import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 2).close()' "$address" "$1" 2>/dev/null; }
+for port in 25 465 587 993; do
+    check "port $port answers from the LAN side (redirected to the machine)" wait_until 30 listening $port
+done
+machine_uid=$($nspawn exec $name sh -c 'stat -c %u /proc/"$(machinectl show mail -p Leader --value)"')
+check "the machine's init runs in its own user range (uid $machine_uid on the cell)" [ "$machine_uid" = 1879048192 ]
+
+# --- submission and delivery ----------------------------------------------------------
+token=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+send() {
+    swaks --server "$address" --port 587 --tls --tls-verify --tls-ca-path "$cell_root" --tls-sni mail.home.cell \
+        --ehlo laptop.home.cell --auth PLAIN --auth-user "$1" --auth-password "$2" \
+        --from "$3" --to "$4" --header "Subject: $5" --body "hello $5" >"$tmp/swaks.log" 2>&1
+}
+check "swaks submits on 587 (STARTTLS, verified against the cell's root) with alice's app password" \
+    send alice "$alice_app" alice@home.cell bob@home.cell "first-$token"
+check "the message was accepted for delivery" grep -q '250 2.0.0 Ok: queued' "$tmp/swaks.log"
+imap_fetch() {
+    python3 - "$address" "$cell_root" "$1" "$2" "$3" <<'PY'
+import imaplib, socket, ssl, sys
+address, root, user, password, subject = sys.argv[1:]
+context = ssl.create_default_context(cafile=root)
+class Imap(imaplib.IMAP4_SSL):
+    # Connects to the cell's address, checking the certificate for mail.home.cell.
+    def _create_socket(self, timeout):
+        sock = socket.create_connection((address, 993), timeout)
+        return self.ssl_context.wrap_socket(sock, server_hostname="mail.home.cell")
+with Imap("mail.home.cell", 993, ssl_context=context, timeout=10) as imap:
+    imap.login(user, password)
+    imap.select("INBOX")
+    typ, found = imap.search(None, "SUBJECT", f'"{subject}"')
+    sys.exit(0 if typ == "OK" and found[0].split() else 1)
+PY
+}
+check "imaplib fetches it as bob over 993 (TLS trusting only the cell's root), with his app password" \
+    wait_until 15 imap_fetch bob "$bob_app" "first-$token"
+check "bob's login with his full address works too" imap_fetch bob@home.cell "$bob_app" "first-$token"
+check "bob's account password works for mail too (no second factor, not turned off)" \
+    imap_fetch bob "bobs own passphrase" "first-$token"
+
+check "alice gives bob the alias info@" [ "$(api PATCH /api/v1/users/bob '{"mail_aliases":["info"]}')" = 200 ]
+check "an alias that is a username is refused, naming the field" \
+    bash -c '[ "$1" = 400 ] && grep -q mail_aliases "$2"' _ "$(api PATCH /api/v1/users/bob '{"mail_aliases":["alice"]}')" "$answer"
+alias_mail() { send alice "$alice_app" alice@home.cell info@home.cell "alias-$token"; }
+# The alias reaches Postfix once celld has rendered it and Postfix reloaded.
+check "swaks sends to info@home.cell" wait_until 15 alias_mail
+check "bob gets mail sent to his alias" wait_until 15 imap_fetch bob "$bob_app" "alias-$token"
+
+# --- refusals -----------------------------------------------------------------------------
+refused_login() { ! imap_fetch bob "$1" "first-$token" 2>/dev/null; }
+check "a wrong password is refused over IMAP" refused_login "abcd-efgh-jkmn-pqrs"
+check "and over submission" bash -c "! swaks --server $address --port 587 --tls --auth PLAIN --auth-user alice --auth-password wrong-password --from alice@home.cell --to bob@home.cell >'$tmp/wrong.log' 2>&1"
+check "with 535" grep -q '<~\* 535' "$tmp/wrong.log"
+swaks --server "$address" --port 25 --ehlo stranger.example --from someone@example.net --to victim@example.com >"$tmp/relay.log" 2>&1 || true
+check "unauthenticated relaying on port 25 is refused" grep -q 'Relay access denied' "$tmp/relay.log"
+swaks --server "$address" --port 587 --tls --ehlo stranger.example --from someone@example.net --to bob@home.cell >"$tmp/noauth.log" 2>&1 || true
+check "submission without a login is refused" grep -qE '<~\* 5[0-9][0-9]' "$tmp/noauth.log"
+check "alice may not send as bob" bash -c "! swaks --server $address --port 587 --tls --auth PLAIN --auth-user alice --auth-password '$alice_app' --from bob@home.cell --to alice@home.cell >'$tmp/spoof.log' 2>&1"
+swaks --server "$address" --port 25 --ehlo peer.example --from someone@example.net --to bob@home.cell \
+    --header "Subject: inbound-$token" >"$tmp/inbound.log" 2>&1 || true
+check "inbound mail on 25 for a user of the cell is accepted" grep -q '250 2.0.0 Ok: queued' "$tmp/inbound.log"
+check "and delivered" wait_until 15 imap_fetch bob "$bob_app" "inbound-$token"
+swaks --server "$address" --port 587 --tls --auth PLAIN --auth-user alice --auth-password "$alice_app" \
+    --from alice@home.cell --to someone@example.com >"$tmp/out.log" 2>&1 || true
+check "a .cell cell sends nothing out of the cell, even for its users" grep -q 'Relay access denied' "$tmp/out.log"
+
+# --- disabling a user refuses their next login at once -----------------------------------
+check "alice disables bob" [ "$(api PATCH /api/v1/users/bob '{"disabled":true}')" = 200 ]
+started=$(date +%s%N)
+check "IMAP refuses bob within 2 s" wait_until 2 refused_login "$bob_app"
+echo "# bob refused $(( ($(date +%s%N) - started) / 1000000 )) ms after the change was committed"
+check "his mailbox is kept: mail for him is still accepted" \
+    send alice "$alice_app" alice@home.cell bob@home.cell "while-disabled-$token"
+check "alice enables him again" [ "$(api PATCH /api/v1/users/bob '{"disabled":false}')" = 200 ]
+check "and his mail, old and new, is there" wait_until 5 imap_fetch bob "$bob_app" "while-disabled-$token"
+
+# --- the machine's state lasts ----------------------------------------------------------------
+$nspawn exec $name systemctl restart systemd-nspawn@mail.service
+check "after a restart of the mail machine" wait_until 60 services_up
+check "bob's messages are all still there" wait_until 30 imap_fetch bob "$bob_app" "first-$token"
+check "the mailboxes are stored on the cell under the machine's own users" \
+    [ "$($nspawn exec $name stat -c '%u %a' /var/lib/cell/mail/mailboxes)" = "$((1879048192 + 5000)) 700" ]
+check "the rendered accounts file is readable by the machine's root and dovecot only" \
+    [ "$($nspawn exec $name stat -c '%u %a' /var/lib/cell/mail/config/passwd)" = "1879048192 640" ]
+check "it holds hashes, no password" bash -c "! $nspawn exec $name grep -qF '$bob_app' /var/lib/cell/mail/config/passwd"
+
+# --- turning mail off stops the machine ---------------------------------------------------
+check "mail turned off" [ "$(api PUT /api/v1/settings '{"identity":{"cell_name":"home","domain":{"mode":"internal"},"timezone":"UTC"},"services":{}}')" = 200 ]
+machine_down() { [ "$($nspawn exec $name systemctl is-active systemd-nspawn@mail.service)" != active ]; }
+check "the mail machine stops" wait_until 60 machine_down
+check "port 993 no longer answers" wait_until 10 bash -c "! python3 -c 'import socket; socket.create_connection((\"$address\", 993), 2)' 2>/dev/null"
+
+finish "# all mail machine checks passed"
