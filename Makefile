@@ -43,7 +43,8 @@ help:
 	@echo "make bench    image size, boot-to-health time, idle memory; VPN add-peer and throughput;"
 	@echo "              /health under a login burst and celld's peak memory during one;"
 	@echo "              cell-dns beside NSD and Knot (dnsperf: q/s, p99, loss; memory);"
-	@echo "              update install time, reboot-to-UI time and download size (qemu)"
+	@echo "              update install time, reboot-to-UI time and download size (qemu);"
+	@echo "              the mail machine's idle memory and delivery rate, the whole cell's memory"
 	@echo "make deps     install the build and test dependencies (Debian 12, root)"
 	@echo "make clean    remove build outputs (keeps the package cache)"
 
@@ -186,6 +187,7 @@ bench: $(TREE).stamp $(DISK) $(UPDATE_TEST)/server/SHA256SUMS
 	scripts/bench-login build/bench/login.txt
 	scripts/bench-dns build/bench/dns.txt
 	scripts/bench-https build/bench/https.txt
+	scripts/bench-mail $(TREE) build/bench/mail.txt
 	mkdir -p build/bench && rm -f build/bench/update.txt
 	CELL_BENCH_OUT=build/bench/update.txt \
 		tests/update-vm.sh $(DISK) $(VERSION) $(UPDATE_TEST)/server $(V2) $(V3) $(V_CORRUPT)

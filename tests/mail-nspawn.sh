@@ -19,6 +19,8 @@ CELL_BASE=$base
 . tests/lib/check.sh
 require_root "booting the image needs root (systemd-nspawn, veth)"
 require_tool swaks "mail-nspawn: missing swaks (make deps)"
+require_tool kdig "mail-nspawn: missing kdig (make deps)"
+/usr/bin/python3 -c 'import dkim' 2>/dev/null || _check_skip "mail-nspawn: missing python3-dkim (make deps)"
 
 show_logs() {
     echo "--- celld's appliers ---"
@@ -90,12 +92,46 @@ with Imap("mail.home.cell", 993, ssl_context=context, timeout=10) as imap:
     typ, found = imap.search(None, "SUBJECT", f'"{subject}"')
     sys.exit(0 if typ == "OK" and found[0].split() else 1)
 PY
-}
+} 2>>"$tmp/imap.log"
 check "imaplib fetches it as bob over 993 (TLS trusting only the cell's root), with his app password" \
     wait_until 15 imap_fetch bob "$bob_app" "first-$token"
 check "bob's login with his full address works too" imap_fetch bob@home.cell "$bob_app" "first-$token"
 check "bob's account password works for mail too (no second factor, not turned off)" \
     imap_fetch bob "bobs own passphrase" "first-$token"
+
+# --- the zone's mail records, and the DKIM signature checked against them ---------------
+dig_short() { kdig +time=2 +retry=1 +short @"$address" "$@" 2>/dev/null; }
+check "cell-dns serves the MX (mail.home.cell.)" [ "$(dig_short home.cell MX)" = "10 mail.home.cell." ]
+check "an SPF record (only the MX sends)" grep -qx '"v=spf1 mx -all"' <<<"$(dig_short home.cell TXT)"
+check "a DMARC policy" grep -q 'v=DMARC1; p=quarantine' <<<"$(dig_short _dmarc.home.cell TXT)"
+check "the DKIM key at cell._domainkey" grep -q 'v=DKIM1; k=rsa; p=MII' <<<"$(dig_short cell._domainkey.home.cell TXT)"
+dkim_verified() {
+    /usr/bin/python3 - "$address" "$cell_root" bob "$bob_app" "first-$token" <<'PY'
+import imaplib, re, socket, ssl, subprocess, sys
+import dkim
+address, root, user, password, subject = sys.argv[1:]
+context = ssl.create_default_context(cafile=root)
+class Imap(imaplib.IMAP4_SSL):
+    def _create_socket(self, timeout):
+        return self.ssl_context.wrap_socket(socket.create_connection((address, 993), timeout),
+                                            server_hostname="mail.home.cell")
+def txt(name, timeout=5):
+    # The key as cell-dns serves it, asked with kdig like any resolver would.
+    out = subprocess.run(["kdig", "+short", "+time=2", f"@{address}", name.decode().rstrip("."), "TXT"],
+                         capture_output=True, text=True).stdout
+    return "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', out)).encode()
+with Imap("mail.home.cell", 993, ssl_context=context, timeout=10) as imap:
+    imap.login(user, password)
+    imap.select("INBOX")
+    _, found = imap.search(None, "SUBJECT", f'"{subject}"')
+    _, data = imap.fetch(found[0].split()[0], "(RFC822)")
+message = data[0][1]
+signature = re.search(rb"^DKIM-Signature:.*?(?=^\S)", message, re.M | re.S)
+print("signature:", signature.group(0).decode().split(";")[:3] if signature else None)
+sys.exit(0 if signature and dkim.verify(message, dnsfunc=txt) else 1)
+PY
+}
+check "alice's message carries a DKIM signature that verifies against the key cell-dns serves" dkim_verified
 
 check "alice gives bob the alias info@" [ "$(api PATCH /api/v1/users/bob '{"mail_aliases":["info"]}')" = 200 ]
 check "an alias that is a username is refused, naming the field" \
@@ -125,9 +161,13 @@ check "a .cell cell sends nothing out of the cell, even for its users" grep -q '
 
 # --- disabling a user refuses their next login at once -----------------------------------
 check "alice disables bob" [ "$(api PATCH /api/v1/users/bob '{"disabled":true}')" = 200 ]
-started=$(date +%s%N)
-check "IMAP refuses bob within 2 s" wait_until 2 refused_login "$bob_app"
-echo "# bob refused $(( ($(date +%s%N) - started) / 1000000 )) ms after the change was committed"
+# Dovecot answers a refusal late on purpose (auth_failure_delay): what counts is when the
+# refused attempt began.
+refused_from() { local at; at=$(date +%s%N); refused_login "$bob_app" && echo $(( (at - $1) / 1000000 )); }
+committed=$(date +%s%N)
+refused_after=$(wait_until 5 refused_from "$committed" || true)
+check "IMAP refuses bob's next login, begun ${refused_after:-?} ms after the change (within 1 s)" \
+    [ -n "$refused_after" ] && [ "$refused_after" -lt 1000 ]
 check "his mailbox is kept: mail for him is still accepted" \
     send alice "$alice_app" alice@home.cell bob@home.cell "while-disabled-$token"
 check "alice enables him again" [ "$(api PATCH /api/v1/users/bob '{"disabled":false}')" = 200 ]

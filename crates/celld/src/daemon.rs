@@ -207,6 +207,9 @@ impl Daemon {
         )?;
         let app_password_uses = crate::app_passwords::Uses::load(&config.state_dir);
         let acme = Arc::new(Acme::new(pki.clone(), config.acme_directory_root.clone()));
+        let dkim = Arc::new(crate::dkim::Dkim::new(SecretStore::open(
+            &config.state_dir.join(SECRETS_DIR),
+        )?));
         let interface = config.wg_interface.as_str();
         let appliers: Vec<Box<dyn DynApplier>> = vec![
             Box::new(Identity::new(machine.clone())),
@@ -224,6 +227,7 @@ impl Daemon {
                 config.uplink_resolvers.clone(),
                 config.dhcp_leases.clone(),
                 acme.dns_records(),
+                dkim.clone(),
             )),
             Box::new(PkiApplier::new(pki.clone(), network.clone(), interface)),
             Box::new(LanApplier::new(
@@ -241,6 +245,7 @@ impl Daemon {
             Box::new(MailApplier::new(
                 machine.clone(),
                 pki.clone(),
+                dkim,
                 config.state_dir.join("mail"),
                 config.machines_dir.join("mail"),
             )),

@@ -100,14 +100,15 @@ fn device_records(settings: &Settings, leases: &[Lease]) -> Vec<DnsRecord> {
 
 /// The zone of generation `serial`, with `lan` the cell's addresses on its LAN, `uplink`
 /// the resolvers the uplink's DHCP server gave, `leases` the DHCP server's, and
-/// `challenges` the ACME DNS-01 records of an order in progress.
+/// `generated` the records celld makes itself (an ACME order's DNS-01 challenges, the mail
+/// records).
 pub fn render(
     settings: &Settings,
     serial: u32,
     lan: &[IpAddr],
     uplink: &[IpAddr],
     leases: &[Lease],
-    challenges: &[DnsRecord],
+    generated: &[DnsRecord],
 ) -> ZoneSnapshot {
     let vpn = settings.vpn.as_ref();
     let apex_vpn = vpn
@@ -207,7 +208,7 @@ pub fn render(
             .iter()
             .cloned()
             .chain(device_records(settings, leases))
-            .chain(challenges.iter().cloned())
+            .chain(generated.iter().cloned())
             .collect(),
         upstreams,
         forward_zones,

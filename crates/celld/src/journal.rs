@@ -25,6 +25,7 @@ pub const CELL_UNITS: &[&str] = &[
     crate::reconcile::mail::MAIL_UNIT,
     "cell-machine-reload@mail:postfix.service",
     "cell-machine-reload@mail:dovecot.service",
+    "cell-machine-reload@mail:opendkim.service",
 ];
 
 pub const DEFAULT_LINES: usize = 200;

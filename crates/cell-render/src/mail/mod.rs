@@ -27,6 +27,9 @@ pub const CONFIG_DIR: &str = "/etc/cell-mail";
 /// The TLS pair the cell writes beside the rendered files.
 pub const TLS_CERT: &str = "tls/cert.pem";
 pub const TLS_KEY: &str = "tls/key.pem";
+/// The DKIM selector the machine signs with; the cell writes the key beside the rendered
+/// files, at `dkim/<selector>.private`.
+pub const DKIM_SELECTOR: &str = "cell";
 /// Messages larger than this are refused (bytes).
 pub const MESSAGE_SIZE_LIMIT: u64 = 50 * 1024 * 1024;
 
@@ -65,6 +68,7 @@ pub enum Reader {
     Dovecot,
     /// Re-read by Dovecot on its own when the file changes: no reload.
     Accounts,
+    Opendkim,
 }
 
 /// The files and which service reads each.
@@ -118,6 +122,16 @@ pub fn render(mail: &Mail) -> Result<Vec<(Reader, File)>, RenderError> {
             file(
                 "dovecot/dovecot.conf",
                 DovecotConf {}.render().map_err(template("dovecot.conf"))?,
+                0o644,
+            ),
+        ),
+        (
+            Reader::Opendkim,
+            file(
+                "opendkim/opendkim.conf",
+                OpendkimConf { mail }
+                    .render()
+                    .map_err(template("opendkim.conf"))?,
                 0o644,
             ),
         ),
@@ -260,6 +274,18 @@ impl MasterCf<'_> {
     }
     fn submissions(&self) -> u16 {
         SUBMISSIONS
+    }
+}
+
+#[derive(Template)]
+#[template(path = "mail/opendkim.conf", escape = "none")]
+struct OpendkimConf<'a> {
+    mail: &'a Mail,
+}
+
+impl OpendkimConf<'_> {
+    fn selector(&self) -> &'static str {
+        DKIM_SELECTOR
     }
 }
 

@@ -11,7 +11,8 @@ use cell_model::{FieldError, Settings};
 use tokio::sync::watch;
 
 use super::files::write_if_changed;
-use super::{Applier, ApplyFuture, Pass, UNCHANGED};
+use super::{Applier, ApplyError, ApplyFuture, Pass, UNCHANGED};
+use crate::dkim::Dkim;
 use crate::network::LiveNetwork;
 
 pub struct DnsZoneApplier {
@@ -25,6 +26,8 @@ pub struct DnsZoneApplier {
     leases: PathBuf,
     /// ACME DNS-01 records while an order runs.
     challenges: watch::Receiver<Vec<DnsRecord>>,
+    /// The DKIM key the mail records publish.
+    dkim: Arc<Dkim>,
 }
 
 impl DnsZoneApplier {
@@ -35,6 +38,7 @@ impl DnsZoneApplier {
         uplink_resolvers: PathBuf,
         leases: PathBuf,
         challenges: watch::Receiver<Vec<DnsRecord>>,
+        dkim: Arc<Dkim>,
     ) -> Self {
         Self {
             live,
@@ -43,6 +47,7 @@ impl DnsZoneApplier {
             uplink_resolvers,
             leases,
             challenges,
+            dkim,
         }
     }
 }
@@ -90,8 +95,16 @@ impl Applier for DnsZoneApplier {
             .await
             .unwrap_or_default();
             let serial = u32::try_from(pass.generation).unwrap_or(u32::MAX);
-            let challenges = self.challenges.borrow().clone();
-            let zone = crate::dns::render(&plan.0, serial, &lan, &uplink, &leases, &challenges);
+            let mut generated = self.challenges.borrow().clone();
+            if plan.0.services.mail {
+                let dkim = self.dkim.clone();
+                let key = tokio::task::spawn_blocking(move || dkim.ensure())
+                    .await
+                    .map_err(|e| ApplyError::Dkim(e.to_string()))?
+                    .map_err(|e| ApplyError::Dkim(e.to_string()))?;
+                generated.extend(crate::dkim::mail_records(&plan.0, &key));
+            }
+            let zone = crate::dns::render(&plan.0, serial, &lan, &uplink, &leases, &generated);
             let bytes = serde_json::to_vec_pretty(&zone).unwrap_or_default();
             // cell-dns reads it through the directory's group (setgid on the device).
             let written = write_if_changed(path, bytes, 0o640).await?;

@@ -13,6 +13,7 @@ use cell_render::mail::{self, Mail, MailUser, Reader};
 
 use super::files::FileError;
 use super::{Applier, ApplyError, ApplyFuture, Pass, UNCHANGED};
+use crate::dkim::Dkim;
 use crate::pki::Pki;
 use crate::system::Machine;
 
@@ -28,6 +29,7 @@ const VMAIL_UID: u32 = 5000;
 pub struct MailApplier {
     system: Arc<dyn Machine>,
     pki: Arc<Pki>,
+    dkim: Arc<Dkim>,
     /// /var/lib/cell/mail: config/, spool/, mailboxes/.
     state: PathBuf,
     /// The machine's tree (/usr/lib/machines/mail), whose groups the files are shared with.
@@ -35,10 +37,17 @@ pub struct MailApplier {
 }
 
 impl MailApplier {
-    pub fn new(system: Arc<dyn Machine>, pki: Arc<Pki>, state: PathBuf, tree: PathBuf) -> Self {
+    pub fn new(
+        system: Arc<dyn Machine>,
+        pki: Arc<Pki>,
+        dkim: Arc<Dkim>,
+        state: PathBuf,
+        tree: PathBuf,
+    ) -> Self {
         Self {
             system,
             pki,
+            dkim,
             state,
             tree,
         }
@@ -124,13 +133,19 @@ impl Applier for MailApplier {
             let state = self.state.clone();
             let tree = self.tree.clone();
             let files = files.clone();
-            let changed =
-                tokio::task::spawn_blocking(move || write_machine(&state, &tree, &files, &tls))
-                    .await
-                    .map_err(|e| ApplyError::File {
-                        path: self.state.clone(),
-                        message: e.to_string(),
-                    })??;
+            let dkim = self.dkim.clone();
+            let changed = tokio::task::spawn_blocking(move || {
+                let key = dkim.ensure().map_err(|e| FileError {
+                    path: state.join("config/dkim"),
+                    message: e.to_string(),
+                })?;
+                write_machine(&state, &tree, &files, &tls, &key.private_pem)
+            })
+            .await
+            .map_err(|e| ApplyError::File {
+                path: self.state.clone(),
+                message: e.to_string(),
+            })??;
             if !running {
                 self.system.start_unit(MAIL_UNIT).await?;
                 return Ok("mail machine started".to_owned());
@@ -139,6 +154,7 @@ impl Applier for MailApplier {
             for (reader, unit) in [
                 (Reader::Postfix, "postfix.service"),
                 (Reader::Dovecot, "dovecot.service"),
+                (Reader::Opendkim, "opendkim.service"),
             ] {
                 if changed.contains(&reader) {
                     self.system.reload_in_machine(MACHINE, unit).await?;
@@ -187,6 +203,7 @@ fn write_machine(
     tree: &Path,
     files: &[(Reader, cell_render::File)],
     tls: &(String, String),
+    dkim_key: &str,
 ) -> Result<BTreeSet<Reader>, FileError> {
     let root = (MAIL_UID_BASE, MAIL_UID_BASE);
     let vmail = (MAIL_UID_BASE + VMAIL_UID, MAIL_UID_BASE + VMAIL_UID);
@@ -200,23 +217,28 @@ fn write_machine(
         (config.join("postfix"), cell, 0o755),
         (config.join("dovecot"), cell, 0o755),
         (config.join("tls"), cell, 0o755),
+        (config.join("opendkim"), cell, 0o755),
+        (config.join("dkim"), cell, 0o755),
         (state.join("spool"), root, 0o755),
         (state.join("mailboxes"), vmail, 0o700),
     ] {
         super::files::ensure_dir(&dir, owner, mode)?;
     }
-    let groups = machine_groups(tree)?;
+    let groups = machine_ids(tree, "group")?;
+    let users = machine_ids(tree, "passwd")?;
+    let id_of = |ids: &[(String, u32)], name: &str, file: &str| {
+        ids.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, id)| MAIL_UID_BASE + id)
+            .ok_or_else(|| FileError {
+                path: tree.join("etc").join(file),
+                message: format!("the machine has no {name}"),
+            })
+    };
     let mut changed = BTreeSet::new();
     for (reader, file) in files {
         let gid = match file.group {
-            Some(name) => {
-                let gid = groups.iter().find(|(n, _)| n == name).map(|(_, gid)| *gid);
-                let gid = gid.ok_or_else(|| FileError {
-                    path: tree.join("etc/group"),
-                    message: format!("the machine has no group {name}"),
-                })?;
-                MAIL_UID_BASE + gid
-            }
+            Some(name) => id_of(&groups, name, "group")?,
             None => MAIL_UID_BASE,
         };
         let path = config.join(file.path);
@@ -238,12 +260,22 @@ fn write_machine(
     if tls_changed {
         changed.extend([Reader::Postfix, Reader::Dovecot]);
     }
+    // OpenDKIM refuses a key anyone else may read.
+    let opendkim = (
+        id_of(&users, "opendkim", "passwd")?,
+        id_of(&groups, "opendkim", "group")?,
+    );
+    let key_path = config.join(format!("dkim/{}.private", mail::DKIM_SELECTOR));
+    if super::files::write_owned_if_changed(&key_path, dkim_key.as_bytes(), 0o600, opendkim)? {
+        changed.insert(Reader::Opendkim);
+    }
     Ok(changed)
 }
 
-/// The machine's groups (name, gid inside the machine) from its tree's /etc/group.
-fn machine_groups(tree: &Path) -> Result<Vec<(String, u32)>, FileError> {
-    let path = tree.join("etc/group");
+/// The machine's users or groups (name, id inside the machine) from its tree's
+/// /etc/passwd or /etc/group (`file`).
+fn machine_ids(tree: &Path, file: &str) -> Result<Vec<(String, u32)>, FileError> {
+    let path = tree.join("etc").join(file);
     let text = std::fs::read_to_string(&path).map_err(|e| FileError {
         path: path.clone(),
         message: e.to_string(),
@@ -287,7 +319,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            machine_groups(dir.path()).unwrap(),
+            machine_ids(dir.path(), "group").unwrap(),
             vec![("root".to_owned(), 0), ("dovecot".to_owned(), 105)]
         );
     }

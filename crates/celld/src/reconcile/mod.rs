@@ -48,6 +48,8 @@ pub enum ApplyError {
     System(#[from] SystemError),
     #[error("certificates: {0}")]
     Pki(#[from] crate::pki::PkiStoreError),
+    #[error("{0}")]
+    Dkim(String),
     #[error("writing {path}: {message}")]
     File {
         path: std::path::PathBuf,
