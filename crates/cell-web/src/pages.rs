@@ -960,17 +960,37 @@ pub async fn users_reset_password_post(
     users_outcome(&state, &user, name.as_str(), result, done).await
 }
 
+/// What a user action's form may carry besides the CSRF token.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct UserActionForm {
+    /// Mail aliases, separated by spaces or commas.
+    aliases: String,
+}
+
 pub async fn user_action_post(
     State(state): State<AppState>,
     user: PageUser,
     Path((name, action)): Path<(String, String)>,
+    Form(form): Form<UserActionForm>,
 ) -> Result<Response, AppError> {
     let name = cell_model::Username::parse(&name).map_err(|_| AppError::NotFound)?;
     let path = format!("/v1/users/{name}");
+    let aliases: Vec<String> = form
+        .aliases
+        .split([' ', ','])
+        .filter(|a| !a.is_empty())
+        .map(|a| a.trim().to_lowercase())
+        .collect();
     let (method, body, done) = match action.as_str() {
         "disable" => (Method::PATCH, Some(json!({"disabled": true})), "disabled"),
         "enable" => (Method::PATCH, Some(json!({"disabled": false})), "enabled"),
         "delete" => (Method::DELETE, None, "deleted"),
+        "aliases" => (
+            Method::PATCH,
+            Some(json!({"mail_aliases": aliases})),
+            "given new mail aliases",
+        ),
         _ => return Err(AppError::NotFound),
     };
     let body = body.map(|b| Bytes::from(b.to_string()));
