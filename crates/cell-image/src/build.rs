@@ -45,10 +45,10 @@ pub fn run(
             bail!("--extra-tree {tree:?}: {src} does not exist");
         }
     }
+    let machines = machines_dir(output_dir)?;
     empty_dir(output_dir)?;
     fs::create_dir_all(CACHE_DIR).with_context(|| format!("cannot create {CACHE_DIR}"))?;
 
-    let machines = machines_dir(output_dir)?;
     let mut mkosi = Command::new("mkosi");
     mkosi
         .arg(format!("--image-version={version}"))

@@ -446,7 +446,7 @@ fn build_runs_mkosi_with_the_version_in_an_emptied_output_dir() {
     assert_eq!(
         fs::read_to_string(work.join("mkosi.args")).expect("mkosi ran"),
         "--image-version=0.1.0-53-ga5b0902f.dirty\n--format=disk\n--output-dir=build/image/disk\n\
-         --extra-tree=extra:/usr/lib/extra\nbuild\n"
+         --environment=CELL_MACHINES_DIR=build/image/disk\n--extra-tree=extra:/usr/lib/extra\nbuild\n"
     );
     assert!(work.join("build/mkosi.cache").is_dir());
     assert!(
@@ -468,6 +468,28 @@ fn build_runs_mkosi_with_the_version_in_an_emptied_output_dir() {
     assert!(
         err.contains("mkosi") && err.contains("exit status: 3"),
         "{err}"
+    );
+
+    // mkosi's scripts see the repository only: machines built elsewhere would be lost.
+    let _ = fs::remove_file(work.join("mkosi.args"));
+    let elsewhere = tmp.path().join("elsewhere");
+    let err = fails(cell_image().current_dir(&work).env("PATH", &path).args([
+        "build",
+        "--version",
+        "1.0",
+        "--format",
+        "disk",
+        "--output-dir",
+        elsewhere.to_str().expect("utf-8 path"),
+    ]));
+    assert!(err.contains("outside"), "{err}");
+    assert!(
+        !work.join("mkosi.args").exists(),
+        "mkosi ran for an outside directory"
+    );
+    assert!(
+        !elsewhere.exists(),
+        "the refused directory was made or emptied"
     );
 
     let err = fails(cell_image().current_dir(&work).env("PATH", &path).args([

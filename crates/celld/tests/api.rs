@@ -1587,7 +1587,8 @@ async fn handlers_commit_and_answer_without_waiting_for_the_machine() {
             "dns",
             "pki",
             "lan",
-            "ntp"
+            "ntp",
+            "mail"
         ]
     );
 }
