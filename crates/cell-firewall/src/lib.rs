@@ -236,6 +236,10 @@ impl Plan {
                 ]),
             ));
         }
+        // Only connections to the cell itself: a device's mail to other servers (through
+        // the internet exit or to the LAN) passes untouched.
+        let to_cell = json!({"match": {"op": "==",
+            "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}});
         for (service, from, to) in &self.shape.redirects {
             let redirect = json!({"redirect": {"port": to}});
             for (protocol, v6) in [("ip", false), ("ip6", true)] {
@@ -248,6 +252,7 @@ impl Plan {
                             json!(format!("@{}", set_name(service.as_str(), v6)))
                         ),
                         eq(payload("tcp", "dport"), json!(from)),
+                        to_cell,
                         redirect
                     ]),
                 ));
@@ -257,6 +262,7 @@ impl Plan {
                 json!([
                     {"match": {"op": "!=", "left": meta("iifname"), "right": wg}},
                     eq(payload("tcp", "dport"), json!(from)),
+                    to_cell,
                     redirect
                 ]),
             ));
@@ -703,6 +709,12 @@ mod tests {
             .iter()
             .any(|r| r.contains("@mail6") && r.contains("10993")));
         assert!(!prerouting.iter().any(|r| r.contains("@calendar")));
+        assert!(
+            prerouting
+                .iter()
+                .all(|r| r.contains("\"fib\"") && r.contains("\"local\"")),
+            "only connections to the cell are redirected: {prerouting:?}"
+        );
         // The machine's ports are open only to what was redirected there.
         let input = plan
             .rules()

@@ -41,6 +41,11 @@ pub fn write_owned(
             .open(&tmp)
             .map_err(|e| StoreError::io("creating", &tmp, e))?;
         if let Some((uid, gid)) = owner {
+            // The mode as asked, whatever the umask, while the file is still ours to
+            // change (after the chown it is not, without CAP_FOWNER).
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(mode))
+                .map_err(|e| StoreError::io("setting the mode of", &tmp, e))?;
             std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
                 .map_err(|e| StoreError::io("giving away", &tmp, e))?;
         }

@@ -487,6 +487,32 @@ async fn a_settings_change_is_stored_audited_and_applied() {
 }
 
 #[tokio::test]
+async fn a_new_user_does_not_inherit_a_deleted_users_mailbox() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    // What the mail machine leaves of a user deleted before their mailbox could be exported.
+    std::fs::create_dir_all(cell.dir.path().join("state/mail/mailboxes/bob")).unwrap();
+    let bob = json!({"name": "bob", "role": "peer", "password": PASSWORD});
+    let (status, body) = cell
+        .web("alice", Method::POST, "/v1/users", Some(bob))
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("name")),
+        "{body}"
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("mailbox"),
+        "{body}"
+    );
+    let carol = json!({"name": "carol", "role": "peer", "password": PASSWORD});
+    let (status, _) = cell
+        .web("alice", Method::POST, "/v1/users", Some(carol))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+#[tokio::test]
 async fn peers_cannot_manage_and_the_last_admin_stays() {
     let cell = Cell::new();
     cell.set_up().await;

@@ -213,6 +213,7 @@ pub async fn users_post(
         .source(actor.source.clone())
         .target(name.as_str());
     let created = user.clone();
+    let mailboxes = daemon.config.state_dir.join("mail/mailboxes");
     blocking(move || {
         commit_users(
             &daemon,
@@ -221,6 +222,17 @@ pub async fn users_post(
                     return Err(AppError::field(
                         "name",
                         format!("there is already a user '{}'", user.name),
+                    ));
+                }
+                // A deleted user's mailbox stays on the cell (there is no export yet); a
+                // new account of the same name must not inherit it.
+                if mailboxes.join(user.name.as_str()).exists() {
+                    return Err(AppError::field(
+                        "name",
+                        format!(
+                            "the mailbox of an earlier user '{}' is still on the cell; choose another name",
+                            user.name
+                        ),
                     ));
                 }
                 if let Some(owner) = settings

@@ -34,6 +34,9 @@ pub struct MailApplier {
     state: PathBuf,
     /// The machine's tree (/usr/lib/machines/mail), whose groups the files are shared with.
     tree: PathBuf,
+    /// Services whose files changed but whose reload has not succeeded yet: the files on
+    /// disk already match, so only this remembers them for the next pass.
+    pending: std::sync::Mutex<BTreeSet<Reader>>,
 }
 
 impl MailApplier {
@@ -50,6 +53,7 @@ impl MailApplier {
             dkim,
             state,
             tree,
+            pending: Default::default(),
         }
     }
 }
@@ -106,6 +110,29 @@ impl Applier for MailApplier {
         &["pki"]
     }
 
+    /// While the certificates are not applied, nobody logs in: the account list is
+    /// emptied, so a disabled user or a revoked password is refused all the same.
+    fn fail_closed(&self, plan: &MailPlan) -> Option<MailPlan> {
+        let MailPlan::On { files, hostname } = plan else {
+            return None;
+        };
+        let files = files
+            .iter()
+            .map(|(reader, file)| {
+                let mut file = file.clone();
+                if *reader == Reader::Accounts {
+                    file.bytes =
+                        b"# No logins until the cell's certificates are in place.\n".to_vec();
+                }
+                (*reader, file)
+            })
+            .collect();
+        Some(MailPlan::On {
+            files,
+            hostname: hostname.clone(),
+        })
+    }
+
     fn plan(&self, settings: &Settings) -> Result<MailPlan, FieldError> {
         if !settings.services.mail {
             return Ok(MailPlan::Off);
@@ -129,7 +156,10 @@ impl Applier for MailApplier {
                 }
                 return Ok(UNCHANGED.to_owned());
             };
-            let tls = self.tls_pair(hostname)?;
+            // The accounts are written even without a certificate (a disabled user must be
+            // refused all the same); the machine starts only with one.
+            let tls = self.tls_pair(hostname);
+            let pair = tls.as_ref().ok().cloned();
             let state = self.state.clone();
             let tree = self.tree.clone();
             let files = files.clone();
@@ -139,15 +169,23 @@ impl Applier for MailApplier {
                     path: state.join("config/dkim"),
                     message: e.to_string(),
                 })?;
-                write_machine(&state, &tree, &files, &tls, &key.private_pem)
+                write_machine(&state, &tree, &files, pair.as_ref(), &key.private_pem)
             })
             .await
             .map_err(|e| ApplyError::File {
                 path: self.state.clone(),
                 message: e.to_string(),
             })??;
+            let changed: BTreeSet<Reader> = {
+                let mut pending = crate::sync::lock(&self.pending);
+                pending.extend(changed);
+                pending.clone()
+            };
+            tls?;
             if !running {
                 self.system.start_unit(MAIL_UNIT).await?;
+                // It reads everything as it starts.
+                crate::sync::lock(&self.pending).clear();
                 return Ok("mail machine started".to_owned());
             }
             let mut reloaded = Vec::new();
@@ -158,9 +196,11 @@ impl Applier for MailApplier {
             ] {
                 if changed.contains(&reader) {
                     self.system.reload_in_machine(MACHINE, unit).await?;
+                    crate::sync::lock(&self.pending).remove(&reader);
                     reloaded.push(unit);
                 }
             }
+            crate::sync::lock(&self.pending).remove(&Reader::Accounts);
             Ok(match (changed.is_empty(), reloaded.is_empty()) {
                 (true, _) => UNCHANGED.to_owned(),
                 (false, true) => "accounts updated".to_owned(),
@@ -202,7 +242,7 @@ fn write_machine(
     state: &Path,
     tree: &Path,
     files: &[(Reader, cell_render::File)],
-    tls: &(String, String),
+    tls: Option<&(String, String)>,
     dkim_key: &str,
 ) -> Result<BTreeSet<Reader>, FileError> {
     let root = (MAIL_UID_BASE, MAIL_UID_BASE);
@@ -251,11 +291,16 @@ fn write_machine(
             changed.insert(*reader);
         }
     }
-    let (chain, key) = tls;
     let mut tls_changed = false;
-    for (name, bytes, mode) in [(mail::TLS_CERT, chain, 0o644), (mail::TLS_KEY, key, 0o600)] {
-        tls_changed |=
-            super::files::write_owned_if_changed(&config.join(name), bytes.as_bytes(), mode, root)?;
+    if let Some((chain, key)) = tls {
+        for (name, bytes, mode) in [(mail::TLS_CERT, chain, 0o644), (mail::TLS_KEY, key, 0o600)] {
+            tls_changed |= super::files::write_owned_if_changed(
+                &config.join(name),
+                bytes.as_bytes(),
+                mode,
+                root,
+            )?;
+        }
     }
     if tls_changed {
         changed.extend([Reader::Postfix, Reader::Dovecot]);
@@ -307,6 +352,115 @@ mod tests {
                 .any(|l| l == format!("PrivateUsers={MAIL_UID_BASE}:65536")),
             "mail.nspawn does not run the machine at {MAIL_UID_BASE}"
         );
+    }
+
+    /// A mail applier over a temporary state directory and machine tree, the cell's own
+    /// certificate naming mail.cell.cell, and a recording system whose mail machine runs.
+    fn applier(dir: &Path) -> (MailApplier, Arc<crate::system::RecordedSystem>) {
+        let tree = dir.join("tree");
+        std::fs::create_dir_all(tree.join("etc")).unwrap();
+        std::fs::write(
+            tree.join("etc/group"),
+            "root:x:0:\ndovecot:x:105:\nopendkim:x:101:\n",
+        )
+        .unwrap();
+        std::fs::write(
+            tree.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nopendkim:x:100:101::/:/bin/false\n",
+        )
+        .unwrap();
+        let pki = Arc::new(Pki::open(&dir.join("secrets"), "cell.cell").unwrap());
+        let request = cell_pki::LeafRequest::new(["cell.cell".into(), "mail.cell.cell".into()], []);
+        pki.ensure("cell.cell", &request, crate::pki::now())
+            .unwrap();
+        let dkim = Arc::new(Dkim::new(
+            cell_secrets::SecretStore::open(&dir.join("secrets")).unwrap(),
+        ));
+        let system = Arc::new(crate::system::RecordedSystem::default());
+        let applier = MailApplier::new(system.clone(), pki, dkim, dir.join("mail"), tree);
+        (applier, system)
+    }
+
+    fn settings() -> Settings {
+        let mut settings = Settings::default();
+        settings.services.mail = true;
+        settings.users.push(cell_model::User {
+            name: cell_model::Username::parse("alice").unwrap(),
+            role: cell_model::Role::Admin,
+            disabled: false,
+            password_hash: cell_model::users::Secret::new(
+                "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
+            ),
+            totp_secret: None,
+            recovery_codes: Vec::new(),
+            app_passwords: Vec::new(),
+            mail_aliases: Vec::new(),
+        });
+        settings
+    }
+
+    #[tokio::test]
+    async fn a_second_pass_changes_nothing_and_a_change_reloads_only_its_reader() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: giving files to the machine's users needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (applier, system) = applier(dir.path());
+        crate::system::System::restart_unit(system.as_ref(), MAIL_UNIT)
+            .await
+            .unwrap();
+        let pass = Pass {
+            generation: 1,
+            verify: true,
+        };
+        let plan = applier.plan(&settings()).unwrap();
+        let first = applier.apply(&plan, pass).await.unwrap();
+        assert_eq!(
+            first,
+            "reloaded postfix.service, dovecot.service, opendkim.service"
+        );
+        let key = dir.path().join("mail/config/dkim/cell.private");
+        let meta = std::fs::metadata(&key).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            (meta.uid(), meta.mode() & 0o777),
+            (MAIL_UID_BASE + 100, 0o600)
+        );
+        let before = system.requests().len();
+        assert_eq!(applier.apply(&plan, pass).await.unwrap(), UNCHANGED);
+        assert_eq!(
+            system.requests().len(),
+            before,
+            "nothing reloaded on a pass with no change"
+        );
+        let mut aliased = settings();
+        aliased.users[0].mail_aliases = vec![cell_model::Username::parse("info").unwrap()];
+        let plan = applier.plan(&aliased).unwrap();
+        assert_eq!(
+            applier.apply(&plan, pass).await.unwrap(),
+            "reloaded postfix.service"
+        );
+        let mut disabled = aliased.clone();
+        disabled.users[0].disabled = true;
+        let plan = applier.plan(&disabled).unwrap();
+        assert_eq!(
+            applier.apply(&plan, pass).await.unwrap(),
+            "accounts updated"
+        );
+    }
+
+    #[test]
+    fn without_certificates_nobody_logs_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let (applier, _) = applier(dir.path());
+        let plan = applier.plan(&settings()).unwrap();
+        let Some(MailPlan::On { files, .. }) = applier.fail_closed(&plan) else {
+            panic!("mail on has a fail-closed plan");
+        };
+        let (_, accounts) = files.iter().find(|(r, _)| *r == Reader::Accounts).unwrap();
+        assert!(!String::from_utf8_lossy(&accounts.bytes).contains("alice"));
+        assert!(applier.fail_closed(&MailPlan::Off).is_none());
     }
 
     #[test]
