@@ -270,6 +270,31 @@ pub async fn user_patch(
         commit_users(
             &daemon,
             |settings| {
+                if settings.user(&target).is_none() {
+                    return Err(no_such_user(&target));
+                }
+                let aliases = match patch.mail_aliases {
+                    Some(mut aliases) => {
+                        aliases.sort();
+                        aliases.dedup();
+                        if aliases.len() > MAX_MAIL_ALIASES {
+                            return Err(AppError::field(
+                                "mail_aliases",
+                                format!("at most {MAX_MAIL_ALIASES} aliases"),
+                            ));
+                        }
+                        if let Some(taken) =
+                            aliases.iter().find(|a| address_taken(settings, a, &target))
+                        {
+                            return Err(AppError::field(
+                                "mail_aliases",
+                                format!("'{taken}' is already a user's address"),
+                            ));
+                        }
+                        Some(aliases)
+                    }
+                    None => None,
+                };
                 let user = settings
                     .user_mut(&target)
                     .ok_or_else(|| no_such_user(&target))?;
@@ -279,28 +304,7 @@ pub async fn user_patch(
                 if let Some(role) = patch.role {
                     user.role = role;
                 }
-                if let Some(mut aliases) = patch.mail_aliases {
-                    aliases.sort();
-                    aliases.dedup();
-                    if aliases.len() > MAX_MAIL_ALIASES {
-                        return Err(AppError::field(
-                            "mail_aliases",
-                            format!("at most {MAX_MAIL_ALIASES} aliases"),
-                        ));
-                    }
-                    let snapshot = settings.clone();
-                    if let Some(taken) = aliases
-                        .iter()
-                        .find(|a| address_taken(&snapshot, a, &target))
-                    {
-                        return Err(AppError::field(
-                            "mail_aliases",
-                            format!("'{taken}' is already a user's address"),
-                        ));
-                    }
-                    let user = settings
-                        .user_mut(&target)
-                        .ok_or_else(|| no_such_user(&target))?;
+                if let Some(aliases) = aliases {
                     user.mail_aliases = aliases;
                 }
                 Ok(())
