@@ -158,6 +158,7 @@ test-netns: $(STAGING)/usr/bin/celld $(STAGING)/usr/bin/cell-web $(STAGING)/usr/
 test-boot: $(TREE).stamp
 	tests/boot-nspawn.sh $(TREE)
 	tests/mail-nspawn.sh $(TREE)
+	tests/dav-nspawn.sh $(TREE)
 
 test-browser: $(TREE).stamp
 	tests/browser-nspawn.sh $(TREE)

@@ -87,6 +87,16 @@ trust_cell_root() {
     export CURL_HOME=$tmp
 }
 
+# with_hosts "ADDRESS NAME..." CMD...: runs CMD in a mount namespace of its own whose
+# /etc/hosts holds that line, so that clients which look names up (python's requests,
+# litmus) reach the cell by its service names.
+with_hosts() {
+    local line=$1
+    shift
+    printf '127.0.0.1 localhost\n%s\n' "$line" >"$tmp/hosts"
+    unshare -m sh -c 'mount --bind "$0" /etc/hosts && shift && exec "$@"' "$tmp/hosts" _ "$@"
+}
+
 # The SHA-256 fingerprint of the PEM certificate FILE as openssl prints it (AB:CD:…).
 fingerprint_of() { openssl x509 -noout -fingerprint -sha256 -in "$1" | cut -d= -f2; }
 

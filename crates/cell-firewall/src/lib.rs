@@ -77,6 +77,10 @@ pub struct Shape {
     /// ports and the cell redirects the standard ones there. VPN peers are redirected
     /// only when they may use the service.
     pub redirects: Vec<(Service, u16, u16)>,
+    /// (user, ports): loopback ports only that user (the front door's) may connect to.
+    /// The service machines' web servers trust the identity header the front door sets,
+    /// so no other process of the cell, nor a machine sharing its network, may reach them.
+    pub front_door_only: Option<(u32, Vec<u16>)>,
 }
 
 fn set_name(what: &str, v6: bool) -> String {
@@ -104,6 +108,7 @@ impl Plan {
             prefix6: vpn.prefix6.to_string(),
             services,
             redirects: Vec::new(),
+            front_door_only: None,
         };
         // One bucket per (group, family); groups are the services, then lan and exit.
         let groups: Vec<&str> = Service::ALL
@@ -143,6 +148,12 @@ impl Plan {
         self.shape
             .redirects
             .extend(ports.iter().map(|(from, to)| (service, *from, *to)));
+        self
+    }
+
+    /// Lets only `uid` connect to `ports` on the loopback.
+    pub fn with_front_door_only(mut self, uid: u32, ports: &[u16]) -> Self {
+        self.shape.front_door_only = Some((uid, ports.to_vec()));
         self
     }
 
@@ -208,6 +219,7 @@ impl Plan {
             chain("forward", "filter", "forward", 0, "drop"),
             chain("prerouting", "nat", "prerouting", -100, "accept"),
             chain("postrouting", "nat", "postrouting", 100, "accept"),
+            chain("output", "filter", "output", 0, "accept"),
         ]
     }
 
@@ -264,6 +276,17 @@ impl Plan {
                     eq(payload("tcp", "dport"), json!(from)),
                     to_cell,
                     redirect
+                ]),
+            ));
+        }
+        if let Some((uid, ports)) = &self.shape.front_door_only {
+            rules.push((
+                "output",
+                json!([
+                    eq(meta("oifname"), json!("lo")),
+                    eq(payload("tcp", "dport"), set_of(ports)),
+                    {"match": {"op": "!=", "left": meta("skuid"), "right": uid}},
+                    {"reject": {"type": "tcp reset"}}
                 ]),
             ));
         }

@@ -258,6 +258,9 @@ pub struct UserView {
     pub totp_enabled: bool,
     #[serde(default)]
     pub mail_aliases: Vec<Username>,
+    /// How much the user's files home may hold (MiB).
+    #[serde(default)]
+    pub files_quota_mib: u32,
 }
 
 /// `POST /v1/users`.
@@ -280,6 +283,9 @@ pub struct UserPatch {
     /// Replaces the user's mail aliases.
     #[serde(default)]
     pub mail_aliases: Option<Vec<Username>>,
+    /// The files home's quota, MiB (1 to 16 TiB's worth).
+    #[serde(default)]
+    pub files_quota_mib: Option<u32>,
 }
 
 /// `PUT /v1/users/{name}/password`. Changing one's own password needs the current one;
@@ -864,4 +870,36 @@ pub struct ServiceLogin {
 pub struct ProfileLink {
     pub ticket: String,
     pub expires_in_s: u64,
+}
+
+/// `GET /v1/proxy`: the names the front door proxies to the service machines, numbered by
+/// the settings' generation so that it can ask "anything newer than N?" (`?known=N`,
+/// answered 204 when not).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyTable {
+    pub generation: u64,
+    pub routes: Vec<ProxyRouteSpec>,
+}
+
+/// One service name and the machine port behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyRouteSpec {
+    /// `calendar.<zone>`…
+    pub host: String,
+    pub backend: std::net::SocketAddr,
+    /// The service whose login (an app password) every request must carry.
+    pub login: Option<String>,
+    /// Whether uploads count against the user's files quota.
+    pub quota: bool,
+    /// The VPN's networks: a client from there must be one of `vpn_allowed`.
+    pub vpn_networks: Vec<(std::net::IpAddr, u8)>,
+    /// The VPN addresses of the devices that may use the service.
+    pub vpn_allowed: Vec<std::net::IpAddr>,
+}
+
+/// `GET /v1/files/{name}/usage`: what a user's files home holds, against their quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesUsage {
+    pub used_bytes: u64,
+    pub quota_bytes: u64,
 }

@@ -234,6 +234,21 @@ pub struct User {
     /// info@domain); in a username's form, unique among users and aliases.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mail_aliases: Vec<Username>,
+    /// How much the user's files home may hold (MiB); none: [`DEFAULT_FILES_QUOTA_MIB`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_quota_mib: Option<u32>,
+}
+
+/// A files home's quota when the user has none of their own: 10 GiB.
+pub const DEFAULT_FILES_QUOTA_MIB: u32 = 10 * 1024;
+/// The largest quota an administrator may give: 16 TiB.
+pub const MAX_FILES_QUOTA_MIB: u32 = 16 * 1024 * 1024;
+
+impl User {
+    /// The quota of the user's files home, in MiB.
+    pub fn files_quota_mib(&self) -> u32 {
+        self.files_quota_mib.unwrap_or(DEFAULT_FILES_QUOTA_MIB)
+    }
 }
 
 /// A password the cell generated for one device's service logins: shown once, kept only

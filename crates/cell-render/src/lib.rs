@@ -2,6 +2,7 @@
 //! Pure: the caller (celld's machine applier) gathers the values from the settings and
 //! writes the files; golden-file tests pin what each template produces.
 
+pub mod dav;
 pub mod mail;
 
 /// A rendered file: its path below the machine's configuration directory, its bytes, and

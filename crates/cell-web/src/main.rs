@@ -62,6 +62,7 @@ fn parse_proxy_route(value: &str) -> Result<ProxyRoute, String> {
         vpn_networks: Vec::new(),
         vpn_allowed: Default::default(),
         login,
+        quota: false,
     })
 }
 
@@ -83,8 +84,13 @@ async fn main() -> anyhow::Result<()> {
             routes = args.proxy_routes.len(),
             "proxying the names given on the command line"
         );
-        state.proxy.install(args.proxy_routes);
+        state.proxy.install(args.proxy_routes.clone());
     }
+    tokio::spawn(cell_web::proxy::follow_celld(
+        celld.clone(),
+        state.proxy.clone(),
+        args.proxy_routes,
+    ));
     let Some(tls_listen) = args.tls_listen else {
         tracing::info!(listen = %args.listen, version = cell_model::VERSION, "cell-web listening (HTTP only)");
         cell_systemd::notify_ready()?;

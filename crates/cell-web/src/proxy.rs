@@ -6,17 +6,20 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use cell_model::api::ServiceLogin;
+use cell_model::api::{FilesUsage, ProxyRouteSpec, ProxyTable, ServiceLogin};
 use cell_model::net::in_network;
 use celld_client::{CelldClient, ClientError, OnBehalf};
 use http_body_util::{BodyExt, Limited};
@@ -24,7 +27,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-/// How long a backend may take to connect, and to answer with its headers.
+/// How often the route table is asked for (a 204 when nothing changed).
+const FOLLOW_EVERY: Duration = Duration::from_secs(2);
+
+/// How long a backend may take to connect, and to answer with its headers once the
+/// request's body has stopped moving (an upload may take as long as it keeps moving).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -68,6 +75,23 @@ pub struct ProxyRoute {
     /// (HTTP Basic with an app password, checked by celld); the backend is told who it
     /// is by `X-Remote-User` and never sees the password.
     pub login: Option<String>,
+    /// Uploads (PUT) count against the logged-in user's files quota: one that would pass
+    /// it gets 507 and never reaches the backend whole.
+    pub quota: bool,
+}
+
+impl From<ProxyRouteSpec> for ProxyRoute {
+    fn from(spec: ProxyRouteSpec) -> Self {
+        Self {
+            host: spec.host.to_ascii_lowercase(),
+            backend: spec.backend,
+            body_limit: None,
+            vpn_networks: spec.vpn_networks,
+            vpn_allowed: spec.vpn_allowed.into_iter().collect(),
+            login: spec.login,
+            quota: spec.quota,
+        }
+    }
 }
 
 impl ProxyRoute {
@@ -177,7 +201,126 @@ pub async fn dispatch(State(proxy): State<Proxy>, request: Request, next: Next) 
             }
         }
     };
-    forward(&proxy, &route, client.ip(), user, request).await
+    let quota = match (&user, route.quota && request.method() == Method::PUT) {
+        (Some(user), true) => match room_left(&proxy, user).await {
+            Ok(left) => Some(left),
+            Err(refusal) => return refusal,
+        },
+        _ => None,
+    };
+    forward(&proxy, &route, client.ip(), user, quota, request).await
+}
+
+/// How many bytes `user` may still upload, from celld.
+async fn room_left(proxy: &Proxy, user: &str) -> Result<u64, Response> {
+    let Some(celld) = &proxy.celld else {
+        return Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the quota cannot be checked",
+        ));
+    };
+    let path = format!("/v1/files/{user}/usage");
+    match celld
+        .json::<FilesUsage>(Method::GET, &path, &OnBehalf::default(), None)
+        .await
+    {
+        Ok(usage) => Ok(usage.quota_bytes.saturating_sub(usage.used_bytes)),
+        Err(error) => {
+            tracing::warn!(%error, user, "cannot read a files quota");
+            Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the quota cannot be checked now",
+            ))
+        }
+    }
+}
+
+/// A request's body on its way to the backend: it notes when it last moved (the answer's
+/// timeout runs from then), and, for an upload held to a quota, fails once it carries
+/// more than `left` bytes, saying so in `exceeded`. The backend then never completes the
+/// upload (lighttpd links a PUT's file in only once its body is whole); the client gets
+/// 507.
+struct WatchedBody {
+    inner: Body,
+    left: Option<u64>,
+    exceeded: Arc<AtomicBool>,
+    moved: Arc<std::sync::Mutex<tokio::time::Instant>>,
+}
+
+impl hyper::body::Body for WatchedBody {
+    type Data = hyper::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if let Ok(mut moved) = self.moved.lock() {
+            *moved = tokio::time::Instant::now();
+        }
+        let length = match &frame {
+            Some(Ok(frame)) => frame.data_ref().map_or(0, |d| d.len() as u64),
+            _ => 0,
+        };
+        if let Some(left) = self.left {
+            match left.checked_sub(length) {
+                Some(left) => self.left = Some(left),
+                None => {
+                    self.exceeded.store(true, Ordering::SeqCst);
+                    return Poll::Ready(Some(Err(axum::Error::new("over the files quota"))));
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Follows celld's route table: asks every [`FOLLOW_EVERY`] for a newer one and installs
+/// it, with `fixed` (the command line's routes) on top.
+pub async fn follow_celld(celld: CelldClient, proxy: Proxy, fixed: Vec<ProxyRoute>) {
+    let mut known: Option<u64> = None;
+    loop {
+        let path = match known {
+            Some(generation) => format!("/v1/proxy?known={generation}"),
+            None => "/v1/proxy".to_owned(),
+        };
+        match celld
+            .call(Method::GET, &path, &OnBehalf::default(), None)
+            .await
+        {
+            Ok((status, _)) if status == StatusCode::NO_CONTENT => {}
+            Ok((status, body)) => match celld_client::decode::<ProxyTable>(&path, status, &body) {
+                Ok(table) => {
+                    let mut routes: Vec<ProxyRoute> = table
+                        .routes
+                        .into_iter()
+                        .map(ProxyRoute::from)
+                        .filter(|route| !fixed.iter().any(|f| f.host == route.host))
+                        .collect();
+                    routes.extend(fixed.iter().cloned());
+                    tracing::info!(
+                        generation = table.generation,
+                        routes = routes.len(),
+                        "installed the proxy routes"
+                    );
+                    proxy.install(routes);
+                    known = Some(table.generation);
+                }
+                Err(error) => tracing::warn!(%error, "celld gave no proxy routes"),
+            },
+            Err(error) => tracing::warn!(%error, "cannot ask celld for the proxy routes"),
+        }
+        tokio::time::sleep(FOLLOW_EVERY).await;
+    }
 }
 
 /// The user an HTTP Basic login for `service` names, once celld accepts it; otherwise the
@@ -259,6 +402,36 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
+/// The backend's answer, unless it takes longer than [`ANSWER_TIMEOUT`] from the moment
+/// the request's body last moved.
+async fn answer_in_time<F: std::future::Future>(
+    answer: F,
+    moved: &std::sync::Mutex<tokio::time::Instant>,
+) -> Result<F::Output, ()> {
+    tokio::pin!(answer);
+    loop {
+        let deadline = match moved.lock() {
+            Ok(moved) => *moved + ANSWER_TIMEOUT,
+            Err(_) => return Err(()),
+        };
+        tokio::select! {
+            output = &mut answer => return Ok(output),
+            () = tokio::time::sleep_until(deadline) => {
+                if moved.lock().map_or(true, |m| *m + ANSWER_TIMEOUT <= tokio::time::Instant::now()) {
+                    return Err(());
+                }
+            }
+        }
+    }
+}
+
+fn over_quota() -> Response {
+    refuse(
+        StatusCode::INSUFFICIENT_STORAGE,
+        "this upload does not fit in your files quota",
+    )
+}
+
 fn refuse(status: StatusCode, message: &'static str) -> Response {
     (status, message).into_response()
 }
@@ -295,6 +468,7 @@ async fn forward(
     route: &ProxyRoute,
     client: IpAddr,
     user: Option<String>,
+    quota: Option<u64>,
     mut request: Request,
 ) -> Response {
     let declared = request
@@ -308,6 +482,11 @@ async fn forward(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "the request body is too large for this service",
             );
+        }
+    }
+    if let (Some(left), Some(length)) = (quota, declared) {
+        if length > left {
+            return over_quota();
         }
     }
     let upgrade = is_upgrade(request.headers()).then(|| {
@@ -383,13 +562,22 @@ async fn forward(
         )),
         None => body,
     };
-    let sent = tokio::time::timeout(
-        ANSWER_TIMEOUT,
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let moved = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
+    let body = Body::new(WatchedBody {
+        inner: body,
+        left: quota,
+        exceeded: exceeded.clone(),
+        moved: moved.clone(),
+    });
+    let sent = answer_in_time(
         proxy.client.request(Request::from_parts(parts, body)),
+        &moved,
     )
     .await;
     let mut answer = match sent {
         Ok(Ok(answer)) => answer,
+        Ok(Err(_)) if exceeded.load(Ordering::SeqCst) => return over_quota(),
         Ok(Err(error)) => {
             tracing::warn!(host, backend = %route.backend, %error, "the backend did not answer");
             return refuse(StatusCode::BAD_GATEWAY, "the service is not answering");
@@ -455,6 +643,7 @@ mod tests {
             vpn_networks: vec![(IpAddr::from([10, 87, 0, 0]), 20)],
             vpn_allowed: HashSet::from([IpAddr::from([10, 87, 0, 10])]),
             login: None,
+            quota: false,
         };
         assert!(route.admits(IpAddr::from([10, 87, 0, 10])));
         assert!(!route.admits(IpAddr::from([10, 87, 0, 11])));

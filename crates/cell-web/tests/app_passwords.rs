@@ -122,6 +122,7 @@ async fn a_service_behind_the_front_door_is_told_the_user_an_app_password_logged
         vpn_networks: Vec::new(),
         vpn_allowed: Default::default(),
         login: Some("files".into()),
+        quota: false,
     }])
     .await;
     let (cookie, csrf) = set_up_as_alice(&cell).await;
@@ -168,4 +169,95 @@ async fn a_service_behind_the_front_door_is_told_the_user_an_app_password_logged
     );
     let again = ask(Some(basic("Alice", &password)), false).await;
     assert_eq!(again.body, "user=alice authorization=false");
+}
+
+/// A backend that counts the bytes of every complete body it receives.
+async fn counting_backend() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let received = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = received.clone();
+    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(body.len() as u64, Ordering::SeqCst);
+            (axum::http::StatusCode::CREATED, "stored")
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (address, received)
+}
+
+#[tokio::test]
+async fn an_upload_past_the_files_quota_gets_507_and_never_reaches_the_service_whole() {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (backend, received) = counting_backend().await;
+    let cell = start_proxying(vec![cell_web::proxy::ProxyRoute {
+        host: "files.home.cell".into(),
+        backend,
+        body_limit: None,
+        vpn_networks: Vec::new(),
+        vpn_allowed: Default::default(),
+        login: Some("files".into()),
+        quota: true,
+    }])
+    .await;
+    let (cookie, csrf) = set_up_as_alice(&cell).await;
+    let made = http(
+        cell.addr,
+        "POST",
+        "/api/v1/users/alice/app-passwords",
+        Some(&cookie),
+        Some(&csrf),
+        Some(&serde_json::json!({"name": "laptop"})),
+    )
+    .await;
+    let password = made.json()["password"].as_str().unwrap().to_owned();
+    let quota = http(
+        cell.addr,
+        "PATCH",
+        "/api/v1/users/alice",
+        Some(&cookie),
+        Some(&csrf),
+        Some(&serde_json::json!({"files_quota_mib": 1})),
+    )
+    .await;
+    assert_eq!(quota.status, 200, "{}", quota.body);
+    assert_eq!(quota.json()["files_quota_mib"], 1);
+    let authorization = basic("alice", &password);
+    let headers = [
+        ("host", "files.home.cell"),
+        ("authorization", authorization.as_str()),
+    ];
+    let too_big = "x".repeat(2 << 20);
+    let refused = raw(cell.addr, "PUT", "/big.bin", &headers, &too_big).await;
+    assert_eq!(refused.status, 507, "{}", refused.body);
+    let small = raw(cell.addr, "PUT", "/note.txt", &headers, "hello").await;
+    assert_eq!(small.status, 201, "{}", small.body);
+    assert_eq!(received.load(Ordering::SeqCst), 5);
+
+    // Without a length: refused once the body passes the quota, and the backend never
+    // gets it whole.
+    let mut stream = tokio::net::TcpStream::connect(cell.addr).await.unwrap();
+    let head = format!(
+        "PUT /streamed.bin HTTP/1.1\r\nhost: files.home.cell\r\nauthorization: {authorization}\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let chunk = format!("{:x}\r\n{}\r\n", 64 << 10, "y".repeat(64 << 10));
+    for _ in 0..40 {
+        if stream.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 507"), "{answer}");
+    assert_eq!(received.load(Ordering::SeqCst), 5, "nothing more stored");
 }

@@ -106,6 +106,7 @@ fn route(host: &str, backend: SocketAddr) -> ProxyRoute {
         vpn_networks: Vec::new(),
         vpn_allowed: HashSet::new(),
         login: None,
+        quota: false,
     }
 }
 

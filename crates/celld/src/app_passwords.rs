@@ -241,6 +241,7 @@ mod tests {
                 created: jiff::Timestamp::UNIX_EPOCH,
             }],
             mail_aliases: Vec::new(),
+            files_quota_mib: None,
         }
     }
 

@@ -14,6 +14,7 @@ use crate::audited::{self, CommitError};
 use crate::network::{LiveNetwork, Network};
 use crate::passwords::HashGate;
 use crate::pki::Pki;
+use crate::reconcile::dav::DavApplier;
 use crate::reconcile::dns::DnsZoneApplier;
 use crate::reconcile::identity::Identity;
 use crate::reconcile::lan::LanApplier;
@@ -79,6 +80,9 @@ pub struct Config {
     pub ntp_config: PathBuf,
     /// The service machines' read-only trees (/usr/lib/machines).
     pub machines_dir: PathBuf,
+    /// Give the machines' state to their own users (on the cell; unprivileged tests
+    /// cannot, and keep it their own).
+    pub machine_owners: bool,
     /// Users whose connections the local API accepts (root and cell-web on the device).
     pub allowed_uids: Vec<u32>,
     /// The front door's user (cell-web's), the only one handed the certificates' keys.
@@ -102,6 +106,7 @@ impl Config {
             dns_zone: run_dir.join(DNS_ZONE_FILE),
             ntp_config: run_dir.join(NTP_CONFIG_FILE),
             machines_dir: PathBuf::from("/usr/lib/machines"),
+            machine_owners: true,
             lan_network_file: run_dir.join("network/10-cell-lan.network"),
             dhcp_config: run_dir.join("dhcp/dnsmasq.conf"),
             dhcp_leases: run_dir.join("dhcp/dnsmasq.leases"),
@@ -213,7 +218,11 @@ impl Daemon {
         let interface = config.wg_interface.as_str();
         let appliers: Vec<Box<dyn DynApplier>> = vec![
             Box::new(Identity::new(machine.clone())),
-            Box::new(FirewallApplier::new(network.clone(), interface)),
+            Box::new(FirewallApplier::new(
+                network.clone(),
+                interface,
+                config.front_door_uid,
+            )),
             Box::new(WireGuardApplier::new(
                 network.clone(),
                 interface,
@@ -248,6 +257,12 @@ impl Daemon {
                 dkim,
                 config.state_dir.join("mail"),
                 config.machines_dir.join("mail"),
+            )),
+            Box::new(DavApplier::new(
+                machine.clone(),
+                config.state_dir.join(crate::dav::STATE_DIR),
+                config.machines_dir.join("dav"),
+                config.machine_owners,
             )),
         ];
         let reconciler = Reconciler::new(appliers, store.subscribe(), config.timing);
@@ -531,6 +546,7 @@ pub mod testing {
             vec![nix::unistd::getuid().as_raw()],
         );
         config.wg_interface = "cellwg-test".into();
+        config.machine_owners = false;
         // Never this host's resolvers: a test's uplink has none unless it writes some.
         config.uplink_resolvers = dir.join("resolv.conf");
         adjust(&mut config);

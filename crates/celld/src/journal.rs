@@ -26,6 +26,9 @@ pub const CELL_UNITS: &[&str] = &[
     "cell-machine-reload@mail:postfix.service",
     "cell-machine-reload@mail:dovecot.service",
     "cell-machine-reload@mail:opendkim.service",
+    crate::dav::DAV_UNIT,
+    "cell-machine-reload@dav:radicale.service",
+    "cell-machine-reload@dav:lighttpd.service",
 ];
 
 pub const DEFAULT_LINES: usize = 200;

@@ -8,6 +8,7 @@ pub mod apple_profile;
 pub mod audit;
 pub mod audited;
 pub mod daemon;
+pub mod dav;
 pub mod dkim;
 pub mod dns;
 pub mod journal;

@@ -117,6 +117,8 @@ async fn main() -> anyhow::Result<()> {
     }
     config.confirm_window = std::time::Duration::from_secs(args.confirm_window);
     config.acme_directory_root = args.acme_directory_ca;
+    // Without the system no machine runs: its state stays celld's own.
+    config.machine_owners = !args.no_system;
     let daemon = Daemon::start(config, system, network)
         .with_context(|| format!("opening the state in {}", args.state_dir.display()))?;
     let listener = celld::socket::bind(&args.socket)?;

@@ -334,6 +334,7 @@ mod tests {
             recovery_codes: Vec::new(),
             app_passwords: Vec::new(),
             mail_aliases: Vec::new(),
+            files_quota_mib: None,
         }
     }
 

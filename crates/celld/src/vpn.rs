@@ -93,13 +93,24 @@ fn effective(settings: &Settings, vpn: &Vpn) -> Vpn {
 
 /// The `inet cell` table for the settings' VPN on `interface`. Before setup there is no
 /// VPN yet, but the table stands from first boot all the same (for a VPN with no devices):
-/// forwarding is on, and the table's default-drop forward chain is what guards it.
-pub fn firewall_plan(settings: &Settings, interface: &str) -> cell_firewall::Plan {
+/// forwarding is on, and the table's default-drop forward chain is what guards it. The
+/// DAV machine's ports on the loopback are the front door's (`front_door_uid`) alone.
+pub fn firewall_plan(
+    settings: &Settings,
+    interface: &str,
+    front_door_uid: u32,
+) -> cell_firewall::Plan {
     let vpn = match settings.vpn.as_ref() {
         Some(vpn) => effective(settings, vpn),
         None => Vpn::new(UlaPrefix::from_random([0; 5], 1)),
     };
-    let plan = cell_firewall::Plan::new(&vpn, interface);
+    let plan = cell_firewall::Plan::new(&vpn, interface).with_front_door_only(
+        front_door_uid,
+        &[
+            cell_render::dav::CALENDAR_PORT,
+            cell_render::dav::FILES_PORT,
+        ],
+    );
     if settings.services.mail {
         plan.with_redirects(Service::Mail, &cell_render::mail::PORTS)
     } else {

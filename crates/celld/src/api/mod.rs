@@ -11,6 +11,7 @@ mod extract;
 mod lan;
 mod ntp;
 mod pki;
+mod proxy;
 mod recovery;
 mod settings;
 mod setup;
@@ -108,6 +109,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/pki/root", get(pki::root_get))
         .route("/v1/pki/root.mobileconfig", get(pki::root_mobileconfig_get))
         .route("/v1/tls", get(pki::tls_get))
+        .route("/v1/proxy", get(proxy::proxy_get))
+        .route("/v1/files/{name}/usage", get(proxy::files_usage_get))
         .route("/v1/recovery", get(recovery::recovery_get))
         .route(
             "/v1/recovery/shell-password",

@@ -88,6 +88,7 @@ pub async fn setup_post(
                 recovery_codes: Vec::new(),
                 app_passwords: Vec::new(),
                 mail_aliases: Vec::new(),
+                files_quota_mib: None,
             }];
             Ok(())
         })?;

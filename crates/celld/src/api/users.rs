@@ -26,6 +26,7 @@ fn view(user: &User) -> UserView {
         disabled: user.disabled,
         totp_enabled: user.totp_secret.is_some(),
         mail_aliases: user.mail_aliases.clone(),
+        files_quota_mib: user.files_quota_mib(),
     }
 }
 
@@ -208,6 +209,7 @@ pub async fn users_post(
         recovery_codes: Vec::new(),
         app_passwords: Vec::new(),
         mail_aliases: Vec::new(),
+        files_quota_mib: None,
     };
     let record = Record::new(&actor.name, "user.create")
         .source(actor.source.clone())
@@ -295,6 +297,14 @@ pub async fn user_patch(
                     }
                     None => None,
                 };
+                if let Some(quota) = patch.files_quota_mib {
+                    if !(1..=cell_model::users::MAX_FILES_QUOTA_MIB).contains(&quota) {
+                        return Err(AppError::field(
+                            "files_quota_mib",
+                            format!("from 1 to {} MiB", cell_model::users::MAX_FILES_QUOTA_MIB),
+                        ));
+                    }
+                }
                 let user = settings
                     .user_mut(&target)
                     .ok_or_else(|| no_such_user(&target))?;
@@ -306,6 +316,9 @@ pub async fn user_patch(
                 }
                 if let Some(aliases) = aliases {
                     user.mail_aliases = aliases;
+                }
+                if let Some(quota) = patch.files_quota_mib {
+                    user.files_quota_mib = Some(quota);
                 }
                 Ok(())
             },

@@ -264,21 +264,11 @@ fn write_machine(
     ] {
         super::files::ensure_dir(&dir, owner, mode)?;
     }
-    let groups = machine_ids(tree, "group")?;
-    let users = machine_ids(tree, "passwd")?;
-    let id_of = |ids: &[(String, u32)], name: &str, file: &str| {
-        ids.iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, id)| MAIL_UID_BASE + id)
-            .ok_or_else(|| FileError {
-                path: tree.join("etc").join(file),
-                message: format!("the machine has no {name}"),
-            })
-    };
+    let ids = super::files::MachineIds::read(tree, MAIL_UID_BASE)?;
     let mut changed = BTreeSet::new();
     for (reader, file) in files {
         let gid = match file.group {
-            Some(name) => id_of(&groups, name, "group")?,
+            Some(name) => ids.group(name)?,
             None => MAIL_UID_BASE,
         };
         let path = config.join(file.path);
@@ -306,34 +296,12 @@ fn write_machine(
         changed.extend([Reader::Postfix, Reader::Dovecot]);
     }
     // OpenDKIM refuses a key anyone else may read.
-    let opendkim = (
-        id_of(&users, "opendkim", "passwd")?,
-        id_of(&groups, "opendkim", "group")?,
-    );
+    let opendkim = (ids.user("opendkim")?, ids.group("opendkim")?);
     let key_path = config.join(format!("dkim/{}.private", mail::DKIM_SELECTOR));
     if super::files::write_owned_if_changed(&key_path, dkim_key.as_bytes(), 0o600, opendkim)? {
         changed.insert(Reader::Opendkim);
     }
     Ok(changed)
-}
-
-/// The machine's users or groups (name, id inside the machine) from its tree's
-/// /etc/passwd or /etc/group (`file`).
-fn machine_ids(tree: &Path, file: &str) -> Result<Vec<(String, u32)>, FileError> {
-    let path = tree.join("etc").join(file);
-    let text = std::fs::read_to_string(&path).map_err(|e| FileError {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
-    Ok(text
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split(':');
-            let name = fields.next()?;
-            let gid = fields.nth(1)?.parse().ok()?;
-            Some((name.to_owned(), gid))
-        })
-        .collect())
 }
 
 #[cfg(test)]
@@ -395,6 +363,7 @@ mod tests {
             recovery_codes: Vec::new(),
             app_passwords: Vec::new(),
             mail_aliases: Vec::new(),
+            files_quota_mib: None,
         });
         settings
     }
@@ -461,20 +430,5 @@ mod tests {
         let (_, accounts) = files.iter().find(|(r, _)| *r == Reader::Accounts).unwrap();
         assert!(!String::from_utf8_lossy(&accounts.bytes).contains("alice"));
         assert!(applier.fail_closed(&MailPlan::Off).is_none());
-    }
-
-    #[test]
-    fn groups_are_read_from_the_machine_tree() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("etc")).unwrap();
-        std::fs::write(
-            dir.path().join("etc/group"),
-            "root:x:0:\ndovecot:x:105:\nbroken\n",
-        )
-        .unwrap();
-        assert_eq!(
-            machine_ids(dir.path(), "group").unwrap(),
-            vec![("root".to_owned(), 0), ("dovecot".to_owned(), 105)]
-        );
     }
 }

@@ -10,6 +10,7 @@
 //! on a timer (comparing live state rather than trusting the last write) and, while an
 //! applier fails, again with a growing delay until it works.
 
+pub mod dav;
 pub mod dns;
 pub mod files;
 pub mod identity;

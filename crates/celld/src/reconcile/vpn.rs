@@ -23,13 +23,16 @@ const NO_VPN: &str = "no VPN configured";
 pub struct FirewallApplier {
     network: Arc<dyn Network>,
     interface: String,
+    /// The only user that may reach the service machines' web ports.
+    front_door_uid: u32,
 }
 
 impl FirewallApplier {
-    pub fn new(network: Arc<dyn Network>, interface: &str) -> Self {
+    pub fn new(network: Arc<dyn Network>, interface: &str, front_door_uid: u32) -> Self {
         Self {
             network,
             interface: interface.to_owned(),
+            front_door_uid,
         }
     }
 }
@@ -42,7 +45,11 @@ impl Applier for FirewallApplier {
     }
 
     fn plan(&self, settings: &Settings) -> Result<Self::Plan, FieldError> {
-        Ok(vpn::firewall_plan(settings, &self.interface))
+        Ok(vpn::firewall_plan(
+            settings,
+            &self.interface,
+            self.front_door_uid,
+        ))
     }
 
     fn apply<'a>(&'a self, plan: &'a Self::Plan, pass: Pass) -> ApplyFuture<'a> {
