@@ -268,6 +268,11 @@ impl hyper::body::Body for WatchedBody {
                 Some(left) => self.left = Some(left),
                 None => {
                     self.exceeded.store(true, Ordering::SeqCst);
+                    // The client is still sending: read on (and drop) what it sends while
+                    // it gets its 507, as a connection closed on unread data is reset and
+                    // the answer with it.
+                    let rest = std::mem::replace(&mut self.inner, Body::empty());
+                    tokio::spawn(drain(rest));
                     return Poll::Ready(Some(Err(axum::Error::new("over the files quota"))));
                 }
             }
@@ -281,6 +286,23 @@ impl hyper::body::Body for WatchedBody {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// How much of a refused upload is read and dropped, at most, so that its client hears the
+/// refusal; and how long a pause in it may last.
+const DRAIN_LIMIT: u64 = 256 << 20;
+const DRAIN_PAUSE: Duration = Duration::from_secs(10);
+
+async fn drain(mut body: Body) {
+    let mut drained = 0u64;
+    while drained < DRAIN_LIMIT {
+        match tokio::time::timeout(DRAIN_PAUSE, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                drained += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            _ => break,
+        }
     }
 }
 
@@ -425,6 +447,55 @@ async fn answer_in_time<F: std::future::Future>(
     }
 }
 
+/// WebDAV's XML bodies are small; larger ones are refused.
+const XML_BODY_LIMIT: usize = 1 << 20;
+
+/// A WebDAV request's XML body, read whole and checked here, where parsing is
+/// unprivileged: not well-formed XML (an empty namespace prefix included, a DTD refused)
+/// is answered 400 and never reaches the machine.
+async fn well_formed_xml(body: Body) -> Result<Body, Response> {
+    let bytes = match Limited::new(body, XML_BODY_LIMIT).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return Err(refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request's XML is too large or was cut short",
+            ))
+        }
+    };
+    if !bytes.is_empty() {
+        let text = std::str::from_utf8(&bytes).ok();
+        let well_formed = text
+            .and_then(|text| roxmltree::Document::parse(text).ok())
+            .is_some_and(|document| {
+                // XML Namespaces 1.0: a prefix cannot be bound to the empty name.
+                document.descendants().all(|node| {
+                    node.namespaces()
+                        .all(|ns| ns.name().is_none() || !ns.uri().is_empty())
+                })
+            });
+        if !well_formed {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "the request's XML is not well-formed",
+            ));
+        }
+    }
+    Ok(Body::from(bytes))
+}
+
+/// The path of a `Destination` URL that names `host` itself (https, the default port).
+fn destination_path(destination: &str, host: &str) -> Option<String> {
+    let uri: Uri = destination.parse().ok()?;
+    let same_host = uri.scheme_str() == Some("https")
+        && uri.host().is_some_and(|h| h.eq_ignore_ascii_case(host))
+        && uri.port_u16().is_none_or(|port| port == 443);
+    same_host.then(|| {
+        uri.path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned())
+    })
+}
+
 fn over_quota() -> Response {
     refuse(
         StatusCode::INSUFFICIENT_STORAGE,
@@ -486,6 +557,12 @@ async fn forward(
     }
     if let (Some(left), Some(length)) = (quota, declared) {
         if length > left {
+            // An HTTP/2 client may be sending already (HTTP/1.1 ones wait for the 100
+            // Continue they now never get): read on while it hears the refusal, as some
+            // (curl 7.88) drop an answer whose stream is reset under their upload.
+            if request.version() == hyper::Version::HTTP_2 {
+                tokio::spawn(drain(request.into_body()));
+            }
             return over_quota();
         }
     }
@@ -522,7 +599,36 @@ async fn forward(
             .headers
             .insert(HeaderName::from_static("x-remote-user"), user);
     }
+    // WebDAV's PROPFIND, PROPPATCH and LOCK carry XML (RFC 4918); some clients (neon's:
+    // davfs2, litmus) do not say so, and lighttpd refuses an unlabelled body with 415.
+    let xml_method = matches!(parts.method.as_str(), "PROPFIND" | "PROPPATCH" | "LOCK");
+    if xml_method && declared != Some(0) && !parts.headers.contains_key(header::CONTENT_TYPE) {
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/xml"),
+        );
+    }
+    let body = if xml_method {
+        match well_formed_xml(body).await {
+            Ok(body) => body,
+            Err(refusal) => return refusal,
+        }
+    } else {
+        body
+    };
     let host = route.host.as_str();
+    // WebDAV's COPY and MOVE name their target as an absolute https:// URL of this host;
+    // the backend, reached over plain HTTP on the loopback, takes it for another server.
+    // The path alone names the same resource.
+    let local_destination = parts
+        .headers
+        .get("destination")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| destination_path(value, host))
+        .and_then(|path| HeaderValue::from_str(&path).ok());
+    if let Some(path) = local_destination {
+        parts.headers.insert("destination", path);
+    }
     let client_text = client.to_string();
     let forwarded_for = match client {
         IpAddr::V4(_) => client_text.clone(),
@@ -630,6 +736,46 @@ mod tests {
         drop_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert!(headers.contains_key("x-kept"));
+    }
+
+    #[tokio::test]
+    async fn webdav_xml_must_be_well_formed() {
+        for bad in [
+            "<foo>",
+            r#"<D:propfind xmlns:D="DAV:" xmlns:ns1=""><D:prop><ns1:x/></D:prop></D:propfind>"#,
+            r#"<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>"#,
+        ] {
+            let refused = well_formed_xml(Body::from(bad)).await.err();
+            assert_eq!(
+                refused.map(|r| r.status()),
+                Some(StatusCode::BAD_REQUEST),
+                "{bad}"
+            );
+        }
+        let good =
+            r#"<?xml version="1.0"?><propfind xmlns="DAV:"><prop><x xmlns=""/></prop></propfind>"#;
+        assert!(well_formed_xml(Body::from(good)).await.is_ok());
+        assert!(well_formed_xml(Body::empty()).await.is_ok());
+    }
+
+    #[test]
+    fn a_destination_on_this_host_becomes_its_path_and_another_stays() {
+        let host = "files.home.cell";
+        assert_eq!(
+            destination_path("https://files.home.cell/a%20b/c?x=1", host).as_deref(),
+            Some("/a%20b/c?x=1")
+        );
+        assert_eq!(
+            destination_path("https://FILES.home.cell:443/d/", host).as_deref(),
+            Some("/d/")
+        );
+        assert_eq!(destination_path("https://elsewhere.example/d", host), None);
+        assert_eq!(
+            destination_path("https://files.home.cell:8443/d", host),
+            None
+        );
+        assert_eq!(destination_path("http://files.home.cell/d", host), None);
+        assert_eq!(destination_path("/already/a/path", host), None);
     }
 
     #[test]

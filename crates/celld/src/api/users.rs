@@ -215,7 +215,15 @@ pub async fn users_post(
         .source(actor.source.clone())
         .target(name.as_str());
     let created = user.clone();
-    let mailboxes = daemon.config.state_dir.join("mail/mailboxes");
+    let state = &daemon.config.state_dir;
+    let leftovers = [
+        (state.join("mail/mailboxes"), "a mailbox"),
+        (state.join("dav/files"), "files"),
+        (
+            state.join("dav/collections/collection-root"),
+            "calendars and address books",
+        ),
+    ];
     blocking(move || {
         commit_users(
             &daemon,
@@ -226,13 +234,17 @@ pub async fn users_post(
                         format!("there is already a user '{}'", user.name),
                     ));
                 }
-                // A deleted user's mailbox stays on the cell (there is no export yet); a
-                // new account of the same name must not inherit it.
-                if mailboxes.join(user.name.as_str()).exists() {
+                // A deleted user's data stays on the cell (there is no export yet); a new
+                // account of the same name must not inherit it.
+                if let Some(what) = leftovers
+                    .iter()
+                    .find(|(dir, _)| dir.join(user.name.as_str()).exists())
+                    .map(|(_, what)| what)
+                {
                     return Err(AppError::field(
                         "name",
                         format!(
-                            "the mailbox of an earlier user '{}' is still on the cell; choose another name",
+                            "an earlier user '{}' left {what} on the cell; choose another name",
                             user.name
                         ),
                     ));
