@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # T3 — over-the-air updates, in qemu (UEFI, TCG) exactly as a cell in a home gets them:
-#   1. v1 is set up and given data; a download with one flipped byte is refused and
+#   1. v1 is set up (calendar and files on) and given data: a VPN device, a file and a
+#      calendar event stored through the DAV machine; a download with one flipped byte is refused and
 #      nothing reaches the disk;
-#   2. v2 is installed through the API, the cell reboots into it, data and settings kept;
+#   2. v2 is installed through the API, the cell reboots into it, data and settings kept
+#      (the file and the event read back through the DAV machine of v2);
 #   3. v3 (its cell-web cannot start) is installed; its health check fails on every one of
 #      its tries, systemd-boot goes back to v2 by itself, the UI reports the rollback,
 #      v3 is never offered again and the machine stays up (no reboot loop);
@@ -63,6 +65,8 @@ vm_pid=$!
 wait_for_url "http://127.0.0.1:$port/ca.pem" 900 "$vm_pid" >/dev/null || true
 trust_cell_root "http://127.0.0.1:$port" \
     "connect-to = \"$lan:443:127.0.0.1:$tls_port\"" "connect-to = \"$lan:80:127.0.0.1:$port\"" \
+    "connect-to = \"files.home.cell:443:127.0.0.1:$tls_port\"" \
+    "connect-to = \"calendar.home.cell:443:127.0.0.1:$tls_port\"" \
     || die "the cell's root certificate did not download"
 
 # Waits (up to $2 seconds) until /health answers with version $1.
@@ -103,11 +107,25 @@ shell() { # runs one command line in the recovery console's root shell, then exp
 }
 
 code=$(grep -aoE 'Setup code: [A-Z2-9]{4}-[A-Z2-9]{4}' "$serial" | tail -n 1 | cut -d' ' -f3)
-setup="{\"code\":\"$code\",\"cell_name\":\"home\",\"domain\":{\"mode\":\"internal\"},\"timezone\":\"UTC\",\"admin_username\":\"alice\",\"admin_password\":\"first long password\",\"services\":{}}"
+setup="{\"code\":\"$code\",\"cell_name\":\"home\",\"domain\":{\"mode\":\"internal\"},\"timezone\":\"UTC\",\"admin_username\":\"alice\",\"admin_password\":\"first long password\",\"services\":{\"calendar\":true,\"files\":true}}"
 check "v1 is set up with the code from the serial port" [ "$(api POST /api/v1/setup "$setup")" = 200 ]
 login || die "alice cannot log in"
 check "a VPN device is added (data that must survive updates)" \
     [ "$(api POST /api/v1/vpn/peers '{"name":"laptop"}')" = 201 ]
+check "alice makes an app password for her laptop" \
+    [ "$(api POST /api/v1/users/alice/app-passwords '{"name":"laptop"}')" = 201 ]
+app=$(field 'v["password"]')
+echo "kept across updates $(date +%s%N)" >"$tmp/note.txt"
+printf 'BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//cell test//EN\r\nBEGIN:VEVENT\r\nUID:kept\r\nDTSTAMP:20261203T120000Z\r\nDTSTART:20261224T180000Z\r\nSUMMARY:Kept across updates\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n' >"$tmp/kept.ics"
+# put FILE URL: stores FILE at URL as alice (the DAV machine starts after setup; under
+# TCG that takes a while).
+put() { [ "$(curl -s -o /dev/null -w '%{http_code}' -u "alice:$app" -T "$1" "$2")" = 201 ]; }
+# same FILE URL: URL answers FILE's bytes.
+same() { curl -fs -o "$tmp/got" -u "alice:$app" "$2" && cmp -s "$1" "$tmp/got"; }
+check "a file is stored in alice's files home (the DAV machine, from the erofs /usr)" \
+    wait_until 300 put "$tmp/note.txt" https://files.home.cell/note.txt
+check "and an event in her calendar" \
+    put "$tmp/kept.ics" https://calendar.home.cell/alice/calendar/kept.ics
 check "the update server is set" [ "$(api PUT /api/v1/update "{\"url\":\"http://10.0.2.2:$http_port/\"}")" = 204 ]
 ftp_refused() { [ "$(api PUT /api/v1/update '{"url":"ftp://x/"}')" = 400 ] && grep -q '"field":"url"' "$answer"; }
 check "a URL that is not HTTP is refused naming the field" ftp_refused
@@ -163,6 +181,10 @@ echo "# reboot to the web UI of v2: ${reboot_seconds} s"
 login || die "alice cannot log in on v2"
 laptop_kept() { [ "$(api GET /api/v1/vpn/peers)" = 200 ] && grep -q '"laptop"' "$answer"; }
 check "alice's password and the VPN device survived the update" laptop_kept
+check "her file survived it, read back through v2's DAV machine" \
+    wait_until 300 same "$tmp/note.txt" https://files.home.cell/note.txt
+kept_event() { curl -fs -u "alice:$app" https://calendar.home.cell/alice/calendar/kept.ics | grep -q 'SUMMARY:Kept across updates'; }
+check "and her calendar event" kept_event
 # The last update job's outcome is $1 (leaves GET /api/v1/update in $answer).
 outcome_is() {
     api GET /api/v1/update >/dev/null
