@@ -53,9 +53,10 @@ check "it finds the chain trusted by the cell's root" grep -qE 'Chain of trust +
 settings='{"identity":{"cell_name":"home","domain":{"mode":"internal"},"timezone":"UTC"},"services":{"files":true}}'
 api_login alice "correct horse battery" || true
 check "alice turns the files service on" [ "$(api PUT /api/v1/settings "$settings")" = 200 ]
-files_served() { [ "$(served files.home.cell)" = 200 ]; }
+# The name is now the files service's: the front door asks for its login (401).
+files_served() { [ "$(served files.home.cell)" = 401 ]; }
 started=$(date +%s.%N)
-check "new connections to files.home.cell get a certificate carrying its name" wait_until 15 files_served
+check "new connections to files.home.cell get a certificate carrying its name, and a login prompt" wait_until 15 files_served
 echo "# the new certificate was served $(python3 -c "print(round($(date +%s.%N) - $started, 1))") s after the change"
 check "without restarting cell-web (the same process serves it)" kill -0 "$web_pid_before"
 check "and home.cell is still served" ready
