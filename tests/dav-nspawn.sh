@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # T2 — the DAV machine in the booted image: calendars, address books and files through
-# the front door. Boots the image tree under systemd-nspawn, sets the cell up with
+# the front door, and the Files page. Boots the image tree under systemd-nspawn, sets the cell up with
 # calendar and files on, and checks it the way clients on the LAN see it: python3-caldav
 # creates an event and a contact and reads them back, another user is refused them,
 # litmus runs its basic, copymove, props and locks groups against files.<zone>, a 1 GiB
@@ -42,6 +42,7 @@ check "the cell answers (got $code)" [ "$code" = 200 ]
 # Every curl below reaches the cell's address whatever name it asks for.
 trust_cell_root "http://$address" "connect-to = \"::$address:\""
 hosts="$address home.cell calendar.home.cell files.home.cell webdav.home.cell"
+token=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 # --- setup with calendar and files on; a second user; an app password each ---------------
 setup_code=$($nspawn exec $name cellctl setup-code | sed -n 's/^Setup code: //p')
@@ -153,6 +154,30 @@ chunked() { head -c 200M /dev/zero | dav alice "$alice_app" PUT https://files.ho
 check "a streamed upload (no length) past the quota gets 507 too" [ "$(chunked)" = 507 ]
 check "and leaves nothing behind either" missing streamed.bin
 check "a small one still fits" [ "$(dav alice "$alice_app" PUT https://files.home.cell/note.txt --data-binary 'hello')" = 201 ]
+
+# --- the Files page: the same home in the browser ------------------------------------------
+page() { curl -s -o "$answer" -w '%{http_code}' -b "$jar" -c "$jar" "$@"; }
+check "alice's Files page lists her home" bash -c '[ "$1" = 200 ] && grep -q "big.bin" "$2" && grep -q " used" "$2"' _ "$(page "$base/files")" "$answer"
+echo "written in the browser $token" >"$tmp/page.txt"
+upload() { page -F "file=@$tmp/page.txt;filename=$1" "$base/files/upload?dir=%2F&csrf=$2"; }
+check "an upload without the form's token is refused" [ "$(upload 'page note.txt' wrong)" = 403 ]
+check "an upload from the page lands in her home" [ "$(upload 'page note.txt' "$csrf")" = 303 ]
+fetched() { curl -s -u "alice:$alice_app" "https://files.home.cell/$1" | cmp -s - "$tmp/page.txt"; }
+check "and WebDAV clients see it" fetched 'page%20note.txt'
+form() { page --data-urlencode "csrf=$csrf" "${@:2}" "$base$1"; }
+check "a new folder" [ "$(form /files/folder --data-urlencode dir=/ --data-urlencode name=docs)" = 303 ]
+check "is there for WebDAV clients too" [ "$(dav alice "$alice_app" PROPFIND https://files.home.cell/docs/ -H 'Depth: 0')" = 207 ]
+check "a name with a slash is refused" [ "$(form /files/folder --data-urlencode dir=/ --data-urlencode name=a/b)" = 400 ]
+check "renaming the upload" [ "$(form /files/rename --data-urlencode 'path=/page note.txt' --data-urlencode name=renamed.txt)" = 303 ]
+check "moves it" fetched renamed.txt
+downloaded() { [ "$(page "$base/files/download?path=%2Frenamed.txt" -D "$tmp/headers")" = 200 ] && cmp -s "$answer" "$tmp/page.txt" && grep -qi "content-disposition: attachment" "$tmp/headers"; }
+check "the page downloads it as an attachment" downloaded
+check "deleting it" [ "$(form /files/delete --data-urlencode path=/renamed.txt)" = 303 ]
+check "removes it" missing renamed.txt
+truncate -s 100M "$tmp/page-big"
+big_upload() { page -F "file=@$tmp/page-big;filename=page-big.bin" "$base/files/upload?dir=%2F&csrf=$csrf"; }
+check "an upload from the page past the quota gets 507" [ "$(big_upload)" = 507 ]
+check "and leaves nothing behind" missing page-big.bin
 
 # --- state survives a restart of the machine; disabling is immediate ------------------------
 check "restarting the DAV machine" $nspawn exec $name systemctl restart systemd-nspawn@dav.service

@@ -9,6 +9,7 @@ mod changes_page;
 mod client_addr;
 mod dns_page;
 mod error;
+pub mod files_page;
 pub mod front_door;
 mod logs_page;
 mod network_page;

@@ -104,6 +104,15 @@ impl ProxyRoute {
     }
 }
 
+/// Why the front door's own request to a service did not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("the service is off")]
+    NotRouted,
+    #[error("the service is not answering: {0}")]
+    Failed(String),
+}
+
 /// The routes in force and the client that reaches the backends.
 #[derive(Clone)]
 pub struct Proxy {
@@ -150,6 +159,50 @@ impl Proxy {
             .map(|route| (route.host.to_ascii_lowercase(), Arc::new(route)))
             .collect();
         self.routes.store(Arc::new(table));
+    }
+
+    /// The backend of the route that logs in to `service` (`files`…), when it is routed.
+    fn backend_of(&self, service: &str) -> Option<SocketAddr> {
+        self.routes
+            .load()
+            .values()
+            .find(|route| route.login.as_deref() == Some(service))
+            .map(|route| route.backend)
+    }
+
+    /// A request of the front door's own to `service`'s backend, on behalf of `user`
+    /// (whom the page's session named): `path_and_query` already percent-encoded.
+    pub(crate) async fn to_service(
+        &self,
+        service: &str,
+        user: &str,
+        method: Method,
+        path_and_query: &str,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        body: Body,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ServiceError> {
+        let backend = self.backend_of(service).ok_or(ServiceError::NotRouted)?;
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(backend.to_string())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| ServiceError::Failed(e.to_string()))?;
+        let mut request = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let user = HeaderValue::from_str(user).map_err(|e| ServiceError::Failed(e.to_string()))?;
+        let request = request
+            .header("x-remote-user", user)
+            .body(body)
+            .map_err(|e| ServiceError::Failed(e.to_string()))?;
+        let moved = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
+        match answer_in_time(self.client.request(request), &moved).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(error)) => Err(ServiceError::Failed(error.to_string())),
+            Err(()) => Err(ServiceError::Failed("no answer in time".into())),
+        }
     }
 
     fn route_for(&self, request: &Request) -> Option<Arc<ProxyRoute>> {
@@ -212,7 +265,7 @@ pub async fn dispatch(State(proxy): State<Proxy>, request: Request, next: Next) 
 }
 
 /// How many bytes `user` may still upload, from celld.
-async fn room_left(proxy: &Proxy, user: &str) -> Result<u64, Response> {
+pub(crate) async fn room_left(proxy: &Proxy, user: &str) -> Result<u64, Response> {
     let Some(celld) = &proxy.celld else {
         return Err(refuse(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -291,7 +344,7 @@ impl hyper::body::Body for WatchedBody {
 
 /// How much of a refused upload is read and dropped, at most, so that its client hears the
 /// refusal; and how long a pause in it may last.
-const DRAIN_LIMIT: u64 = 256 << 20;
+pub(crate) const DRAIN_LIMIT: u64 = 256 << 20;
 const DRAIN_PAUSE: Duration = Duration::from_secs(10);
 
 async fn drain(mut body: Body) {

@@ -104,6 +104,7 @@ fn everything() -> Vec<Routed> {
     all.extend(crate::network_page::routes());
     all.extend(crate::certificates_page::routes());
     all.extend(crate::logs_page::routes());
+    all.extend(crate::files_page::routes());
     all.extend(crate::api::routed());
     all
 }
@@ -321,6 +322,13 @@ async fn admit(state: &AppState, route: &Route, request: Request) -> Result<Requ
                 .get(session::CSRF_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
+            // An upload's form (multipart, maybe gigabytes) is not read here: its token
+            // comes in the form's address (same origin; pages send no Referer).
+            Kind::Page if is_multipart(request.headers()) => request
+                .uri()
+                .query()
+                .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+                .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v)),
             Kind::Page => {
                 let (back, offered) = form_csrf(request).await?;
                 request = back;
@@ -351,6 +359,14 @@ fn json_or_empty(headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn is_multipart(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("multipart/form-data"))
 }
 
 /// Reads a form body for its `csrf` field and puts the body back.
