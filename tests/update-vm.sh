@@ -117,15 +117,16 @@ check "alice makes an app password for her laptop" \
 app=$(field 'v["password"]')
 echo "kept across updates $(date +%s%N)" >"$tmp/note.txt"
 printf 'BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//cell test//EN\r\nBEGIN:VEVENT\r\nUID:kept\r\nDTSTAMP:20261203T120000Z\r\nDTSTART:20261224T180000Z\r\nSUMMARY:Kept across updates\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n' >"$tmp/kept.ics"
-# put FILE URL: stores FILE at URL as alice (the DAV machine starts after setup; under
-# TCG that takes a while).
-put() { [ "$(curl -s -o /dev/null -w '%{http_code}' -u "alice:$app" -T "$1" "$2")" = 201 ]; }
+# put FILE URL [CURL_ARGS...]: stores FILE at URL as alice (the DAV machine starts after
+# setup, Radicale last; under TCG that takes a while).
+put() { [ "$(curl -s -o /dev/null -w '%{http_code}' -u "alice:$app" -T "$1" "${@:3}" "$2")" = 201 ]; }
 # same FILE URL: URL answers FILE's bytes.
 same() { curl -fs -o "$tmp/got" -u "alice:$app" "$2" && cmp -s "$1" "$tmp/got"; }
 check "a file is stored in alice's files home (the DAV machine, from the erofs /usr)" \
     wait_until 300 put "$tmp/note.txt" https://files.home.cell/note.txt
 check "and an event in her calendar" \
-    put "$tmp/kept.ics" https://calendar.home.cell/alice/calendar/kept.ics
+    wait_until 300 put "$tmp/kept.ics" https://calendar.home.cell/alice/calendar/kept.ics \
+    -H 'Content-Type: text/calendar; charset=utf-8'
 check "the update server is set" [ "$(api PUT /api/v1/update "{\"url\":\"http://10.0.2.2:$http_port/\"}")" = 204 ]
 ftp_refused() { [ "$(api PUT /api/v1/update '{"url":"ftp://x/"}')" = 400 ] && grep -q '"field":"url"' "$answer"; }
 check "a URL that is not HTTP is refused naming the field" ftp_refused
@@ -184,7 +185,7 @@ check "alice's password and the VPN device survived the update" laptop_kept
 check "her file survived it, read back through v2's DAV machine" \
     wait_until 300 same "$tmp/note.txt" https://files.home.cell/note.txt
 kept_event() { curl -fs -u "alice:$app" https://calendar.home.cell/alice/calendar/kept.ics | grep -q 'SUMMARY:Kept across updates'; }
-check "and her calendar event" kept_event
+check "and her calendar event" wait_until 300 kept_event
 # The last update job's outcome is $1 (leaves GET /api/v1/update in $answer).
 outcome_is() {
     api GET /api/v1/update >/dev/null
