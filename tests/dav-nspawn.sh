@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 tree=${1:?usage: $0 IMAGE_TREE}
 name=cell-dav
-net=${CELL_DAV_NET:-6}
+net=${CELL_DAV_NET:-7}
 nspawn=scripts/cell-nspawn
 address=10.77.$net.2
 base=https://$address
