@@ -193,11 +193,19 @@ impl Proxy {
             request = request.header(name, value);
         }
         let user = HeaderValue::from_str(user).map_err(|e| ServiceError::Failed(e.to_string()))?;
+        // An upload from the page may take long; the answer's timeout runs from when its
+        // body last moved, as for proxied requests.
+        let moved = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
+        let body = Body::new(WatchedBody {
+            inner: body,
+            left: None,
+            exceeded: Arc::new(AtomicBool::new(false)),
+            moved: moved.clone(),
+        });
         let request = request
             .header("x-remote-user", user)
             .body(body)
             .map_err(|e| ServiceError::Failed(e.to_string()))?;
-        let moved = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
         match answer_in_time(self.client.request(request), &moved).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(error)) => Err(ServiceError::Failed(error.to_string())),
