@@ -44,7 +44,7 @@ help:
 	@echo "              /health under a login burst and celld's peak memory during one;"
 	@echo "              cell-dns beside NSD and Knot (dnsperf: q/s, p99, loss; memory);"
 	@echo "              update install time, reboot-to-UI time and download size (qemu);"
-	@echo "              the mail machine's idle memory and delivery rate, the whole cell's memory"
+	@echo "              the mail and DAV machines' idle memory, the mail delivery rate, the whole cell's memory"
 	@echo "make deps     install the build and test dependencies (Debian 12, root)"
 	@echo "make clean    remove build outputs (keeps the package cache)"
 
