@@ -132,8 +132,9 @@ check "bob gets 403/404 on alice's event, contact and calendar" caldav intrude b
 
 # --- files: litmus, a 1 GiB upload, the quota ---------------------------------------------
 # litmus does not check the certificate (it accepts any); curl and caldav above do.
+# It writes its debug.log and child.log where it runs: in $tmp.
 run_litmus() {
-    TESTS="basic copymove props locks" with_hosts "$hosts" litmus https://files.home.cell/ alice "$alice_app" >"$tmp/litmus.log" 2>&1 &&
+    (cd "$tmp" && TESTS="basic copymove props locks" with_hosts "$hosts" litmus https://files.home.cell/ alice "$alice_app" >"$tmp/litmus.log" 2>&1) &&
         [ "$(grep -c '^<- summary for .* 0 failed' "$tmp/litmus.log")" = 4 ]
 }
 check "litmus (basic, copymove, props, locks) passes against files.home.cell" run_litmus
