@@ -250,7 +250,7 @@ async fn show(
     status: StatusCode,
 ) -> Result<(StatusCode, axum::response::Html<String>), AppError> {
     let name = user.session.current.name.to_string();
-    let (entries, listing_error, off) = match list(state, &name, dir).await {
+    let (entries, listing_error, off) = match list(state, &name, user.client_ip(), dir).await {
         Ok(entries) => (entries, None, false),
         Err(ListError::Off) => (Vec::new(), None, true),
         Err(ListError::NotFound) => return Err(AppError::NotFound),
@@ -285,13 +285,19 @@ enum ListError {
     Failed(String),
 }
 
-async fn list(state: &AppState, user: &str, dir: &HomePath) -> Result<Vec<Entry>, ListError> {
+async fn list(
+    state: &AppState,
+    user: &str,
+    client: Option<std::net::IpAddr>,
+    dir: &HomePath,
+) -> Result<Vec<Entry>, ListError> {
     let body = r#"<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop><D:resourcetype/><D:getcontentlength/><D:getlastmodified/></D:prop></D:propfind>"#;
     let answer = state
         .proxy
         .to_service(
             SERVICE,
             user,
+            client,
             Method::from_bytes(b"PROPFIND").map_err(|e| ListError::Failed(e.to_string()))?,
             &dir.encoded(true),
             vec![
@@ -434,6 +440,9 @@ async fn after(
             StatusCode::SERVICE_UNAVAILABLE,
             "Files are turned off on this cell.",
         ),
+        Err(ServiceError::NotAllowed) => {
+            refused(StatusCode::FORBIDDEN, "This device has no access to files.")
+        }
         Err(error) => (StatusCode::BAD_GATEWAY, error.to_string()),
     };
     Ok(show(state, user, dir, None, Some(message), status)
@@ -452,7 +461,15 @@ async fn simple(
     let name = user.session.current.name.to_string();
     let answer = state
         .proxy
-        .to_service(SERVICE, &name, method, path, headers, Body::empty())
+        .to_service(
+            SERVICE,
+            &name,
+            user.client_ip(),
+            method,
+            path,
+            headers,
+            Body::empty(),
+        )
         .await?;
     Ok(answer.status().as_u16())
 }
@@ -564,6 +581,7 @@ async fn download_get(
         .to_service(
             SERVICE,
             &name,
+            user.client_ip(),
             Method::GET,
             &path.encoded(false),
             Vec::new(),
@@ -572,6 +590,7 @@ async fn download_get(
         .await
         .map_err(|e| match e {
             ServiceError::NotRouted => AppError::NotFound,
+            ServiceError::NotAllowed => AppError::Forbidden,
             other => AppError::Internal(other.to_string()),
         })?;
     if answer.status() != StatusCode::OK {
@@ -627,8 +646,27 @@ async fn upload_post(
 ) -> Result<Response, AppError> {
     let dir = HomePath::parse(&query.dir).ok_or(AppError::NotFound)?;
     let name = user.session.current.name.to_string();
-    let mut outcome: Result<u16, ServiceError> = Ok(400);
-    while let Ok(Some(mut field)) = form.next_field().await {
+    let mut outcome: Option<Result<u16, ServiceError>> = None;
+    loop {
+        let mut field = match form.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(_) => {
+                let message =
+                    "The upload was cut short; nothing after the last file named here was stored."
+                        .to_owned();
+                return Ok(show(
+                    &state,
+                    &user,
+                    &dir,
+                    None,
+                    Some(message),
+                    StatusCode::BAD_REQUEST,
+                )
+                .await?
+                .into_response());
+            }
+        };
         if field.name() != Some("file") {
             continue;
         }
@@ -676,21 +714,37 @@ async fn upload_post(
         let put = state.proxy.to_service(
             SERVICE,
             &name,
+            user.client_ip(),
             Method::PUT,
             &target_path,
             Vec::new(),
             Body::new(ChannelBody(receiver)),
         );
         let (over_quota, answer) = tokio::join!(feed, put);
-        outcome = if over_quota {
+        let stored = if over_quota {
             Ok(507)
         } else {
             answer.map(|a| a.status().as_u16())
         };
-        if !matches!(outcome, Ok(200..=299)) {
+        let failed = !matches!(stored, Ok(200..=299));
+        outcome = Some(stored);
+        if failed {
             break;
         }
     }
+    let Some(outcome) = outcome else {
+        let message = "Choose a file to upload.".to_owned();
+        return Ok(show(
+            &state,
+            &user,
+            &dir,
+            None,
+            Some(message),
+            StatusCode::BAD_REQUEST,
+        )
+        .await?
+        .into_response());
+    };
     after(&state, &user, &dir, outcome, "uploaded").await
 }
 

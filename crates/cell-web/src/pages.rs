@@ -245,6 +245,11 @@ impl PageUser {
         format!("/v1/users/{}{suffix}", self.session.current.name)
     }
 
+    /// The client's address, when the server knows it (always on the device).
+    pub(crate) fn client_ip(&self) -> Option<std::net::IpAddr> {
+        self.source.as_deref().and_then(|s| s.parse().ok())
+    }
+
     pub(crate) fn is_admin(&self) -> bool {
         self.session.current.role == Role::Admin
     }

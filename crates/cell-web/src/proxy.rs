@@ -109,6 +109,8 @@ impl ProxyRoute {
 pub enum ServiceError {
     #[error("the service is off")]
     NotRouted,
+    #[error("this device has no access to this service")]
+    NotAllowed,
     #[error("the service is not answering: {0}")]
     Failed(String),
 }
@@ -161,33 +163,45 @@ impl Proxy {
         self.routes.store(Arc::new(table));
     }
 
-    /// The backend of the route that logs in to `service` (`files`…), when it is routed.
-    fn backend_of(&self, service: &str) -> Option<SocketAddr> {
+    /// The route that logs in to `service` (`files`…), when it is routed.
+    fn route_of(&self, service: &str) -> Option<Arc<ProxyRoute>> {
         self.routes
             .load()
             .values()
             .find(|route| route.login.as_deref() == Some(service))
-            .map(|route| route.backend)
+            .cloned()
     }
 
     /// A request of the front door's own to `service`'s backend, on behalf of `user`
-    /// (whom the page's session named): `path_and_query` already percent-encoded.
+    /// (whom the page's session named) at `client` (a VPN device needs access to the
+    /// service, as through its own name): `path_and_query` already percent-encoded.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn to_service(
         &self,
         service: &str,
         user: &str,
+        client: Option<IpAddr>,
         method: Method,
         path_and_query: &str,
         headers: Vec<(HeaderName, HeaderValue)>,
         body: Body,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ServiceError> {
-        let backend = self.backend_of(service).ok_or(ServiceError::NotRouted)?;
+        let route = self.route_of(service).ok_or(ServiceError::NotRouted)?;
+        let admitted = match client {
+            Some(client) => route.admits(client),
+            None => route.vpn_networks.is_empty(),
+        };
+        if !admitted {
+            return Err(ServiceError::NotAllowed);
+        }
+        let backend = route.backend;
         let uri = Uri::builder()
             .scheme("http")
             .authority(backend.to_string())
             .path_and_query(path_and_query)
             .build()
             .map_err(|e| ServiceError::Failed(e.to_string()))?;
+        let upload = method == Method::PUT;
         let mut request = Request::builder().method(method).uri(uri);
         for (name, value) in headers {
             request = request.header(name, value);
@@ -197,6 +211,7 @@ impl Proxy {
         // body last moved, as for proxied requests.
         let moved = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
         let body = Body::new(WatchedBody {
+            upload,
             inner: body,
             left: None,
             exceeded: Arc::new(AtomicBool::new(false)),
@@ -306,6 +321,9 @@ struct WatchedBody {
     left: Option<u64>,
     exceeded: Arc<AtomicBool>,
     moved: Arc<std::sync::Mutex<tokio::time::Instant>>,
+    /// Whether moving pushes the answer's deadline on: for uploads (PUT) only, so that
+    /// a slow trickle cannot hold another backend connection past the fixed timeout.
+    upload: bool,
 }
 
 impl hyper::body::Body for WatchedBody {
@@ -317,8 +335,10 @@ impl hyper::body::Body for WatchedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
         let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        if let Ok(mut moved) = self.moved.lock() {
-            *moved = tokio::time::Instant::now();
+        if self.upload {
+            if let Ok(mut moved) = self.moved.lock() {
+                *moved = tokio::time::Instant::now();
+            }
         }
         let length = match &frame {
             Some(Ok(frame)) => frame.data_ref().map_or(0, |d| d.len() as u64),
@@ -517,10 +537,16 @@ const XML_BODY_LIMIT: usize = 1 << 20;
 async fn well_formed_xml(body: Body) -> Result<Body, Response> {
     let bytes = match Limited::new(body, XML_BODY_LIMIT).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(_) => {
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
             return Err(refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "the request's XML is too large or was cut short",
+                "the request's XML is too large",
+            ))
+        }
+        Err(_) => {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "the request's XML was cut short",
             ))
         }
     };
@@ -578,6 +604,22 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
 }
 
+/// Drops what a client sent of the headers only we set, in any spelling a backend may read
+/// as one of them (Python's WSGI turns `X_Remote_User` into `X-Remote-User`'s variable).
+fn remove_set_by_us(headers: &mut HeaderMap) {
+    let forged: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let dashed = name.as_str().replace('_', "-");
+            SET_BY_US.contains(&dashed.as_str())
+        })
+        .cloned()
+        .collect();
+    for name in forged {
+        headers.remove(name);
+    }
+}
+
 /// Drops the hop-by-hop headers, and those the `Connection` header names.
 fn drop_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
@@ -618,10 +660,16 @@ async fn forward(
     }
     if let (Some(left), Some(length)) = (quota, declared) {
         if length > left {
-            // An HTTP/2 client may be sending already (HTTP/1.1 ones wait for the 100
-            // Continue they now never get): read on while it hears the refusal, as some
-            // (curl 7.88) drop an answer whose stream is reset under their upload.
-            if request.version() == hyper::Version::HTTP_2 {
+            // A client that did not ask to wait for a 100 Continue is sending already:
+            // read on while it hears the refusal, as a connection closed on unread data
+            // is reset (and some, curl 7.88 over HTTP/2, drop an answer whose stream is
+            // reset under their upload). One that asked gets no 100 and sends nothing.
+            let waits = request
+                .headers()
+                .get(header::EXPECT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+            if !waits {
                 tokio::spawn(drain(request.into_body()));
             }
             return over_quota();
@@ -650,9 +698,7 @@ async fn forward(
     parts.uri = uri;
     parts.version = hyper::Version::HTTP_11;
     drop_hop_by_hop(&mut parts.headers);
-    for name in SET_BY_US {
-        parts.headers.remove(name);
-    }
+    remove_set_by_us(&mut parts.headers);
     if let Some(user) = user.as_deref().and_then(|u| HeaderValue::from_str(u).ok()) {
         // The backend trusts this; the password it needs not see.
         parts.headers.remove(header::AUTHORIZATION);
@@ -732,6 +778,7 @@ async fn forward(
     let exceeded = Arc::new(AtomicBool::new(false));
     let moved = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
     let body = Body::new(WatchedBody {
+        upload: parts.method == Method::PUT,
         inner: body,
         left: quota,
         exceeded: exceeded.clone(),
@@ -783,6 +830,18 @@ async fn forward(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_cannot_set_the_identity_header_in_another_spelling() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x_remote_user", HeaderValue::from_static("bob"));
+        headers.insert("X-Remote-User", HeaderValue::from_static("bob"));
+        headers.insert("x_forwarded_for", HeaderValue::from_static("1.2.3.4"));
+        headers.insert("x_other", HeaderValue::from_static("kept"));
+        remove_set_by_us(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert!(headers.contains_key("x_other"));
+    }
 
     #[test]
     fn hop_by_hop_headers_and_the_ones_connection_names_are_dropped() {

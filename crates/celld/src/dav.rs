@@ -18,11 +18,6 @@ pub const DAV_UID_BASE: u32 = 0x7001_0000;
 /// The machine's state below celld's state directory.
 pub const STATE_DIR: &str = "dav";
 
-/// Where a user's files home is on the cell.
-pub fn files_home(state_dir: &Path, user: &cell_model::Username) -> std::path::PathBuf {
-    state_dir.join(STATE_DIR).join("files").join(user.as_str())
-}
-
 /// Whether any service the DAV machine serves is on.
 pub fn wanted(settings: &Settings) -> bool {
     let services = &settings.services;
@@ -84,6 +79,19 @@ pub fn proxy_routes(settings: &Settings) -> Vec<ProxyRouteSpec> {
         .collect()
 }
 
+/// What a user's files take: their home, and lighttpd's database of their properties and
+/// locks beside it (which they fill with PROPPATCH).
+pub fn files_usage(state_dir: &Path, user: &cell_model::Username) -> std::io::Result<u64> {
+    let files = state_dir.join(STATE_DIR).join("files");
+    let props = files.join(".props").join(format!("{user}.sqlite"));
+    let props = match std::fs::metadata(&props) {
+        Ok(meta) => meta.len(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(error) => return Err(error),
+    };
+    Ok(usage(&files.join(user.as_str()))?.saturating_add(props))
+}
+
 /// The bytes of every file under `home` (none: 0). Symbolic links are not followed.
 pub fn usage(home: &Path) -> std::io::Result<u64> {
     let mut total = 0u64;
@@ -96,7 +104,12 @@ pub fn usage(home: &Path) -> std::io::Result<u64> {
         };
         for entry in entries {
             let entry = entry?;
-            let meta = entry.metadata()?;
+            // Moved or deleted while we walk (the user is working in it): not counted.
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(error),
+            };
             if meta.is_dir() {
                 pending.push(entry.path());
             } else if meta.is_file() {

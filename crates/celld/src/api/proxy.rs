@@ -66,10 +66,10 @@ pub async fn files_usage_get(
         .user(&name)
         .map(|user| user.files_quota_mib())
         .ok_or_else(|| AppError::NotFound(format!("there is no user '{name}'")))?;
-    let home = crate::dav::files_home(&daemon.config.state_dir, &name);
+    let state_dir = daemon.config.state_dir.clone();
     let used_bytes = blocking(move || {
-        crate::dav::usage(&home)
-            .map_err(|e| AppError::Internal(format!("reading {}: {e}", home.display())))
+        crate::dav::files_usage(&state_dir, &name)
+            .map_err(|e| AppError::Internal(format!("reading {name}'s files: {e}")))
     })
     .await?;
     Ok(Json(FilesUsage {
