@@ -66,7 +66,8 @@ pub struct MailUser {
 pub enum Reader {
     Postfix,
     Dovecot,
-    /// Re-read by Dovecot on its own when the file changes: no reload.
+    /// Read by Dovecot, which looks for changes at most once a second: the cell reloads
+    /// it after a change, so that a refusal is immediate.
     Accounts,
     Opendkim,
 }

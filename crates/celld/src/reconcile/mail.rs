@@ -1,7 +1,8 @@
 //! The mail machine (systemd-nspawn@mail): its configuration rendered from the settings
 //! into /var/lib/cell/mail/config, its state directories, the TLS pair, and the machine
 //! itself, running while mail is on. A change reloads, inside the machine, only the
-//! service that reads the changed file; the account list needs no reload at all.
+//! service that reads the changed file (the account list: Dovecot, which would otherwise see
+//! it up to a second late).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -179,6 +180,11 @@ impl Applier for MailApplier {
             let changed: BTreeSet<Reader> = {
                 let mut pending = crate::sync::lock(&self.pending);
                 pending.extend(changed);
+                // Dovecot looks at the account file at most once a second; reloading it
+                // makes a disabled user's or a revoked password's refusal immediate.
+                if pending.contains(&Reader::Accounts) {
+                    pending.insert(Reader::Dovecot);
+                }
                 pending.clone()
             };
             tls?;
@@ -415,7 +421,7 @@ mod tests {
         let plan = applier.plan(&disabled).unwrap();
         assert_eq!(
             applier.apply(&plan, pass).await.unwrap(),
-            "accounts updated"
+            "reloaded dovecot.service"
         );
     }
 
