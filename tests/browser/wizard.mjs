@@ -116,8 +116,13 @@ try {
   await page.fill('#name', 'phone');
   await page.check('input[name=files]');
   await page.click('form[action="/vpn/peers"] button[type=submit]');
-  const qr = await page.waitForSelector('img.qr');
-  const qrLoaded = await qr.evaluate((img) => img.complete && img.naturalWidth > 0);
+  // The QR code is an image of its own: wait for it to load (not only to be in the page).
+  const qrLoaded = await page
+    .waitForFunction(() => {
+      const img = document.querySelector('img.qr');
+      return img !== null && img.complete && img.naturalWidth > 0;
+    }, null, { timeout: 15000 })
+    .then(() => true, () => false);
   check('adding a device shows its QR code', qrLoaded);
   await shot('vpn-device');
   const download = await page.request.get(`${base}/api/v1/vpn/peers/phone/config`);
