@@ -185,12 +185,33 @@ check "restarting the DAV machine" $nspawn exec $name systemctl restart systemd-
 check "Radicale and lighttpd come back" wait_until 60 services_up
 check "the event and the contact are still there" wait_until 30 caldav read alice "$alice_app"
 check "and the files" [ "$(size big.bin)" = "200 1073741824" ]
+event=$'BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//cell test//EN\r\nBEGIN:VEVENT\r\nUID:bobs\r\nDTSTAMP:20261203T120000Z\r\nDTSTART:20261230T090000Z\r\nSUMMARY:Bob at the dentist\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n'
+card=$'BEGIN:VCARD\r\nVERSION:3.0\r\nUID:bobs\r\nFN:Carol Example\r\nN:Example;Carol;;;\r\nEND:VCARD\r\n'
+check "bob stores a file" [ "$(dav bob "$bob_app" PUT https://files.home.cell/bobs-note.txt --data-binary "note-$token")" = 201 ]
+check "an event" [ "$(dav bob "$bob_app" PUT https://calendar.home.cell/bob/calendar/bobs.ics --data-binary "$event" -H 'Content-Type: text/calendar')" = 201 ]
+check "and a contact" [ "$(dav bob "$bob_app" PUT https://calendar.home.cell/bob/contacts/bobs.vcf --data-binary "$card" -H 'Content-Type: text/vcard')" = 201 ]
 check "alice disables bob" [ "$(api PATCH /api/v1/users/bob '{"disabled":true}')" = 200 ]
 refused_now() { [ "$(dav bob "$bob_app" PROPFIND https://files.home.cell/ -H 'Depth: 0' --max-time 1)" = 401 ]; }
 check "bob is refused by files at once" refused_now
 check "and by the calendar" [ "$(dav bob "$bob_app" PROPFIND https://calendar.home.cell/bob/ -H 'Depth: 0')" = 401 ]
+
+# --- deleting a user after exporting their data -----------------------------------------
+check "alice downloads bob's data through the front door" [ "$(api GET /api/v1/users/bob/export)" = 200 ]
+exported() { tar -xOf "$answer" "$1" 2>/dev/null | grep -q "$2"; }
+check "the archive holds his file" exported bob/files/bobs-note.txt "note-$token"
+check "his calendar as one .ics" exported bob/calendars/calendar.ics "SUMMARY:Bob at the dentist"
+check "and his address book as one .vcf" exported bob/contacts/contacts.vcf "FN:Carol Example"
 check "alice deletes bob" [ "$(api DELETE /api/v1/users/bob)" = 204 ]
-check "a new bob does not inherit his files and calendars (refused, naming the field)" \
-    bash -c '[ "$1" = 400 ] && grep -q "left files" "$2"' _ "$(api POST /api/v1/users '{"name":"bob","role":"peer","password":"another passphrase"}')" "$answer"
+left() { $nspawn exec $name sh -c 'ls -d /var/lib/cell/dav/files/bob /var/lib/cell/dav/collections/collection-root/bob /var/lib/cell/dav/files/.props/bob.sqlite 2>/dev/null'; }
+check "no home, collection or file properties of his are left on the cell" [ -z "$(left)" ]
+check "nothing is left to export" [ "$(api GET /api/v1/users/bob/export)" = 404 ]
+check "a new bob can be made" [ "$(api POST /api/v1/users '{"name":"bob","role":"peer","password":"another passphrase"}')" = 201 ]
+api_login bob "another passphrase"
+check "he makes an app password" [ "$(api POST /api/v1/users/bob/app-passwords '{"name":"phone"}')" = 201 ]
+bob_app=$(field 'v["password"]')
+new_bob_served() { [ "$(dav bob "$bob_app" PROPFIND https://calendar.home.cell/bob/calendar/ -H 'Depth: 0')" = 207 ]; }
+check "and gets a calendar of his own" wait_until 30 new_bob_served
+check "which does not hold the old bob's event" [ "$(dav bob "$bob_app" GET https://calendar.home.cell/bob/calendar/bobs.ics)" = 404 ]
+check "nor his home the old bob's file" [ "$(dav bob "$bob_app" GET https://files.home.cell/bobs-note.txt)" = 404 ]
 
 finish

@@ -199,6 +199,16 @@ check "the rendered accounts file is readable by the machine's root and dovecot 
     [ "$($nspawn exec $name stat -c '%u %a' /var/lib/cell/mail/config/passwd)" = "1879048192 640" ]
 check "it holds hashes, no password" bash -c "! $nspawn exec $name grep -qF '$bob_app' /var/lib/cell/mail/config/passwd"
 
+# --- deleting a user after exporting their mail -------------------------------------------
+check "alice downloads bob's data" [ "$(api GET /api/v1/users/bob/export)" = 200 ]
+exported_mail() { tar -xOf "$answer" --wildcards 'bob/mail/Maildir/*' 2>/dev/null | grep -q "first-$token"; }
+check "the archive holds his mail as a maildir" exported_mail
+check "alice deletes bob" [ "$(api DELETE /api/v1/users/bob)" = 204 ]
+check "no mailbox of his is left on the cell" $nspawn exec $name test ! -e /var/lib/cell/mail/mailboxes/bob
+swaks --server "$address" --port 587 --tls --auth PLAIN --auth-user alice --auth-password "$alice_app" \
+    --from alice@home.cell --to bob@home.cell >"$tmp/deleted.log" 2>&1 || true
+check "mail for him is refused" grep -qE '^<(~|\*)\* 5[0-9]{2} .*bob@home\.cell' "$tmp/deleted.log"
+
 # --- turning mail off stops the machine ---------------------------------------------------
 check "mail turned off" [ "$(api PUT /api/v1/settings '{"identity":{"cell_name":"home","domain":{"mode":"internal"},"timezone":"UTC"},"services":{}}')" = 200 ]
 machine_down() { [ "$($nspawn exec $name systemctl is-active systemd-nspawn@mail.service)" != active ]; }

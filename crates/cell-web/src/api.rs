@@ -26,6 +26,8 @@ use crate::AppState;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Handler {
     Forward,
+    /// Like `Forward`, for a download that may be large: passed on as it arrives.
+    Stream,
     Login,
     WhoAmI,
     Logout,
@@ -94,7 +96,8 @@ fn all_routes() -> Vec<ApiRoute> {
         route!(POST "/api/v1/users", Admin, Forward, "Create an account"),
         route!(GET "/api/v1/users/{name}", User, Forward, "One account"),
         route!(PATCH "/api/v1/users/{name}", Admin, Forward, "Disable, enable or change the role of an account"),
-        route!(DELETE "/api/v1/users/{name}", Admin, Forward, "Delete an account"),
+        route!(DELETE "/api/v1/users/{name}", Admin, Forward, "Delete an account with its devices, then its mailbox, calendars, address books and files (export them first); of a name that is no longer an account, remove what it left"),
+        route!(GET "/api/v1/users/{name}/export", User, Stream, "An account's mail (maildir), calendars (.ics), address books (.vcf) and files as one tar archive, streamed (its owner, or an admin)"),
         route!(PUT "/api/v1/users/{name}/password", User, Forward, "Change one's password, or reset another's (admin)"),
         route!(GET "/api/v1/users/{name}/app-passwords", User, Forward, "An account's app passwords (own, or any for an admin): name, made, last use; never the password"),
         route!(POST "/api/v1/users/{name}/app-passwords", User, Forward, "Make an app password for a device ({name}); the password is in this answer only"),
@@ -152,6 +155,7 @@ pub fn routed() -> Vec<Routed> {
             let filter = MethodFilter::try_from(route.method.clone()).unwrap_or(MethodFilter::GET);
             let handler = match route.handler {
                 Handler::Forward => on(filter, forward),
+                Handler::Stream => on(filter, stream_forward),
                 Handler::Login => on(filter, login),
                 Handler::WhoAmI => on(filter, who_am_i),
                 Handler::Logout => on(filter, logout),
@@ -262,6 +266,66 @@ async fn forward(
             )
         }
     }
+}
+
+/// Passes a GET on to celld like [`forward`], handing celld's answer on as it arrives.
+async fn stream_forward(
+    State(state): State<AppState>,
+    session: Option<Extension<WebSession>>,
+    ClientAddr(source): ClientAddr,
+    request: Request,
+) -> Response {
+    let uri = request.uri();
+    let path = uri.path().strip_prefix("/api").unwrap_or(uri.path());
+    let on_behalf = OnBehalf {
+        session: session.map(|Extension(s)| s.token),
+        source,
+        user_agent: None,
+    };
+    match state.celld.stream(path, &on_behalf).await {
+        Ok(streamed) => streamed_response(streamed),
+        Err(celld_client::ClientError::Refused {
+            status,
+            message,
+            field,
+            ..
+        }) => (
+            StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
+            Json(ApiError {
+                error: message,
+                field,
+            }),
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::warn!(%error, path, "celld unavailable");
+            failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the cell's core service is not answering",
+            )
+        }
+    }
+}
+
+/// celld's streamed answer as it is: status, the headers that describe the body, and the
+/// body as it arrives (a download is never cached).
+pub(crate) fn streamed_response(streamed: celld_client::Streamed) -> Response {
+    let status = StatusCode::from_u16(streamed.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = Response::new(axum::body::Body::new(streamed.body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    let text = |value: Option<String>| value.and_then(|v| header::HeaderValue::from_str(&v).ok());
+    if let Some(content_type) = text(streamed.content_type) {
+        headers.insert(header::CONTENT_TYPE, content_type);
+    }
+    if let Some(disposition) = text(streamed.content_disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, disposition);
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 trait EmptyBody {

@@ -3,6 +3,7 @@
 //! celld's local socket — sessions included: it carries the browser's session token to
 //! celld, which says whose it is.
 
+mod account_data_page;
 pub mod api;
 mod certificates_page;
 mod changes_page;

@@ -96,6 +96,7 @@ pub fn page(
 
 fn everything() -> Vec<Routed> {
     let mut all = crate::pages::routes();
+    all.extend(crate::account_data_page::routes());
     all.extend(crate::vpn_pages::routes());
     all.extend(crate::changes_page::routes());
     all.extend(crate::recovery_page::routes());

@@ -173,8 +173,18 @@ pub enum UsersCommand {
         #[arg(value_enum)]
         role: RoleArg,
     },
-    /// Delete an account.
+    /// Delete an account with its VPN devices, then its mailbox, calendars, address books
+    /// and files (export them first). Of a name that is no longer an account, remove what
+    /// it left.
     Delete { name: String },
+    /// Write an account's mail (maildir), calendars (.ics), address books (.vcf) and files
+    /// into one tar archive.
+    Export {
+        name: String,
+        /// The archive to write (it must not exist yet).
+        #[arg(long, short)]
+        output: std::path::PathBuf,
+    },
     /// Set a new password for an account; asks for it.
     ResetPassword {
         name: String,

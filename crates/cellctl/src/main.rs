@@ -378,6 +378,18 @@ async fn users(ctl: &Ctl, command: UsersCommand) -> anyhow::Result<()> {
             ctl.send(Method::DELETE, &path(&name), None).await?;
             ctl.print(&json!({"deleted": name}), || format!("{name} deleted\n"))?;
         }
+        UsersCommand::Export { name, output } => {
+            let written = export(ctl, &path(&name), &output).await?;
+            ctl.print(
+                &json!({"exported": name, "archive": output, "bytes": written}),
+                || {
+                    format!(
+                        "{name}'s data written to {} ({written} bytes)\n",
+                        output.display()
+                    )
+                },
+            )?;
+        }
         UsersCommand::ResetPassword { name, password } => {
             let password = read_password(&password, &format!("New password for {name}: "))?;
             ctl.send(
@@ -694,6 +706,57 @@ async fn update(ctl: &Ctl, command: UpdateCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Streams the account's archive into `output` through a `.part` file that becomes
+/// `output` only once whole; on a terminal, shows how much has arrived. Returns its size.
+async fn export(ctl: &Ctl, account: &str, output: &std::path::Path) -> anyhow::Result<u64> {
+    use http_body_util::BodyExt;
+    if output.exists() {
+        bail!("{} exists already; choose another file", output.display());
+    }
+    let mut partial = output.as_os_str().to_owned();
+    partial.push(".part");
+    let partial = std::path::PathBuf::from(partial);
+    let streamed = ctl
+        .celld
+        .stream(&format!("{account}/export"), &OnBehalf::default())
+        .await
+        .map_err(explain)?;
+    let mut file = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
+    let progress = std::io::stderr().is_terminal();
+    let mut body = streamed.body;
+    let mut written = 0u64;
+    let copied: anyhow::Result<()> = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.context("the export stopped before its end")?;
+            if let Some(data) = frame.data_ref() {
+                file.write_all(data)
+                    .with_context(|| format!("writing {}", partial.display()))?;
+                written += data.len() as u64;
+                if progress {
+                    eprint!("\r{} MiB", written / (1024 * 1024));
+                }
+            }
+        }
+        file.sync_all()
+            .with_context(|| format!("writing {}", partial.display()))?;
+        Ok(())
+    }
+    .await;
+    if progress {
+        eprintln!();
+    }
+    if let Err(error) = copied {
+        let _ = std::fs::remove_file(&partial);
+        return Err(error);
+    }
+    std::fs::rename(&partial, output).with_context(|| format!("naming {}", output.display()))?;
+    Ok(written)
 }
 
 #[cfg(test)]

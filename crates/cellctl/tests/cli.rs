@@ -114,6 +114,43 @@ async fn root_manages_the_cell_from_the_console() {
     assert!(revoked.status.success(), "{}", text(&revoked));
     let again = run(revoke, None).await.unwrap();
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    let home = dir.path().join("state/dav/files/bob");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("hello.txt"), "hello from bob").unwrap();
+    let archive = dir.path().join("bob.tar");
+    let export: &'static [&'static str] = Box::leak(
+        vec![
+            "users",
+            "export",
+            "bob",
+            "-o",
+            Box::leak(archive.to_string_lossy().into_owned().into_boxed_str()),
+        ]
+        .into_boxed_slice(),
+    );
+    let exported = run(export, None).await.unwrap();
+    assert!(exported.status.success(), "{}", text(&exported));
+    let mut tar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+    let names: Vec<String> = tar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.contains(&"bob/files/hello.txt".to_owned()),
+        "{names:?}"
+    );
+    let again = run(export, None).await.unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(text(&again).contains("exists already"), "{}", text(&again));
+    let nobody = run(
+        &["users", "export", "nobody", "-o", "/nonexistent/x.tar"],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(nobody.status.code(), Some(2));
+    assert!(text(&nobody).contains("nobody"), "{}", text(&nobody));
     let units = run(&["units"], None).await.unwrap();
     assert!(
         text(&units).contains("cell-web.service"),

@@ -34,12 +34,22 @@ fn timeout_for(method: &Method, path: &str) -> Duration {
         Method::DELETE => path.ends_with("/totp"),
         _ => false,
     };
-    if hashes {
+    // Deleting an account waits for the services to let go of it, then removes its data.
+    let removes_data = *method == Method::DELETE
+        && path
+            .strip_prefix("/v1/users/")
+            .is_some_and(|name| !name.contains('/'));
+    if removes_data {
+        DATA_REMOVAL_TIMEOUT
+    } else if hashes {
         HASHING_TIMEOUT
     } else {
         REQUEST_TIMEOUT
     }
 }
+
+/// celld waits up to a minute for the services, then removes a whole mailbox and home.
+const DATA_REMOVAL_TIMEOUT: Duration = Duration::from_secs(180);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -94,6 +104,15 @@ pub struct Answer {
     /// How long a refused caller should wait (a throttled or busy login).
     pub retry_after: Option<String>,
     pub body: Bytes,
+}
+
+/// An answer whose body is still arriving (see [`CelldClient::stream`]).
+#[derive(Debug)]
+pub struct Streamed {
+    pub status: StatusCode,
+    pub content_type: Option<String>,
+    pub content_disposition: Option<String>,
+    pub body: hyper::body::Incoming,
 }
 
 /// On whose behalf, and from where, cell-web asks celld: the session token from the
@@ -269,6 +288,70 @@ impl CelldClient {
         decode::<serde_json::Value>(path, status, &answer).map(|_| ())
     }
 
+    /// A GET whose answer may be large (an account's export): the body is handed over as
+    /// it arrives, on a connection of its own that is not pooled. Only the head must come
+    /// within the usual timeout; a refusal becomes `ClientError::Refused`.
+    pub async fn stream(&self, path: &str, on_behalf: &OnBehalf) -> Result<Streamed, ClientError> {
+        let mut request = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header(header::HOST, "celld");
+        if let Some(session) = &on_behalf.session {
+            request = request.header(SESSION_HEADER, session.as_str());
+        }
+        if let Some(source) = &on_behalf.source {
+            request = request.header(SOURCE_HEADER, source.as_str());
+        }
+        let request = request
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Request {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        let exchange = async {
+            let mut sender = self.connect().await?;
+            sender
+                .send_request(request)
+                .await
+                .map_err(|source| self.http_error(source))
+        };
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                socket: self.socket.clone(),
+                path: path.to_owned(),
+                timeout: REQUEST_TIMEOUT,
+            })??;
+        let text_header = |name: header::HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = http_body_util::Limited::new(response.into_body(), 64 * 1024)
+                .collect()
+                .await
+                .map(|body| body.to_bytes())
+                .unwrap_or_default();
+            return Err(match decode::<serde_json::Value>(path, status, &body) {
+                Err(refused) => refused,
+                Ok(_) => ClientError::Request {
+                    path: path.to_owned(),
+                    message: format!("unexpected answer {status}"),
+                },
+            });
+        }
+        Ok(Streamed {
+            status: response.status(),
+            content_type: text_header(header::CONTENT_TYPE),
+            content_disposition: text_header(header::CONTENT_DISPOSITION),
+            body: response.into_body(),
+        })
+    }
+
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.json(Method::GET, path, &OnBehalf::default(), None)
             .await
@@ -425,6 +508,14 @@ mod tests {
         assert_eq!(timeout_for(&Method::GET, "/v1/status"), REQUEST_TIMEOUT);
         assert_eq!(timeout_for(&Method::PUT, "/v1/vpn"), REQUEST_TIMEOUT);
         assert_eq!(timeout_for(&Method::GET, "/v1/setup"), REQUEST_TIMEOUT);
+        assert_eq!(
+            timeout_for(&Method::DELETE, "/v1/users/bob"),
+            DATA_REMOVAL_TIMEOUT
+        );
+        assert_eq!(
+            timeout_for(&Method::DELETE, "/v1/users/bob/app-passwords/x"),
+            REQUEST_TIMEOUT
+        );
     }
 
     #[tokio::test]

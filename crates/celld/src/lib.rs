@@ -29,6 +29,7 @@ mod sync;
 pub mod system;
 pub mod throttle;
 pub mod totp;
+pub mod user_data;
 pub mod vpn;
 pub mod zones;
 

@@ -125,6 +125,31 @@ impl Cell {
         (status, value)
     }
 
+    /// A request's status, headers and body as they are (for downloads).
+    async fn raw(
+        &self,
+        uid: u32,
+        actor: Option<&str>,
+        method: Method,
+        path: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(celld::api::SOURCE_HEADER, "192.0.2.10");
+        if let Some(actor) = actor {
+            request = request.header(celld::api::SESSION_HEADER, self.session_of(actor));
+        }
+        let response = self
+            .router(uid)
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (parts.status, parts.headers, bytes.to_vec())
+    }
+
     /// A fresh session token of `name` (as cell-web would forward after a login), or an
     /// invented one for a user who cannot have one.
     fn session_of(&self, name: &str) -> String {
@@ -492,26 +517,130 @@ async fn a_settings_change_is_stored_audited_and_applied() {
 async fn a_new_user_does_not_inherit_a_deleted_users_mailbox() {
     let cell = Cell::new();
     cell.set_up().await;
-    // What the mail machine leaves of a user deleted before their mailbox could be exported.
-    std::fs::create_dir_all(cell.dir.path().join("state/mail/mailboxes/bob")).unwrap();
+    // What the mail machine leaves of a user whose removal was cut short.
+    let mailbox = cell.dir.path().join("state/mail/mailboxes/bob");
+    std::fs::create_dir_all(mailbox.join("Maildir/cur")).unwrap();
     let bob = json!({"name": "bob", "role": "peer", "password": PASSWORD});
     let (status, body) = cell
-        .web("alice", Method::POST, "/v1/users", Some(bob))
+        .web("alice", Method::POST, "/v1/users", Some(bob.clone()))
         .await;
     assert_eq!(
         (status, body["field"].as_str()),
         (StatusCode::BAD_REQUEST, Some("name")),
         "{body}"
     );
+    let error = body["error"].as_str().unwrap();
     assert!(
-        body["error"].as_str().unwrap().contains("mailbox"),
+        error.contains("mailbox") && error.contains("delete"),
         "{body}"
     );
-    let carol = json!({"name": "carol", "role": "peer", "password": PASSWORD});
+    // Deleting the name again removes what it left; then the name is free.
+    let (status, body) = cell
+        .web("alice", Method::DELETE, "/v1/users/bob", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert!(!mailbox.exists());
+    assert!(cell
+        .audit_actions()
+        .contains(&"user.data_remove".to_owned()));
     let (status, _) = cell
-        .web("alice", Method::POST, "/v1/users", Some(carol))
+        .web("alice", Method::DELETE, "/v1/users/bob", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing left to remove");
+    let (status, _) = cell
+        .web("alice", Method::POST, "/v1/users", Some(bob))
         .await;
     assert_eq!(status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn an_account_is_exported_by_its_owner_and_its_data_goes_with_it() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    for name in ["bob", "carol"] {
+        let user = json!({"name": name, "role": "peer", "password": PASSWORD});
+        let (status, _) = cell
+            .web("alice", Method::POST, "/v1/users", Some(user))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let state = cell.dir.path().join("state");
+    let write = |path: &str, text: &str| {
+        let path = state.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write(
+        "mail/mailboxes/bob/Maildir/cur/1.cell:2,S",
+        "Subject: hello\r\n\r\nhi bob",
+    );
+    write("dav/files/bob/notes/todo.txt", "buy milk");
+    write(
+        "dav/collections/collection-root/bob/calendar/.Radicale.props",
+        r#"{"tag": "VCALENDAR"}"#,
+    );
+    write(
+        "dav/collections/collection-root/bob/calendar/e.ics",
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:e\r\nSUMMARY:Dentist\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+    );
+
+    let (status, _, _) = cell
+        .raw(WEB_UID, Some("carol"), Method::GET, "/v1/users/bob/export")
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "another peer cannot export bob"
+    );
+    for actor in ["bob", "alice"] {
+        let (status, headers, archive) = cell
+            .raw(WEB_UID, Some(actor), Method::GET, "/v1/users/bob/export")
+            .await;
+        assert_eq!(status, StatusCode::OK, "{actor}");
+        assert_eq!(headers["content-type"], "application/x-tar");
+        let disposition = headers["content-disposition"].to_str().unwrap();
+        assert!(
+            disposition.starts_with("attachment; filename=\"bob-"),
+            "{disposition}"
+        );
+        let mut seen = std::collections::BTreeMap::new();
+        for entry in tar::Archive::new(&archive[..]).entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().to_string_lossy().into_owned();
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+            seen.insert(path, text);
+        }
+        assert_eq!(seen["bob/files/notes/todo.txt"], "buy milk", "{seen:?}");
+        assert!(seen["bob/mail/Maildir/cur/1.cell:2,S"].contains("hi bob"));
+        assert!(seen["bob/calendars/calendar.ics"].contains("SUMMARY:Dentist"));
+    }
+    assert!(cell.audit_actions().contains(&"user.export".to_owned()));
+
+    let (status, _) = cell
+        .web("alice", Method::DELETE, "/v1/users/bob", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for gone in [
+        "mail/mailboxes/bob",
+        "dav/files/bob",
+        "dav/collections/collection-root/bob",
+    ] {
+        assert!(!state.join(gone).exists(), "{gone} is left");
+    }
+    let (status, _, _) = cell
+        .raw(WEB_UID, Some("alice"), Method::GET, "/v1/users/bob/export")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing is left to export");
+    let bob = json!({"name": "bob", "role": "peer", "password": PASSWORD});
+    let (status, body) = cell
+        .web("alice", Method::POST, "/v1/users", Some(bob))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the name is free again: {body}"
+    );
 }
 
 #[tokio::test]

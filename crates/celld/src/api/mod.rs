@@ -57,6 +57,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
                 .patch(users::user_patch)
                 .delete(users::user_delete),
         )
+        .route("/v1/users/{name}/export", get(users::user_export_get))
         .route("/v1/users/{name}/password", put(users::password_put))
         .route(
             "/v1/users/{name}/totp",

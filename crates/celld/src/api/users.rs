@@ -1,7 +1,9 @@
 use std::sync::Arc;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use std::time::Instant;
 
@@ -17,7 +19,7 @@ use super::{blocking, record, save_sessions, AppError};
 use crate::audit::Record;
 use crate::daemon::Daemon;
 use crate::sync::lock;
-use crate::{passwords, throttle, totp};
+use crate::{passwords, throttle, totp, user_data};
 
 fn view(user: &User) -> UserView {
     UserView {
@@ -215,15 +217,7 @@ pub async fn users_post(
         .source(actor.source.clone())
         .target(name.as_str());
     let created = user.clone();
-    let state = &daemon.config.state_dir;
-    let leftovers = [
-        (state.join("mail/mailboxes"), "a mailbox"),
-        (state.join("dav/files"), "files"),
-        (
-            state.join("dav/collections/collection-root"),
-            "calendars and address books",
-        ),
-    ];
+    let state_dir = daemon.config.state_dir.clone();
     blocking(move || {
         commit_users(
             &daemon,
@@ -234,18 +228,15 @@ pub async fn users_post(
                         format!("there is already a user '{}'", user.name),
                     ));
                 }
-                // A deleted user's data stays on the cell (there is no export yet); a new
-                // account of the same name must not inherit it.
-                if let Some(what) = leftovers
-                    .iter()
-                    .find(|(dir, _)| dir.join(user.name.as_str()).exists())
-                    .map(|(_, what)| what)
-                {
+                // Data a deleted account left (its removal was cut short) is never
+                // inherited: deleting the name again removes it.
+                if let Some(what) = user_data::leftover(&state_dir, user.name.as_str()) {
                     return Err(AppError::field(
                         "name",
                         format!(
-                            "an earlier user '{}' left {what} on the cell; choose another name",
-                            user.name
+                            "an earlier user '{}' left {what} on the cell; delete '{}' again to \
+                             remove it, or choose another name",
+                            user.name, user.name
                         ),
                     ));
                 }
@@ -344,35 +335,52 @@ pub async fn user_patch(
         .ok_or_else(|| no_such_user(&name))
 }
 
+/// Deletes an account with its VPN devices and, once the services no longer serve it,
+/// its mailbox, calendars, address books and files (export them first: `GET
+/// /v1/users/{name}/export`). Of a name that is no longer an account, removes what it left.
 pub async fn user_delete(
     State(daemon): State<Arc<Daemon>>,
     Admin(actor): Admin,
     Path(name): Path<String>,
 ) -> Result<StatusCode, AppError> {
     let name = parse_name(&name)?;
+    let state_dir = daemon.config.state_dir.clone();
+    let is_user = lock(&daemon.store).current().settings.user(&name).is_some();
+    if !is_user {
+        if user_data::leftover(&state_dir, name.as_str()).is_none() {
+            return Err(no_such_user(&name));
+        }
+        let record = Record::new(&actor.name, "user.data_remove")
+            .source(actor.source.clone())
+            .target(name.as_str());
+        remove_data(&daemon, &name).await?;
+        super::record(&daemon, record).await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
     let record = Record::new(&actor.name, "user.delete")
         .source(actor.source.clone())
         .target(name.as_str());
     let worker = daemon.clone();
+    let target = name.clone();
     blocking(move || {
         let mut devices = Vec::new();
         commit_users(
             &worker,
             |settings| {
                 let before = settings.users.len();
-                settings.users.retain(|u| u.name != name);
+                settings.users.retain(|u| u.name != target);
                 if settings.users.len() == before {
-                    return Err(no_such_user(&name));
+                    return Err(no_such_user(&target));
                 }
                 // The account's VPN devices go with it.
                 if let Some(vpn) = settings.vpn.as_mut() {
                     devices = vpn
                         .peers
                         .iter()
-                        .filter(|p| p.owner == name)
+                        .filter(|p| p.owner == target)
                         .cloned()
                         .collect();
-                    vpn.peers.retain(|p| p.owner != name);
+                    vpn.peers.retain(|p| p.owner != target);
                 }
                 Ok(())
             },
@@ -387,7 +395,110 @@ pub async fn user_delete(
         Ok(())
     })
     .await?;
+    // The mail server no longer delivers to the account, nor the DAV server serves it,
+    // before its data goes: nothing is written back after the removal. A task of its own,
+    // so a client that stops waiting does not cut the removal short.
+    let subject = name.clone();
+    tokio::spawn(async move {
+        if tokio::time::timeout(SERVICES_LET_GO, daemon.settled())
+            .await
+            .is_err()
+        {
+            tracing::warn!(user = %subject, "the services were not reconfigured in time; removing the deleted account's data anyway");
+        }
+        remove_data(&daemon, &subject).await
+    })
+    .await
+    .map_err(|error| {
+        AppError::Internal(format!("removing the data of '{name}' stopped: {error}"))
+    })??;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// How long a deletion waits for the services to stop serving the account.
+const SERVICES_LET_GO: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn remove_data(daemon: &Daemon, name: &Username) -> Result<(), AppError> {
+    let state_dir = daemon.config.state_dir.clone();
+    let subject = name.to_string();
+    let removed = blocking(move || {
+        user_data::remove(&state_dir, &subject).map_err(|error| {
+            AppError::Internal(format!(
+                "removing the data of '{subject}' stopped: {error}; delete '{subject}' again to finish"
+            ))
+        })
+    })
+    .await?;
+    tracing::info!(user = %name, places = removed, "a deleted account's data was removed");
+    Ok(())
+}
+
+/// An account's mail, calendars, address books and files as one tar archive, streamed as
+/// it is written: for its owner, or an administrator (before deleting it, or of what a
+/// deleted account left). The archive is never stored on the cell.
+pub async fn user_export_get(
+    State(daemon): State<Arc<Daemon>>,
+    actor: Actor,
+    Path(name): Path<String>,
+) -> Result<Response, AppError> {
+    let name = parse_name(&name)?;
+    if !actor.is_admin() && !actor.is(&name) {
+        return Err(AppError::Forbidden(
+            "only the account's owner or an administrator exports its data".into(),
+        ));
+    }
+    let state_dir = daemon.config.state_dir.clone();
+    let is_user = lock(&daemon.store).current().settings.user(&name).is_some();
+    if !is_user && user_data::leftover(&state_dir, name.as_str()).is_none() {
+        return Err(no_such_user(&name));
+    }
+    let record = Record::new(&actor.name, "user.export")
+        .source(actor.source.clone())
+        .target(name.as_str());
+    super::record(&daemon, record).await?;
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let subject = name.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut writer = user_data::ChannelWriter::new(sender.clone());
+        match user_data::export(&state_dir, &subject, &mut writer) {
+            Ok(()) => tracing::info!(user = %subject, "account exported"),
+            Err(error) => {
+                tracing::warn!(user = %subject, %error, "account export stopped");
+                // The download fails instead of ending like a whole archive.
+                let _ = sender.blocking_send(Err(std::io::Error::other(error.to_string())));
+            }
+        }
+    });
+    let date = jiff::Zoned::now().date();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}-{date}.tar\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        Body::new(ChannelBody(receiver)),
+    )
+        .into_response())
+}
+
+/// A response body fed by a channel, piece by piece; an error ends it abruptly.
+struct ChannelBody(tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|piece| piece.map(|piece| piece.map(http_body::Frame::data)))
+    }
 }
 
 /// An admin resets anyone's password (ending their sessions); a user changes their own
