@@ -199,9 +199,32 @@ check "the rendered accounts file is readable by the machine's root and dovecot 
     [ "$($nspawn exec $name stat -c '%u %a' /var/lib/cell/mail/config/passwd)" = "1879048192 640" ]
 check "it holds hashes, no password" bash -c "! $nspawn exec $name grep -qF '$bob_app' /var/lib/cell/mail/config/passwd"
 
+# --- a device's Apple profile carries the owner's mail account ------------------------------
+vpn_endpoint() { api PUT /api/v1/vpn '{"subnet4":"10.87.0.0/20","listen_port":51820,"endpoint":"203.0.113.7"}'; }
+check "alice sets the VPN's endpoint" grep -qx '20[02]' <<<"$(vpn_endpoint)"
+check "and adds a phone for bob" [ "$(api POST /api/v1/vpn/peers '{"name":"bobphone","owner":"bob"}')" = 201 ]
+api_login bob "bobs own passphrase"
+check "bob downloads its profile" [ "$(api GET /api/v1/vpn/peers/bobphone/mobileconfig)" = 200 ]
+profile_mail() {
+    python3 - "$answer" <<'PY'
+import plistlib, sys
+profile = plistlib.load(open(sys.argv[1], "rb"))
+mail = [p for p in profile["PayloadContent"] if p["PayloadType"] == "com.apple.mail.managed"][0]
+assert mail["EmailAddress"] == "bob@home.cell", mail["EmailAddress"]
+assert (mail["IncomingMailServerHostName"], mail["IncomingMailServerPortNumber"]) == ("mail.home.cell", 993)
+assert (mail["OutgoingMailServerHostName"], mail["OutgoingMailServerPortNumber"]) == ("mail.home.cell", 587)
+print(mail["IncomingPassword"])
+PY
+}
+profile_password=$(profile_mail) || true
+check "it is a property list with his mail account (IMAPS 993, submission 587)" [ -n "$profile_password" ]
+check "whose app password reads his mail over IMAP" imap_fetch bob "$profile_password" "first-$token"
+api_login alice "correct horse battery"
+
 # --- deleting a user after exporting their mail -------------------------------------------
 check "alice downloads bob's data" [ "$(api GET /api/v1/users/bob/export)" = 200 ]
-exported_mail() { tar -xOf "$answer" --wildcards 'bob/mail/Maildir/*' 2>/dev/null | grep -q "first-$token"; }
+# Read whole before grep: grep -q stopping early would fail tar under pipefail.
+exported_mail() { grep -q "first-$token" <<<"$(tar -xOf "$answer" --wildcards 'bob/mail/Maildir/*')"; }
 check "the archive holds his mail as a maildir" exported_mail
 check "alice deletes bob" [ "$(api DELETE /api/v1/users/bob)" = 204 ]
 check "no mailbox of his is left on the cell" $nspawn exec $name test ! -e /var/lib/cell/mail/mailboxes/bob

@@ -263,6 +263,28 @@ pub struct UserView {
     pub files_quota_mib: u32,
 }
 
+/// `GET /v1/users/{name}/client-settings`: what to type into an app (DAVx5, Thunderbird,
+/// a mail program) for each of the cell's services that is on. Nothing secret: the
+/// password is an app password the user makes for the device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientSettings {
+    pub username: Username,
+    pub mail: Option<MailClientSettings>,
+    /// The CalDAV and CardDAV base URL (apps find the calendars and address books there).
+    pub calendar_url: Option<String>,
+    /// The WebDAV URL of the user's files.
+    pub files_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailClientSettings {
+    pub address: String,
+    /// IMAP (TLS) and SMTP submission (STARTTLS) server.
+    pub server: String,
+    pub imap_port: u16,
+    pub submission_port: u16,
+}
+
 /// `POST /v1/users`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -102,6 +102,7 @@ fn all_routes() -> Vec<ApiRoute> {
         route!(GET "/api/v1/users/{name}/app-passwords", User, Forward, "An account's app passwords (own, or any for an admin): name, made, last use; never the password"),
         route!(POST "/api/v1/users/{name}/app-passwords", User, Forward, "Make an app password for a device ({name}); the password is in this answer only"),
         route!(DELETE "/api/v1/users/{name}/app-passwords/{id}", User, Forward, "Revoke an app password: service logins with it are refused at once"),
+        route!(GET "/api/v1/users/{name}/client-settings", User, Forward, "What to type into an app for each service that is on: mail address and servers, the CalDAV/CardDAV and WebDAV URLs (own, or any for an admin)"),
         route!(GET "/api/v1/service-logins", User, Forward, "Whether service logins accept the account password (accounts without a second factor)"),
         route!(PUT "/api/v1/service-logins", Admin, Forward, "Allow or refuse the account password for service logins (app passwords always work)"),
         route!(POST "/api/v1/users/{name}/totp", User, Forward, "Start enrolling a TOTP second factor"),

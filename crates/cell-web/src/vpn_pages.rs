@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Form;
-use cell_model::api::{FirewallView, PeerView, UserView, VpnView};
+use cell_model::api::{ClientSettings, FirewallView, PeerView, UserView, VpnView};
 use cell_model::vpn::PeerName;
 use celld_client::{Bytes, ClientError, Method};
 use serde::Deserialize;
@@ -364,6 +364,13 @@ struct DevicePage {
     errors: Errors,
     general_error: Option<String>,
     extras: DeviceExtras,
+    /// What the owner types into other apps, for the services that are on.
+    client: Option<ClientSettings>,
+    /// Whether the one looking owns the device.
+    own: bool,
+    /// Whether the device's profile carries the owner's accounts (for the owner, with
+    /// calendar or mail on).
+    profile_accounts: bool,
 }
 crate::field_errors!(DevicePage);
 
@@ -424,6 +431,31 @@ async fn device_page_with(
         })?;
     let form = form.unwrap_or_else(|| PeerForm::of(&peer));
     let root = crate::certificates_page::root(state).await?;
+    let client = match state
+        .celld
+        .json::<ClientSettings>(
+            Method::GET,
+            &format!("/v1/users/{}/client-settings", peer.owner),
+            &user.on_behalf(),
+            None,
+        )
+        .await
+    {
+        Ok(client) => {
+            let any = client.mail.is_some()
+                || client.calendar_url.is_some()
+                || client.files_url.is_some();
+            any.then_some(client)
+        }
+        // The owner is gone, or the viewer may not see their settings.
+        Err(ClientError::Refused { .. }) => None,
+        Err(other) => return Err(AppError::CelldUnavailable(other)),
+    };
+    let own = user.session.current.name == peer.owner;
+    let profile_accounts = own
+        && client
+            .as_ref()
+            .is_some_and(|c| c.mail.is_some() || c.calendar_url.is_some());
     render(DevicePage {
         version: cell_systemd::image_version(),
         nav: user.nav("vpn"),
@@ -436,6 +468,9 @@ async fn device_page_with(
         general_error: errors.general.clone(),
         errors,
         extras,
+        client,
+        own,
+        profile_accounts,
     })
 }
 

@@ -32,6 +32,8 @@ fn timeout_for(method: &Method, path: &str) -> Duration {
         Method::PUT => path.ends_with("/password") || path == "/v1/recovery/shell-password",
         // The owner's password is checked first.
         Method::DELETE => path.ends_with("/totp"),
+        // A device's profile brings its owner a new app password.
+        Method::GET => path.ends_with("/mobileconfig") || path.starts_with("/v1/vpn/profile/"),
         _ => false,
     };
     // Deleting an account waits for the services to let go of it, then removes its data.
@@ -508,6 +510,10 @@ mod tests {
         assert_eq!(timeout_for(&Method::GET, "/v1/status"), REQUEST_TIMEOUT);
         assert_eq!(timeout_for(&Method::PUT, "/v1/vpn"), REQUEST_TIMEOUT);
         assert_eq!(timeout_for(&Method::GET, "/v1/setup"), REQUEST_TIMEOUT);
+        assert_eq!(
+            timeout_for(&Method::GET, "/v1/vpn/peers/phone/mobileconfig"),
+            HASHING_TIMEOUT
+        );
         assert_eq!(
             timeout_for(&Method::DELETE, "/v1/users/bob"),
             DATA_REMOVAL_TIMEOUT

@@ -1,7 +1,8 @@
 //! Apple configuration profiles (`.mobileconfig`, an XML property list, unsigned): the
 //! cell's root certificate, and with a VPN device's profile its WireGuard configuration
-//! for the WireGuard app (`com.wireguard.ios`), so one tap on an iPhone or iPad sets
-//! both up. Identifiers and UUIDs are derived from the cell and the device, so that a
+//! for the WireGuard app (`com.wireguard.ios`) and, for the device's owner, their
+//! calendar, contacts and mail accounts with the device's app password, so one tap on an
+//! iPhone or iPad sets all of it up. Identifiers and UUIDs are derived from the cell and the device, so that a
 //! profile downloaded again replaces the one installed instead of adding a second.
 
 use sha2::{Digest, Sha256};
@@ -17,6 +18,24 @@ pub struct WireGuard<'a> {
     pub conf: &'a str,
 }
 
+/// The device owner's accounts on the cell's services, all logging in with one app
+/// password made for this device.
+pub struct Accounts<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+    /// Mail, when it is on.
+    pub mail: Option<MailAccount<'a>>,
+    /// The host serving calendars and contacts (`calendar.<zone>`), when they are on.
+    pub dav_host: Option<&'a str>,
+}
+
+pub struct MailAccount<'a> {
+    /// `user@<zone>`.
+    pub address: &'a str,
+    /// `mail.<zone>`: IMAPS on 993, submission with STARTTLS on 587.
+    pub host: &'a str,
+}
+
 /// What a profile carries.
 pub struct Profile<'a> {
     /// The cell's zone (`home.cell`): the identifiers are under it.
@@ -25,6 +44,8 @@ pub struct Profile<'a> {
     pub root_der: &'a [u8],
     pub root_fingerprint: &'a str,
     pub wireguard: Option<WireGuard<'a>>,
+    /// Only with `wireguard`: the accounts are the device's.
+    pub accounts: Option<Accounts<'a>>,
 }
 
 fn escape(text: &str) -> String {
@@ -145,6 +166,10 @@ pub fn render(profile: &Profile<'_>) -> String {
                 escape(wireguard.conf),
                 escape(endpoint_of(wireguard.conf)),
             ));
+            if let Some(accounts) = &profile.accounts {
+                let device_base = format!("{base}.device.{}", wireguard.name);
+                payloads.push_str(&account_payloads(&device_base, &zone, accounts));
+            }
             (
                 format!("{base}.device.{}", wireguard.name),
                 format!("{} on {}", wireguard.name, profile.zone),
@@ -174,6 +199,86 @@ pub fn render(profile: &Profile<'_>) -> String {
         uuid_for(&identifier),
         escape(&display),
     )
+}
+
+/// One payload's header: its type, identifier, UUID and name.
+fn payload_head(kind: &str, identifier: &str, display: &str) -> String {
+    format!(
+        "    <dict>
+      <key>PayloadType</key><string>{kind}</string>
+      <key>PayloadVersion</key><integer>1</integer>
+      <key>PayloadIdentifier</key><string>{}</string>
+      <key>PayloadUUID</key><string>{}</string>
+      <key>PayloadDisplayName</key><string>{}</string>
+",
+        escape(identifier),
+        uuid_for(identifier),
+        escape(display)
+    )
+}
+
+/// The CalDAV, CardDAV and mail payloads of `accounts` (`zone` escaped already).
+fn account_payloads(device_base: &str, zone: &str, accounts: &Accounts<'_>) -> String {
+    let mut out = String::new();
+    let user = escape(accounts.username);
+    let password = escape(accounts.password);
+    if let Some(host) = accounts.dav_host {
+        let host = escape(host);
+        for (kind, prefix, what) in [
+            ("com.apple.caldav.account", "CalDAV", "Calendar"),
+            ("com.apple.carddav.account", "CardDAV", "Contacts"),
+        ] {
+            let identifier = format!("{device_base}.{}", prefix.to_lowercase());
+            out.push_str(&payload_head(
+                kind,
+                &identifier,
+                &format!("{what} on {zone}"),
+            ));
+            out.push_str(&format!(
+                "      <key>{prefix}AccountDescription</key><string>{what} ({zone})</string>
+      <key>{prefix}HostName</key><string>{host}</string>
+      <key>{prefix}Port</key><integer>443</integer>
+      <key>{prefix}UseSSL</key><true/>
+      <key>{prefix}PrincipalURL</key><string>https://{host}/{user}/</string>
+      <key>{prefix}Username</key><string>{user}</string>
+      <key>{prefix}Password</key><string>{password}</string>
+    </dict>
+"
+            ));
+        }
+    }
+    if let Some(mail) = &accounts.mail {
+        let identifier = format!("{device_base}.mail");
+        let address = escape(mail.address);
+        let host = escape(mail.host);
+        out.push_str(&payload_head(
+            "com.apple.mail.managed",
+            &identifier,
+            &format!("Mail on {zone}"),
+        ));
+        out.push_str(&format!(
+            "      <key>EmailAccountDescription</key><string>{address}</string>
+      <key>EmailAccountName</key><string>{user}</string>
+      <key>EmailAccountType</key><string>EmailTypeIMAP</string>
+      <key>EmailAddress</key><string>{address}</string>
+      <key>IncomingMailServerHostName</key><string>{host}</string>
+      <key>IncomingMailServerPortNumber</key><integer>993</integer>
+      <key>IncomingMailServerUseSSL</key><true/>
+      <key>IncomingMailServerAuthentication</key><string>EmailAuthPassword</string>
+      <key>IncomingMailServerUsername</key><string>{user}</string>
+      <key>IncomingPassword</key><string>{password}</string>
+      <key>OutgoingMailServerHostName</key><string>{host}</string>
+      <key>OutgoingMailServerPortNumber</key><integer>587</integer>
+      <key>OutgoingMailServerUseSSL</key><true/>
+      <key>OutgoingMailServerAuthentication</key><string>EmailAuthPassword</string>
+      <key>OutgoingMailServerUsername</key><string>{user}</string>
+      <key>OutgoingPassword</key><string>{password}</string>
+      <key>OutgoingPasswordSameAsIncomingPassword</key><true/>
+    </dict>
+"
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -216,8 +321,67 @@ mod tests {
                 conf:
                     "[Interface]\nPrivateKey = a<b&c\n[Peer]\nEndpoint = cell.example.org:51820\n",
             }),
+            accounts: None,
         });
         assert!(xml.contains("PrivateKey = a&lt;b&amp;c"), "{xml}");
         assert!(xml.contains("<key>RemoteAddress</key><string>cell.example.org:51820</string>"));
+    }
+
+    fn device_profile(accounts: Option<Accounts<'_>>) -> String {
+        render(&Profile {
+            zone: "home.cell",
+            root_der: b"der",
+            root_fingerprint: "AB:CD",
+            wireguard: Some(WireGuard {
+                name: "phone",
+                conf: "[Interface]\n[Peer]\nEndpoint = cell.example.org:51820\n",
+            }),
+            accounts,
+        })
+    }
+
+    #[test]
+    fn the_owners_accounts_log_in_with_the_devices_app_password() {
+        let xml = device_profile(Some(Accounts {
+            username: "bob",
+            password: "abcd-efgh-jkmn-pqrs",
+            mail: Some(MailAccount {
+                address: "bob@home.cell",
+                host: "mail.home.cell",
+            }),
+            dav_host: Some("calendar.home.cell"),
+        }));
+        for kind in [
+            "com.apple.caldav.account",
+            "com.apple.carddav.account",
+            "com.apple.mail.managed",
+        ] {
+            assert!(xml.contains(&format!("<string>{kind}</string>")), "{xml}");
+        }
+        assert!(xml.contains(
+            "<key>CalDAVPrincipalURL</key><string>https://calendar.home.cell/bob/</string>"
+        ));
+        assert!(xml.contains("<key>IncomingMailServerPortNumber</key><integer>993</integer>"));
+        assert!(xml.contains("<key>OutgoingMailServerPortNumber</key><integer>587</integer>"));
+        assert_eq!(xml.matches("abcd-efgh-jkmn-pqrs").count(), 4, "{xml}");
+        assert_eq!(
+            xml.matches("<dict>").count(),
+            xml.matches("</dict>").count()
+        );
+        // Downloaded again, the same payloads replace those installed.
+        let again = device_profile(Some(Accounts {
+            username: "bob",
+            password: "zzzz-efgh-jkmn-pqrs",
+            mail: None,
+            dav_host: Some("calendar.home.cell"),
+        }));
+        let uuid = uuid_for("cell.home.cell.device.phone.caldav");
+        assert!(xml.contains(&uuid) && again.contains(&uuid));
+        assert!(
+            !again.contains("com.apple.mail.managed"),
+            "mail is off: {again}"
+        );
+        let none = device_profile(None);
+        assert!(!none.contains("Password</key>"), "{none}");
     }
 }

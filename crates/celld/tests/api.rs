@@ -2806,3 +2806,127 @@ async fn app_passwords_are_shown_once_log_in_to_services_and_are_revoked() {
     }
     assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// The value of `key` in a profile (the first one).
+fn profile_value<'a>(profile: &'a str, key: &str) -> Option<&'a str> {
+    let start = profile.find(&format!("<key>{key}</key><string>"))? + key.len() + 19;
+    let end = start + profile[start..].find("</string>")?;
+    Some(&profile[start..end])
+}
+
+#[tokio::test]
+async fn the_owners_device_profile_carries_their_accounts_with_its_own_app_password() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    add_peer_user(&cell, "bob").await;
+    add_peer_user(&cell, "carol").await;
+    cell.web(
+        "alice",
+        Method::PUT,
+        "/v1/vpn",
+        Some(json!({"subnet4": "10.87.0.0/20", "listen_port": 51820, "endpoint": "203.0.113.7"})),
+    )
+    .await;
+    let (status, body) = cell
+        .web(
+            "alice",
+            Method::POST,
+            "/v1/vpn/peers",
+            Some(json!({"name": "bobphone", "owner": "bob"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let cell = &cell;
+    let profile_of = |actor: &'static str| async move {
+        let (status, headers, body) = cell
+            .raw(
+                WEB_UID,
+                Some(actor),
+                Method::GET,
+                "/v1/vpn/peers/bobphone/mobileconfig",
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{actor}");
+        assert_eq!(headers["content-type"], "application/x-apple-aspen-config");
+        String::from_utf8(body).unwrap()
+    };
+    let app_passwords = || async {
+        let (_, list) = cell
+            .web("bob", Method::GET, "/v1/users/bob/app-passwords", None)
+            .await;
+        list.as_array().unwrap().clone()
+    };
+
+    // Calendar and files are on, mail off.
+    let first = profile_of("bob").await;
+    assert!(
+        first.contains("<string>com.apple.caldav.account</string>"),
+        "{first}"
+    );
+    assert!(first.contains("<string>com.apple.carddav.account</string>"));
+    assert!(!first.contains("com.apple.mail.managed"), "mail is off");
+    assert_eq!(
+        profile_value(&first, "CalDAVPrincipalURL"),
+        Some("https://calendar.home.cell/bob/")
+    );
+    let password = profile_value(&first, "CalDAVPassword").unwrap().to_owned();
+    let (status, answer) = cell
+        .anonymous(
+            Method::POST,
+            "/v1/auth/service",
+            service_login("calendar", "bob", &password),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the profile's password logs in: {answer}"
+    );
+    assert_eq!(answer["app_password"], "bobphone (profile)");
+    let made = app_passwords().await;
+    assert_eq!(made.len(), 1, "{made:?}");
+
+    // Downloaded again: a new password replaces the old one, which no longer works.
+    let second = profile_of("bob").await;
+    let renewed = profile_value(&second, "CalDAVPassword").unwrap();
+    assert_ne!(renewed, password);
+    let now = app_passwords().await;
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now[0]["id"], made[0]["id"]);
+    let (status, _) = cell
+        .anonymous(
+            Method::POST,
+            "/v1/auth/service",
+            service_login("calendar", "bob", &password),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the replaced password is refused"
+    );
+
+    // An administrator gets the VPN and the root, never someone's password.
+    let admins = profile_of("alice").await;
+    assert!(admins.contains("com.wireguard.ios"));
+    assert!(!admins.contains("Password</key>"), "{admins}");
+    assert_eq!(app_passwords().await.len(), 1);
+
+    let (status, client) = cell
+        .web("bob", Method::GET, "/v1/users/bob/client-settings", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        client,
+        json!({
+            "username": "bob",
+            "mail": null,
+            "calendar_url": "https://calendar.home.cell/",
+            "files_url": "https://files.home.cell/"
+        })
+    );
+    let (status, _) = cell
+        .web("carol", Method::GET, "/v1/users/bob/client-settings", None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

@@ -84,6 +84,29 @@ pub async fn app_passwords_post(
         ));
     }
     let label = app_password_name(&request.name).map_err(|e| AppError::field("name", e))?;
+    let created = issue(
+        &daemon,
+        &actor.name,
+        actor.source.clone(),
+        &name,
+        label,
+        false,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Makes an app password named `label` for account `name` on behalf of `actor`. With
+/// `replace`, one of the same name is replaced where it stands (a device's profile
+/// downloaded again): it keeps its place among the oldest, which mail accepts.
+pub(super) async fn issue(
+    daemon: &Arc<Daemon>,
+    actor: &str,
+    source: Option<String>,
+    name: &Username,
+    label: String,
+    replace: bool,
+) -> Result<CreatedAppPassword, AppError> {
     let (id, password) = app_passwords::generate();
     let secret = app_passwords::split(&password)
         .map(|(_, secret)| secret)
@@ -103,41 +126,58 @@ pub async fn app_passwords_post(
         service_hash: Some(service_hash),
         created: jiff::Timestamp::now(),
     };
-    let record = Record::new(&actor.name, "user.app_password_create")
-        .source(actor.source.clone())
+    let record = Record::new(actor, "user.app_password_create")
+        .source(source)
         .target(name.as_str())
         .change("app_password", format!("{label} ({id})"));
     let worker = daemon.clone();
     let target = name.clone();
-    blocking(move || {
+    let replaced = blocking(move || {
+        let mut replaced = None;
         worker.commit(record, |settings| {
             let user = settings
                 .user_mut(&target)
                 .ok_or_else(|| AppError::NotFound(format!("there is no user '{target}'")))?;
-            if user.app_passwords.len() >= MAX_APP_PASSWORDS {
-                return Err(AppError::Conflict(format!(
-                    "at most {MAX_APP_PASSWORDS} app passwords; revoke one first"
-                )));
-            }
             if user.app_passwords.iter().any(|a| a.id == app.id) {
                 return Err(AppError::Conflict(
                     "the cell drew an id already in use; try again".into(),
                 ));
             }
-            user.app_passwords.push(app);
+            let same_name = user.app_passwords.iter().position(|a| a.name == app.name);
+            match same_name.filter(|_| replace) {
+                Some(index) => {
+                    replaced = Some(std::mem::replace(&mut user.app_passwords[index], app).id);
+                }
+                None if user.app_passwords.len() >= MAX_APP_PASSWORDS => {
+                    return Err(AppError::Conflict(format!(
+                        "at most {MAX_APP_PASSWORDS} app passwords; revoke one first"
+                    )));
+                }
+                None => user.app_passwords.push(app),
+            }
             Ok(())
         })?;
-        Ok(())
+        Ok(replaced)
     })
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedAppPassword {
-            id,
-            name: label,
-            password,
-        }),
-    ))
+    if let Some(old) = replaced {
+        forget_use(daemon, name, &old).await?;
+    }
+    Ok(CreatedAppPassword {
+        id,
+        name: label,
+        password,
+    })
+}
+
+/// Drops the last use of a revoked or replaced app password.
+async fn forget_use(daemon: &Daemon, name: &Username, id: &str) -> Result<(), AppError> {
+    let (path, bytes) = {
+        let mut uses = lock(&daemon.app_password_uses);
+        uses.forget(name.as_str(), id);
+        uses.snapshot(Instant::now())
+    };
+    blocking(move || Ok(cell_store::atomic::write(&path, &bytes, 0o600)?)).await
 }
 
 /// Revokes an app password: the next service login with it is refused.
@@ -171,12 +211,7 @@ pub async fn app_password_delete(
         Ok(())
     })
     .await?;
-    let (path, bytes) = {
-        let mut uses = lock(&daemon.app_password_uses);
-        uses.forget(name.as_str(), &id);
-        uses.snapshot(Instant::now())
-    };
-    blocking(move || Ok(cell_store::atomic::write(&path, &bytes, 0o600)?)).await?;
+    forget_use(&daemon, &name, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

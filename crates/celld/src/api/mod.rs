@@ -80,6 +80,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
             "/v1/users/{name}/totp/confirm",
             post(users::totp_confirm_post),
         )
+        .route(
+            "/v1/users/{name}/client-settings",
+            get(users::client_settings_get),
+        )
         .route("/v1/vpn", get(vpn::vpn_get).put(vpn::vpn_put))
         .route("/v1/vpn/peers", get(vpn::peers_get).post(vpn::peers_post))
         .route(

@@ -33,6 +33,7 @@ pub async fn root_mobileconfig_get(State(daemon): State<Arc<Daemon>>) -> Respons
         root_der: root.cert_der(),
         root_fingerprint: &root.fingerprint(),
         wireguard: None,
+        accounts: None,
     });
     super::vpn::attachment(
         crate::apple_profile::CONTENT_TYPE,

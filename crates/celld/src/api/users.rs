@@ -501,6 +501,40 @@ impl http_body::Body for ChannelBody {
     }
 }
 
+/// How the account's owner sets the cell's services up in their apps: for its owner or an
+/// administrator.
+pub async fn client_settings_get(
+    State(daemon): State<Arc<Daemon>>,
+    actor: Actor,
+    Path(name): Path<String>,
+) -> Result<Json<cell_model::api::ClientSettings>, AppError> {
+    let name = parse_name(&name)?;
+    if !actor.is_admin() && !actor.is(&name) {
+        return Err(AppError::Forbidden(
+            "only the account's owner or an administrator sees its settings".into(),
+        ));
+    }
+    let settings = lock(&daemon.store).current().settings.clone();
+    if settings.user(&name).is_none() {
+        return Err(no_such_user(&name));
+    }
+    let zone = settings.zone();
+    let services = &settings.services;
+    Ok(Json(cell_model::api::ClientSettings {
+        mail: services.mail.then(|| cell_model::api::MailClientSettings {
+            address: format!("{name}@{zone}"),
+            server: format!("mail.{zone}"),
+            imap_port: 993,
+            submission_port: 587,
+        }),
+        calendar_url: services
+            .calendar
+            .then(|| format!("https://calendar.{zone}/")),
+        files_url: services.files.then(|| format!("https://files.{zone}/")),
+        username: name,
+    }))
+}
+
 /// An admin resets anyone's password (ending their sessions); a user changes their own
 /// with the current one (ending their other sessions).
 pub async fn password_put(

@@ -488,7 +488,51 @@ pub async fn peer_mobileconfig_get(
     Path(name): Path<String>,
 ) -> Result<Response, AppError> {
     let (name, text) = config_text(&daemon, &actor, &name, "mobileconfig").await?;
-    Ok(mobileconfig(&daemon, &name, &text))
+    let settings = lock(&daemon.store).current().settings.clone();
+    let peer = visible_peer(&settings, &actor, &name)?;
+    let accounts =
+        profile_accounts(&daemon, &settings, &peer, &actor.name, actor.source.clone()).await?;
+    Ok(mobileconfig(&daemon, &name, &text, accounts.as_ref()))
+}
+
+/// The device owner's accounts for its profile.
+struct ProfileAccounts {
+    username: String,
+    password: String,
+    /// The address and the server.
+    mail: Option<(String, String)>,
+    dav_host: Option<String>,
+}
+
+/// The owner's calendar, contacts and mail accounts for the device's profile, with a
+/// fresh app password for the device that replaces the one an earlier download made.
+/// Only for the owner: an administrator never receives someone's password. None when the
+/// asker is not the owner or no service with an account is on.
+async fn profile_accounts(
+    daemon: &Arc<Daemon>,
+    settings: &Settings,
+    peer: &Peer,
+    asker: &str,
+    source: Option<String>,
+) -> Result<Option<ProfileAccounts>, AppError> {
+    let services = &settings.services;
+    let owner_active = settings.user(&peer.owner).is_some_and(|u| !u.disabled);
+    if asker != peer.owner.as_str() || !owner_active || !(services.mail || services.calendar) {
+        return Ok(None);
+    }
+    let device: String = peer.name.as_str().chars().take(30).collect();
+    let label = format!("{device} (profile)");
+    let created =
+        super::app_passwords::issue(daemon, asker, source, &peer.owner, label, true).await?;
+    let zone = settings.zone();
+    Ok(Some(ProfileAccounts {
+        username: peer.owner.to_string(),
+        password: created.password,
+        mail: services
+            .mail
+            .then(|| (format!("{}@{zone}", peer.owner), format!("mail.{zone}"))),
+        dav_host: services.calendar.then(|| format!("calendar.{zone}")),
+    }))
 }
 
 /// A one-time link to the device's profile, for a phone without a session (a QR code).
@@ -548,14 +592,20 @@ pub async fn profile_by_link_get(
         .ok_or_else(gone)?;
     let text = render_config(&daemon, &settings, &peer).await?;
     let record = Record::new(&link.issuer, "vpn.peer.config")
-        .source(origin.source)
+        .source(origin.source.clone())
         .target(link.peer.as_str())
         .change("format", "mobileconfig (one-time link)");
     super::record(&daemon, record).await?;
-    Ok(mobileconfig(&daemon, &link.peer, &text))
+    let accounts = profile_accounts(&daemon, &settings, &peer, &link.issuer, origin.source).await?;
+    Ok(mobileconfig(&daemon, &link.peer, &text, accounts.as_ref()))
 }
 
-fn mobileconfig(daemon: &Daemon, name: &PeerName, text: &str) -> Response {
+fn mobileconfig(
+    daemon: &Daemon,
+    name: &PeerName,
+    text: &str,
+    accounts: Option<&ProfileAccounts>,
+) -> Response {
     let root = daemon.pki.root();
     let zone = lock(&daemon.store).current().settings.zone();
     let profile = crate::apple_profile::render(&crate::apple_profile::Profile {
@@ -565,6 +615,15 @@ fn mobileconfig(daemon: &Daemon, name: &PeerName, text: &str) -> Response {
         wireguard: Some(crate::apple_profile::WireGuard {
             name: name.as_str(),
             conf: text,
+        }),
+        accounts: accounts.map(|a| crate::apple_profile::Accounts {
+            username: &a.username,
+            password: &a.password,
+            mail: a
+                .mail
+                .as_ref()
+                .map(|(address, host)| crate::apple_profile::MailAccount { address, host }),
+            dav_host: a.dav_host.as_deref(),
         }),
     });
     attachment(
