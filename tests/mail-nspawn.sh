@@ -232,6 +232,58 @@ swaks --server "$address" --port 587 --tls --auth PLAIN --auth-user alice --auth
     --from alice@home.cell --to bob@home.cell >"$tmp/deleted.log" 2>&1 || true
 check "mail for him is refused" grep -qE '^<(~|\*)\* 5[0-9]{2} .*bob@home\.cell' "$tmp/deleted.log"
 
+# --- an outbound relay --------------------------------------------------------------------
+# A stand-in for a provider's smarthost on the host side of the cell's link (the real ones
+# cannot be reached from here): STARTTLS with a certificate of its own, AUTH, and it keeps
+# what it is sent.
+relay_dir=$tmp/relay
+mkdir -p "$relay_dir"
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=relay.test \
+    -keyout "$relay_dir/key.pem" -out "$relay_dir/cert.pem" 2>/dev/null
+python3 tests/lib/smtp-relay-standin.py "$relay_dir/cert.pem" "$relay_dir/key.pem" "$relay_dir" "10.77.$net.1" 2525 &
+relay_pid=$!
+stop_relay() { kill "$relay_pid" 2>/dev/null || true; }
+on_exit stop_relay
+public='{"identity":{"cell_name":"home","domain":{"mode":"own","domain":"example.org"},"timezone":"UTC"},"services":{"mail":true}}'
+check "the cell moves to a public domain, so mail may leave it" [ "$(api PUT /api/v1/settings "$public")" = 200 ]
+relay_body='{"host":"10.77.'$net'.1","port":2525,"username":"cell@example.org","password":"relay pass:word","verify_certificate":false}'
+check "alice sends outgoing mail through the relay" [ "$(api PUT /api/v1/mail/relay "$relay_body")" = 200 ]
+check "its password is in no answer" bash -c '! grep -q "pass:word" "$1"' _ "$answer"
+# The mail applier has applied the generation in force (the VPN's cannot here: no WireGuard).
+mail_settled() {
+    [ "$(api GET /api/v1/status)" = 200 ] &&
+        [ "$(field 'any(a["applier"] == "mail" and a["ok"] and a["generation"] == v["generation"] for a in v["appliers"])')" = True ]
+}
+check "the mail machine takes it" wait_until 60 mail_settled
+check "where only its root may read the login" \
+    [ "$($nspawn exec $name stat -c '%u %a' /var/lib/cell/mail/config/postfix/relay_password)" = "1879048192 600" ]
+swaks --server "$address" --port 587 --tls --auth PLAIN --auth-user alice --auth-password "$alice_app" \
+    --from alice@example.org --to someone@example.com --header "Subject: relayed-$token" >"$tmp/relayed.log" 2>&1 || true
+check "alice's message for another domain is accepted" grep -q '250 2.0.0 Ok: queued' "$tmp/relayed.log"
+relayed() { grep -qx 'message' "$relay_dir/events" 2>/dev/null; }
+check "and reaches the relay" wait_until 30 relayed
+check "over STARTTLS" grep -qx starttls "$relay_dir/events"
+check "logged in with the cell's login" grep -qxF 'auth cell@example.org:relay pass:word' "$relay_dir/events"
+check "for its recipient" grep -qi 'RCPT TO:<someone@example.com>' "$relay_dir/events"
+check "signed with DKIM for example.org" grep -q 'd=example.org' "$relay_dir/message-0"
+check "alice has the relay's certificate checked" \
+    [ "$(api PUT /api/v1/mail/relay '{"host":"10.77.'$net'.1","port":2525,"username":"cell@example.org","verify_certificate":true}')" = 200 ]
+check "(the password set before is kept)" wait_until 60 mail_settled
+count() { grep -c "$1" "$relay_dir/events" || true; }
+starts_before=$(count '^starttls$')
+logins_before=$(count '^auth ')
+messages_before=$(count '^message$')
+swaks --server "$address" --port 587 --tls --auth PLAIN --auth-user alice --auth-password "$alice_app" \
+    --from alice@example.org --to someone@example.com --header "Subject: unverified-$token" >"$tmp/unverified.log" 2>&1 || true
+tried_again() { [ "$(count '^starttls$')" -gt "$starts_before" ]; }
+check "Postfix reaches the relay again" wait_until 30 tried_again
+sleep 2
+check "but, not trusting its certificate, gives it no login" [ "$(count '^auth ')" = "$logins_before" ]
+check "and no message" [ "$(count '^message$')" = "$messages_before" ]
+check "alice stops using the relay" [ "$(api DELETE /api/v1/mail/relay)" = 204 ]
+check "and the machine forgets the login" wait_until 60 bash -c "! $nspawn exec $name grep -q 'relay' /var/lib/cell/mail/config/postfix/relay_password"
+stop_relay
+
 # --- turning mail off stops the machine ---------------------------------------------------
 check "mail turned off" [ "$(api PUT /api/v1/settings '{"identity":{"cell_name":"home","domain":{"mode":"internal"},"timezone":"UTC"},"services":{}}')" = 200 ]
 machine_down() { [ "$($nspawn exec $name systemctl is-active systemd-nspawn@mail.service)" != active ]; }

@@ -285,6 +285,39 @@ pub struct MailClientSettings {
     pub submission_port: u16,
 }
 
+/// `GET /v1/mail/relay`: the outbound relay (never its password).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailRelayView {
+    pub relay: Option<crate::mail::MailRelay>,
+    /// Whether mail leaves the cell at all (not on the internal `.cell` domain), so that
+    /// the relay is used.
+    pub in_use: bool,
+}
+
+/// `PUT /v1/mail/relay`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailRelayEdit {
+    pub host: String,
+    #[serde(default = "submission_port")]
+    pub port: u16,
+    pub username: String,
+    /// Needed the first time, and when the host or the username changes; left out, the
+    /// one set before stays.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default = "yes")]
+    pub verify_certificate: bool,
+}
+
+fn submission_port() -> u16 {
+    587
+}
+
+fn yes() -> bool {
+    true
+}
+
 /// `POST /v1/users`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

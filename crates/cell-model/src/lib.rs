@@ -8,6 +8,7 @@ pub mod api;
 pub mod dns;
 mod field_error;
 pub mod lan;
+pub mod mail;
 pub mod names;
 pub mod net;
 pub mod ntp;

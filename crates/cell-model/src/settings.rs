@@ -46,6 +46,9 @@ pub struct Settings {
     /// How people log in to the services (mail, calendar, files).
     #[serde(default, skip_serializing_if = "ServiceLogins::is_default")]
     pub service_logins: ServiceLogins,
+    /// The outbound mail relay.
+    #[serde(default, skip_serializing_if = "crate::mail::MailSettings::is_default")]
+    pub mail: crate::mail::MailSettings,
 }
 
 /// What a service login (IMAP, SMTP, CalDAV, WebDAV) accepts besides app passwords.
@@ -247,6 +250,7 @@ impl Default for Settings {
             lan: Default::default(),
             acme: Default::default(),
             service_logins: Default::default(),
+            mail: Default::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ mod error;
 pub mod files_page;
 pub mod front_door;
 mod logs_page;
+mod mail_page;
 mod network_page;
 mod pages;
 pub mod proxy;

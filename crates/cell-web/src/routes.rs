@@ -100,6 +100,7 @@ fn everything() -> Vec<Routed> {
     all.extend(crate::vpn_pages::routes());
     all.extend(crate::changes_page::routes());
     all.extend(crate::recovery_page::routes());
+    all.extend(crate::mail_page::routes());
     all.extend(crate::update_page::routes());
     all.extend(crate::dns_page::routes());
     all.extend(crate::network_page::routes());

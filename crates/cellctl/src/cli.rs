@@ -46,6 +46,9 @@ pub enum Command {
     /// The cell's time: sources, serving, chrony's synchronisation.
     #[command(subcommand)]
     Ntp(NtpCommand),
+    /// Outgoing mail: the relay (smarthost) the cell sends through.
+    #[command(subcommand)]
+    MailRelay(MailRelayCommand),
     /// Every unit of the cell: state, since when, restarts.
     Units,
     /// The journal of the cell's units, oldest first.
@@ -293,6 +296,31 @@ pub enum NtpCommand {
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MailRelayCommand {
+    /// The relay in use, if any (never its password).
+    Show,
+    /// Send outgoing mail through HOST, logged in as USERNAME; asks for the password
+    /// (needed the first time and for a new login; `--keep-password` keeps the one set).
+    Set {
+        host: String,
+        username: String,
+        /// 587 (STARTTLS) or 465 (TLS).
+        #[arg(long, default_value_t = 587)]
+        port: u16,
+        /// Do not check the relay's certificate (a relay on one's own network only).
+        #[arg(long)]
+        no_verify: bool,
+        /// Keep the password set before.
+        #[arg(long, conflicts_with = "password_stdin")]
+        keep_password: bool,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// Stop using the relay and forget its password.
+    Remove,
 }
 
 #[derive(Debug, Subcommand)]

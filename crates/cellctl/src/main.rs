@@ -2,6 +2,7 @@ mod cli;
 mod dns;
 mod lan;
 mod logs;
+mod mail_relay;
 mod ntp;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -66,7 +67,12 @@ impl Ctl {
     }
 
     /// A call whose success has no body (204).
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<()> {
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<()> {
         let body = body.map(|b| Bytes::from(b.to_string()));
         self.celld
             .send(method, path, &OnBehalf::default(), body)
@@ -220,6 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Users(command) => users(&ctl, command).await?,
         Command::Dns(command) => dns::run(&ctl, command).await?,
         Command::Ntp(command) => ntp::run(&ctl, command).await?,
+        Command::MailRelay(command) => mail_relay::run(&ctl, command).await?,
         Command::Units => logs::units(&ctl).await?,
         Command::Logs {
             unit,
@@ -489,7 +496,7 @@ fn role_str(role: RoleArg) -> &'static str {
     }
 }
 
-fn read_password(source: &PasswordSource, prompt: &str) -> anyhow::Result<String> {
+pub(crate) fn read_password(source: &PasswordSource, prompt: &str) -> anyhow::Result<String> {
     if source.password_stdin || !std::io::stdin().is_terminal() {
         let mut line = String::new();
         std::io::stdin()

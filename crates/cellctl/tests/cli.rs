@@ -151,6 +151,25 @@ async fn root_manages_the_cell_from_the_console() {
     .unwrap();
     assert_eq!(nobody.status.code(), Some(2));
     assert!(text(&nobody).contains("nobody"), "{}", text(&nobody));
+    let relay = run(
+        &[
+            "mail-relay",
+            "set",
+            "smtp.example.net",
+            "cell",
+            "--password-stdin",
+        ],
+        Some("relay secret\n"),
+    )
+    .await
+    .unwrap();
+    assert!(relay.status.success(), "{}", text(&relay));
+    let shown = run(&["mail-relay", "show"], None).await.unwrap();
+    assert!(
+        text(&shown).contains("smtp.example.net:587 as cell") && !text(&shown).contains("secret"),
+        "{}",
+        text(&shown)
+    );
     let units = run(&["units"], None).await.unwrap();
     assert!(
         text(&units).contains("cell-web.service"),

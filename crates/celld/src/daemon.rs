@@ -255,6 +255,7 @@ impl Daemon {
                 machine.clone(),
                 pki.clone(),
                 dkim,
+                SecretStore::open(&config.state_dir.join(SECRETS_DIR))?,
                 config.state_dir.join("mail"),
                 config.machines_dir.join("mail"),
             )),

@@ -13,6 +13,7 @@ pub mod dkim;
 pub mod dns;
 pub mod journal;
 pub mod lan;
+pub mod mail_relay;
 pub mod network;
 pub mod ntp;
 pub mod passwords;

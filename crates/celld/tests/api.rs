@@ -617,6 +617,22 @@ async fn an_account_is_exported_by_its_owner_and_its_data_goes_with_it() {
     }
     assert!(cell.audit_actions().contains(&"user.export".to_owned()));
 
+    // Refused service logins of bob's, as his devices make once he is disabled.
+    let disable = json!({"disabled": true});
+    let (status, _) = cell
+        .web("alice", Method::PATCH, "/v1/users/bob", Some(disable))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for _ in 0..3 {
+        let (status, _) = cell
+            .anonymous(
+                Method::POST,
+                "/v1/auth/service",
+                service_login("files", "bob", PASSWORD),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
     let (status, _) = cell
         .web("alice", Method::DELETE, "/v1/users/bob", None)
         .await;
@@ -632,7 +648,7 @@ async fn an_account_is_exported_by_its_owner_and_its_data_goes_with_it() {
         .raw(WEB_UID, Some("alice"), Method::GET, "/v1/users/bob/export")
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "nothing is left to export");
-    let bob = json!({"name": "bob", "role": "peer", "password": PASSWORD});
+    let bob = json!({"name": "bob", "role": "peer", "password": "another passphrase"});
     let (status, body) = cell
         .web("alice", Method::POST, "/v1/users", Some(bob))
         .await;
@@ -641,6 +657,7 @@ async fn an_account_is_exported_by_its_owner_and_its_data_goes_with_it() {
         StatusCode::CREATED,
         "the name is free again: {body}"
     );
+    cell.log_in("bob", "another passphrase").await;
 }
 
 #[tokio::test]
@@ -2929,4 +2946,113 @@ async fn the_owners_device_profile_carries_their_accounts_with_its_own_app_passw
         .web("carol", Method::GET, "/v1/users/bob/client-settings", None)
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_mail_relay_keeps_its_password_secret() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    let relay = |password: Option<&str>| {
+        let mut body =
+            json!({"host": "SMTP.example.net", "port": 587, "username": "cell@example.org"});
+        if let Some(password) = password {
+            body["password"] = json!(password);
+        }
+        body
+    };
+    let (status, body) = cell
+        .web("alice", Method::PUT, "/v1/mail/relay", Some(relay(None)))
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("password")),
+        "the first time needs a password: {body}"
+    );
+    let (status, body) = cell
+        .web(
+            "alice",
+            Method::PUT,
+            "/v1/mail/relay",
+            Some(relay(Some(" spaced"))),
+        )
+        .await;
+    assert_eq!(body["field"], "password", "{status} {body}");
+    let mut bad_host = relay(Some("relay secret"));
+    bad_host["host"] = json!("localhost");
+    let (_, body) = cell
+        .web("alice", Method::PUT, "/v1/mail/relay", Some(bad_host))
+        .await;
+    assert_eq!(body["field"], "host", "{body}");
+    let (status, _) = cell
+        .web(
+            "bob",
+            Method::PUT,
+            "/v1/mail/relay",
+            Some(relay(Some("relay secret"))),
+        )
+        .await;
+    assert_ne!(status, StatusCode::OK, "only an administrator sets it");
+
+    let (status, view) = cell
+        .web(
+            "alice",
+            Method::PUT,
+            "/v1/mail/relay",
+            Some(relay(Some("relay secret"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["relay"]["host"], "smtp.example.net");
+    assert_eq!(view["relay"]["verify_certificate"], true);
+    assert_eq!(view["in_use"], false, "a .cell cell sends nothing out");
+    let set = view["relay"]["password_set"].clone();
+    // Same login, no password: the one set stays.
+    let mut port = relay(None);
+    port["port"] = json!(465);
+    let (status, view) = cell
+        .web("alice", Method::PUT, "/v1/mail/relay", Some(port))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(
+        (
+            view["relay"]["port"].clone(),
+            view["relay"]["password_set"].clone()
+        ),
+        (json!(465), set)
+    );
+    // Another login needs its own password.
+    let mut other = relay(None);
+    other["username"] = json!("someone-else");
+    let (_, body) = cell
+        .web("alice", Method::PUT, "/v1/mail/relay", Some(other))
+        .await;
+    assert_eq!(body["field"], "password", "{body}");
+
+    let everywhere = [
+        std::fs::read_to_string(cell.dir.path().join("state/settings.json")).unwrap_or_default(),
+        std::fs::read_to_string(cell.dir.path().join("state/audit.jsonl")).unwrap(),
+        cell.web("alice", Method::GET, "/v1/mail/relay", None)
+            .await
+            .1
+            .to_string(),
+        cell.web("alice", Method::GET, "/v1/settings", None)
+            .await
+            .1
+            .to_string(),
+    ];
+    for text in everywhere {
+        assert!(!text.contains("relay secret"), "{text}");
+    }
+    assert!(cell.audit_actions().contains(&"mail.relay".to_owned()));
+
+    let (status, _) = cell
+        .web("alice", Method::DELETE, "/v1/mail/relay", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, view) = cell.web("alice", Method::GET, "/v1/mail/relay", None).await;
+    assert_eq!(view["relay"], Value::Null);
+    let (status, _) = cell
+        .web("alice", Method::PUT, "/v1/mail/relay", Some(relay(None)))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the password went with it");
 }

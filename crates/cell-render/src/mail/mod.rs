@@ -45,6 +45,41 @@ pub struct Mail {
     pub outbound: bool,
     /// Sorted by name.
     pub users: Vec<MailUser>,
+    /// The smarthost outgoing mail goes through (only with `outbound`).
+    pub relay: Option<Relay>,
+}
+
+/// An outbound relay and the cell's login there.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Relay {
+    /// A DNS name or an IP address.
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub password: String,
+    /// Its certificate must be valid for `host`; otherwise TLS is still required.
+    pub verify_certificate: bool,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("verify_certificate", &self.verify_certificate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// Postfix's name for it: brackets, so no MX lookup, and the port.
+    fn nexthop(&self) -> String {
+        match self.host.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => format!("[ipv6:{}]:{}", self.host, self.port),
+            Err(_) => format!("[{}]:{}", self.host, self.port),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +154,10 @@ pub fn render(mail: &Mail) -> Result<Vec<(Reader, File)>, RenderError> {
             file("postfix/senders", senders(mail), 0o644),
         ),
         (
+            Reader::Postfix,
+            file("postfix/relay_password", relay_password(mail), 0o600),
+        ),
+        (
             Reader::Dovecot,
             file(
                 "dovecot/dovecot.conf",
@@ -181,6 +220,22 @@ fn check(mail: &Mail) -> Result<(), RenderError> {
             }
         }
     }
+    if let Some(relay) = &mail.relay {
+        let host_ok = relay.host.parse::<std::net::IpAddr>().is_ok() || plain(&relay.host);
+        let login_ok = !relay.username.is_empty()
+            && !relay
+                .username
+                .contains(|c: char| c.is_whitespace() || c.is_control() || c == ':')
+            && !relay.password.is_empty()
+            && !relay.password.contains(char::is_control)
+            && relay.password.trim() == relay.password;
+        if !host_ok || !login_ok || relay.port == 0 {
+            return Err(RenderError::Invalid(format!(
+                "the relay {}:{} or its login cannot be written safely",
+                relay.host, relay.port
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -222,6 +277,21 @@ fn senders(mail: &Mail) -> String {
     out
 }
 
+/// The cell's login at its relay, for Postfix's SMTP client (root only, 0600): it must be
+/// given as it is, so it is the one secret in the machine's files. Empty without a relay.
+fn relay_password(mail: &Mail) -> String {
+    let mut out = String::from(HEADER);
+    if let Some(relay) = mail.relay.as_ref().filter(|_| mail.outbound) {
+        out.push_str(&format!(
+            "{} {}:{}\n",
+            relay.nexthop(),
+            relay.username,
+            relay.password
+        ));
+    }
+    out
+}
+
 /// Dovecot's accounts: `name` holds the account password, `name/1`… the app passwords
 /// (one passdb per slot in dovecot.conf). Disabled users have no line: their next login
 /// is refused, as soon as Dovecot sees the file change.
@@ -247,6 +317,20 @@ struct MainCf<'a> {
 impl MainCf<'_> {
     fn message_size_limit(&self) -> u64 {
         MESSAGE_SIZE_LIMIT
+    }
+
+    /// Opportunistic TLS to recipients' servers; to a relay, TLS always.
+    fn smtp_tls_level(&self) -> &'static str {
+        match self.relay() {
+            Some(relay) if relay.verify_certificate => "secure",
+            Some(_) => "encrypt",
+            None => "may",
+        }
+    }
+
+    /// The relay, when mail may leave the cell.
+    fn relay(&self) -> Option<&Relay> {
+        self.mail.relay.as_ref().filter(|_| self.mail.outbound)
     }
 }
 

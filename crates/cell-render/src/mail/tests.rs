@@ -37,6 +37,17 @@ fn example(outbound: bool) -> Mail {
                 ..user("carol")
             },
         ],
+        relay: None,
+    }
+}
+
+fn relay(port: u16, verify_certificate: bool) -> Relay {
+    Relay {
+        host: "smtp.example.net".into(),
+        port,
+        username: "cell@example.org".into(),
+        password: "s3cret: pass".into(),
+        verify_certificate,
     }
 }
 
@@ -71,6 +82,70 @@ fn files_match_their_golden_copies() {
             );
         }
     }
+}
+
+#[test]
+fn a_relay_gets_every_outgoing_message_over_tls_with_the_cells_login() {
+    let with_relay = Mail {
+        relay: Some(relay(587, true)),
+        ..example(true)
+    };
+    let files = render(&with_relay).unwrap();
+    let text = |path: &str| {
+        let (_, file) = files.iter().find(|(_, f)| f.path == path).unwrap();
+        (String::from_utf8(file.bytes.clone()).unwrap(), file.mode)
+    };
+    let (main_cf, _) = text("postfix/main.cf");
+    golden("postfix_main.cf.relay", main_cf.as_bytes());
+    let (password, mode) = text("postfix/relay_password");
+    assert!(
+        password.ends_with("\n[smtp.example.net]:587 cell@example.org:s3cret: pass\n"),
+        "{password}"
+    );
+    assert_eq!(
+        mode, 0o600,
+        "only the machine's root reads the relay's password"
+    );
+    assert!(
+        !format!("{with_relay:?}").contains("s3cret"),
+        "never in logs"
+    );
+
+    let implicit = Mail {
+        relay: Some(relay(465, false)),
+        ..example(true)
+    };
+    let main_cf = render(&implicit).unwrap()[0].1.bytes.clone();
+    let main_cf = String::from_utf8(main_cf).unwrap();
+    assert!(
+        main_cf.contains("\nsmtp_tls_wrappermode = yes\n"),
+        "{main_cf}"
+    );
+    assert!(main_cf.contains("\nsmtp_tls_security_level = encrypt\n"));
+    assert_eq!(main_cf.matches("smtp_tls_security_level").count(), 1);
+
+    // A .cell cell sends nothing out, relay or not.
+    let internal = Mail {
+        relay: Some(relay(587, true)),
+        ..example(false)
+    };
+    let files = render(&internal).unwrap();
+    let (_, main_cf) = &files[0];
+    assert!(!String::from_utf8_lossy(&main_cf.bytes).contains("relayhost"));
+    let (_, password) = files
+        .iter()
+        .find(|(_, f)| f.path == "postfix/relay_password")
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&password.bytes).contains("s3cret"));
+
+    let broken = Mail {
+        relay: Some(Relay {
+            password: "two\nlines".into(),
+            ..relay(587, true)
+        }),
+        ..example(true)
+    };
+    assert!(render(&broken).is_err());
 }
 
 #[test]

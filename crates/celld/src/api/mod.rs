@@ -9,6 +9,7 @@ mod dns;
 mod error;
 mod extract;
 mod lan;
+mod mail;
 mod ntp;
 mod pki;
 mod proxy;
@@ -83,6 +84,12 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route(
             "/v1/users/{name}/client-settings",
             get(users::client_settings_get),
+        )
+        .route(
+            "/v1/mail/relay",
+            get(mail::relay_get)
+                .put(mail::relay_put)
+                .delete(mail::relay_delete),
         )
         .route("/v1/vpn", get(vpn::vpn_get).put(vpn::vpn_put))
         .route("/v1/vpn/peers", get(vpn::peers_get).post(vpn::peers_post))

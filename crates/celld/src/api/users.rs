@@ -218,9 +218,10 @@ pub async fn users_post(
         .target(name.as_str());
     let created = user.clone();
     let state_dir = daemon.config.state_dir.clone();
+    let worker = daemon.clone();
     blocking(move || {
         commit_users(
-            &daemon,
+            &worker,
             move |settings| {
                 if settings.user(&user.name).is_some() {
                     return Err(AppError::field(
@@ -257,6 +258,8 @@ pub async fn users_post(
         )
     })
     .await?;
+    // A new account does not inherit the failed logins of an earlier one of its name.
+    lock(&daemon.throttle).clear(&throttle::account_key(created.name.as_str()));
     Ok((StatusCode::CREATED, Json(view(&created))))
 }
 

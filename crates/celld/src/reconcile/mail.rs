@@ -31,6 +31,8 @@ pub struct MailApplier {
     system: Arc<dyn Machine>,
     pki: Arc<Pki>,
     dkim: Arc<Dkim>,
+    /// Where the outbound relay's password is.
+    secrets: cell_secrets::SecretStore,
     /// /var/lib/cell/mail: config/, spool/, mailboxes/.
     state: PathBuf,
     /// The machine's tree (/usr/lib/machines/mail), whose groups the files are shared with.
@@ -45,6 +47,7 @@ impl MailApplier {
         system: Arc<dyn Machine>,
         pki: Arc<Pki>,
         dkim: Arc<Dkim>,
+        secrets: cell_secrets::SecretStore,
         state: PathBuf,
         tree: PathBuf,
     ) -> Self {
@@ -52,6 +55,7 @@ impl MailApplier {
             system,
             pki,
             dkim,
+            secrets,
             state,
             tree,
             pending: Default::default(),
@@ -96,6 +100,8 @@ pub fn mail_config(settings: &Settings) -> Mail {
         domain: zone,
         outbound: !matches!(settings.identity.domain, DomainMode::Internal),
         users,
+        // With its password, which the settings do not hold: see the applier's plan.
+        relay: None,
     }
 }
 
@@ -138,7 +144,25 @@ impl Applier for MailApplier {
         if !settings.services.mail {
             return Ok(MailPlan::Off);
         }
-        let config = mail_config(settings);
+        let mut config = mail_config(settings);
+        if let Some(relay) = &settings.mail.relay {
+            let missing = || {
+                FieldError::new(
+                    "mail.relay.password",
+                    "the relay's password is missing: set it again",
+                )
+            };
+            let password = crate::mail_relay::password(&self.secrets)
+                .map_err(|e| FieldError::new("mail.relay.password", e.to_string()))?
+                .ok_or_else(missing)?;
+            config.relay = Some(mail::Relay {
+                host: relay.host.clone(),
+                port: relay.port,
+                username: relay.username.clone(),
+                password,
+                verify_certificate: relay.verify_certificate,
+            });
+        }
         let files =
             mail::render(&config).map_err(|e| FieldError::new("services.mail", e.to_string()))?;
         Ok(MailPlan::On {
@@ -351,7 +375,8 @@ mod tests {
             cell_secrets::SecretStore::open(&dir.join("secrets")).unwrap(),
         ));
         let system = Arc::new(crate::system::RecordedSystem::default());
-        let applier = MailApplier::new(system.clone(), pki, dkim, dir.join("mail"), tree);
+        let secrets = cell_secrets::SecretStore::open(&dir.join("secrets")).unwrap();
+        let applier = MailApplier::new(system.clone(), pki, dkim, secrets, dir.join("mail"), tree);
         (applier, system)
     }
 
@@ -423,6 +448,39 @@ mod tests {
             applier.apply(&plan, pass).await.unwrap(),
             "reloaded dovecot.service"
         );
+    }
+
+    #[test]
+    fn the_relay_is_planned_with_its_password_from_the_secret_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (applier, _) = applier(dir.path());
+        let mut public = settings();
+        public.identity.domain = cell_model::settings::DomainMode::Own {
+            domain: cell_model::names::DomainName::parse("example.org").unwrap(),
+        };
+        public.mail.relay = Some(cell_model::mail::MailRelay {
+            host: "smtp.example.net".into(),
+            port: 587,
+            username: "cell".into(),
+            verify_certificate: true,
+            password_set: jiff::Timestamp::UNIX_EPOCH,
+        });
+        let refused = applier.plan(&public).err().unwrap();
+        assert_eq!(
+            refused.field, "mail.relay.password",
+            "no password stored yet"
+        );
+        let secrets = cell_secrets::SecretStore::open(&dir.path().join("secrets")).unwrap();
+        crate::mail_relay::set_password(&secrets, "relay secret").unwrap();
+        let MailPlan::On { files, .. } = applier.plan(&public).unwrap() else {
+            panic!("mail is on");
+        };
+        let (_, file) = files
+            .iter()
+            .find(|(_, f)| f.path == "postfix/relay_password")
+            .unwrap();
+        assert!(String::from_utf8_lossy(&file.bytes)
+            .contains("[smtp.example.net]:587 cell:relay secret"));
     }
 
     #[test]
