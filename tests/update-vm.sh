@@ -127,6 +127,10 @@ check "a file is stored in alice's files home (the DAV machine, from the erofs /
 check "and an event in her calendar" \
     wait_until 300 put "$tmp/kept.ics" https://calendar.home.cell/alice/calendar/kept.ics \
     -H 'Content-Type: text/calendar; charset=utf-8'
+printf 'BEGIN:VCARD\r\nVERSION:3.0\r\nUID:kept\r\nFN:Kept Contact\r\nN:Contact;Kept;;;\r\nEND:VCARD\r\n' >"$tmp/kept.vcf"
+check "and a contact in her address book" \
+    wait_until 300 put "$tmp/kept.vcf" https://calendar.home.cell/alice/contacts/kept.vcf \
+    -H 'Content-Type: text/vcard; charset=utf-8'
 check "the update server is set" [ "$(api PUT /api/v1/update "{\"url\":\"http://10.0.2.2:$http_port/\"}")" = 204 ]
 ftp_refused() { [ "$(api PUT /api/v1/update '{"url":"ftp://x/"}')" = 400 ] && grep -q '"field":"url"' "$answer"; }
 check "a URL that is not HTTP is refused naming the field" ftp_refused
@@ -186,6 +190,8 @@ check "her file survived it, read back through v2's DAV machine" \
     wait_until 300 same "$tmp/note.txt" https://files.home.cell/note.txt
 kept_event() { curl -fs -u "alice:$app" https://calendar.home.cell/alice/calendar/kept.ics | grep -q 'SUMMARY:Kept across updates'; }
 check "and her calendar event" wait_until 300 kept_event
+kept_contact() { curl -fs -u "alice:$app" https://calendar.home.cell/alice/contacts/kept.vcf | grep -q 'FN:Kept Contact'; }
+check "and her contact" wait_until 300 kept_contact
 # The last update job's outcome is $1 (leaves GET /api/v1/update in $answer).
 outcome_is() {
     api GET /api/v1/update >/dev/null
