@@ -245,7 +245,14 @@ relay_pid=$!
 stop_relay() { kill "$relay_pid" 2>/dev/null || true; }
 on_exit stop_relay
 public='{"identity":{"cell_name":"home","domain":{"mode":"own","domain":"example.org"},"timezone":"UTC"},"services":{"mail":true}}'
+old_root=$(cat "$cell_root")
 check "the cell moves to a public domain, so mail may leave it" [ "$(api PUT /api/v1/settings "$public")" = 200 ]
+# Its root may sign only for its domain: a new domain brings a new root.
+new_root() { curl -fs --max-time 5 "http://$address/ca.pem" | grep -q 'BEGIN CERTIFICATE' && [ "$(curl -fs --max-time 5 "http://$address/ca.pem")" != "$old_root" ]; }
+check "with a root of its own" wait_until 60 new_root
+trust_cell_root "http://$address"
+front_door() { [ "$(api GET /api/v1/status)" = 200 ]; }
+check "and the front door serves a certificate from it" wait_until 60 front_door
 relay_body='{"host":"10.77.'$net'.1","port":2525,"username":"cell@example.org","password":"relay pass:word","verify_certificate":false}'
 check "alice sends outgoing mail through the relay" [ "$(api PUT /api/v1/mail/relay "$relay_body")" = 200 ]
 check "its password is in no answer" bash -c '! grep -q "pass:word" "$1"' _ "$answer"
