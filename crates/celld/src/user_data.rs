@@ -116,8 +116,8 @@ pub fn export(state_dir: &Path, name: &str, out: impl Write) -> Result<(), DataE
     let root = PathBuf::from(name);
     for location in locations(state_dir, name) {
         match location.kind {
-            Kind::Mailbox => add_tree(&mut tar, &location.path, &root.join("mail"))?,
-            Kind::Files => add_tree(&mut tar, &location.path, &root.join("files"))?,
+            Kind::Mailbox => add_tree(&mut tar, &location.path, &root.join("mail"), dovecot_index)?,
+            Kind::Files => add_tree(&mut tar, &location.path, &root.join("files"), |_| false)?,
             Kind::Collections => add_collections(&mut tar, &location.path, &root)?,
             Kind::FileProperties => {}
         }
@@ -148,21 +148,32 @@ fn entries(dir: &Path) -> Result<Vec<fs::DirEntry>, DataError> {
     Ok(entries)
 }
 
+/// Dovecot's indexes and caches beside the messages: rebuilt by any server, useless to
+/// another program.
+fn dovecot_index(name: &str) -> bool {
+    name.starts_with("dovecot.index") || name.starts_with("dovecot.list.index")
+}
+
+/// `dir` under `inside`, without the files `skip` names.
 fn add_tree<W: Write>(
     tar: &mut tar::Builder<W>,
     dir: &Path,
     inside: &Path,
+    skip: fn(&str) -> bool,
 ) -> Result<(), DataError> {
     if !dir.is_dir() {
         return Ok(());
     }
     add_directory(tar, inside)?;
     for entry in entries(dir)? {
+        if skip(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
         let path = entry.path();
         let meta = path.symlink_metadata().map_err(read_error(&path))?;
         let name = inside.join(entry.file_name());
         if meta.is_dir() {
-            add_tree(tar, &path, &name)?;
+            add_tree(tar, &path, &name, skip)?;
         } else if meta.is_file() {
             let file = match File::open(&path) {
                 Ok(file) => file,
@@ -400,6 +411,14 @@ mod tests {
             &state.join("mail/mailboxes/alice/Maildir/cur/1.m"),
             "Subject: hi\r\n\r\nbody",
         );
+        write(
+            &state.join("mail/mailboxes/alice/Maildir/dovecot.index.cache"),
+            "\0index",
+        );
+        write(
+            &state.join("mail/mailboxes/alice/Maildir/dovecot-uidlist"),
+            "3 V1 N2\n",
+        );
         let root = state.join("dav/collections/collection-root/alice");
         write(
             &root.join("calendar/.Radicale.props"),
@@ -445,6 +464,10 @@ mod tests {
             !seen
                 .keys()
                 .any(|k| k.contains("link") || k.contains("bob") || k.contains("cache")),
+            "{seen:?}"
+        );
+        assert!(
+            seen.contains_key("alice/mail/Maildir/dovecot-uidlist"),
             "{seen:?}"
         );
 
