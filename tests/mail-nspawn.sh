@@ -265,18 +265,16 @@ check "the mail machine takes it" wait_until 60 mail_settled
 check "where only its root may read the login" \
     [ "$($nspawn exec $name stat -c '%u %a' /var/lib/cell/mail/config/postfix/relay_password)" = "1879048192 600" ]
 # Postfix refuses recipients in domains DNS does not know, and no public DNS answers here:
-# the recipient's domain is a name in the cell's own zone, which is not its mail domain.
-elsewhere='{"records":[{"name":"elsewhere","type":"A","address":"192.0.2.1"}]}'
-check "a name outside the cell's mail domain is added to its zone" [ "$(api PUT /api/v1/dns "$elsewhere")" = 200 ]
+# the recipient is at an address literal, which needs no lookup.
 swaks --server "$address" --port 587 --tls --auth PLAIN --auth-user alice --auth-password "$alice_app" \
-    --from alice@example.org --to someone@elsewhere.example.org --header "Subject: relayed-$token" >"$tmp/relayed.log" 2>&1 || true
+    --from alice@example.org --to 'someone@[192.0.2.1]' --header "Subject: relayed-$token" >"$tmp/relayed.log" 2>&1 || true
 check "alice's message for another domain is accepted" grep -q '250 2.0.0 Ok: queued' "$tmp/relayed.log"
 grep -q '250 2.0.0 Ok: queued' "$tmp/relayed.log" || tail -n 8 "$tmp/relayed.log" | sed 's/^/#   /' 
 relayed() { grep -qx 'message' "$relay_dir/events" 2>/dev/null; }
 check "and reaches the relay" wait_until 30 relayed
 check "over STARTTLS" grep -qx starttls "$relay_dir/events"
 check "logged in with the cell's login" grep -qxF 'auth cell@example.org:relay pass:word' "$relay_dir/events"
-check "for its recipient" grep -qi 'RCPT TO:<someone@elsewhere.example.org>' "$relay_dir/events"
+check "for its recipient" grep -qiF 'RCPT TO:<someone@[192.0.2.1]>' "$relay_dir/events"
 check "signed with DKIM for example.org" grep -q 'd=example.org' "$relay_dir/message-0"
 check "alice has the relay's certificate checked" \
     [ "$(api PUT /api/v1/mail/relay '{"host":"10.77.'$net'.1","port":2525,"username":"cell@example.org","verify_certificate":true}')" = 200 ]
@@ -286,7 +284,7 @@ starts_before=$(count '^starttls$')
 logins_before=$(count '^auth ')
 messages_before=$(count '^message$')
 swaks --server "$address" --port 587 --tls --auth PLAIN --auth-user alice --auth-password "$alice_app" \
-    --from alice@example.org --to someone@elsewhere.example.org --header "Subject: unverified-$token" >"$tmp/unverified.log" 2>&1 || true
+    --from alice@example.org --to 'someone@[192.0.2.1]' --header "Subject: unverified-$token" >"$tmp/unverified.log" 2>&1 || true
 tried_again() { [ "$(count '^starttls$')" -gt "$starts_before" ]; }
 check "Postfix reaches the relay again" wait_until 30 tried_again
 sleep 2
