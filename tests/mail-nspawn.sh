@@ -218,7 +218,7 @@ PY
 }
 profile_password=$(profile_mail) || true
 check "it is a property list with his mail account (IMAPS 993, submission 587)" [ -n "$profile_password" ]
-check "whose app password reads his mail over IMAP" imap_fetch bob "$profile_password" "first-$token"
+check "whose app password reads his mail over IMAP" wait_until 30 imap_fetch bob "$profile_password" "first-$token"
 api_login alice "correct horse battery"
 
 # --- deleting a user after exporting their mail -------------------------------------------
@@ -248,7 +248,7 @@ public='{"identity":{"cell_name":"home","domain":{"mode":"own","domain":"example
 old_root=$(cat "$cell_root")
 check "the cell moves to a public domain, so mail may leave it" [ "$(api PUT /api/v1/settings "$public")" = 200 ]
 # Its root may sign only for its domain: a new domain brings a new root.
-new_root() { curl -fs --max-time 5 "http://$address/ca.pem" | grep -q 'BEGIN CERTIFICATE' && [ "$(curl -fs --max-time 5 "http://$address/ca.pem")" != "$old_root" ]; }
+new_root() { local root; root=$(curl -fs --max-time 5 "http://$address/ca.pem") && grep -q 'BEGIN CERTIFICATE' <<<"$root" && [ "$root" != "$old_root" ]; }
 check "with a root of its own" wait_until 60 new_root
 trust_cell_root "http://$address"
 front_door() { [ "$(api GET /api/v1/status)" = 200 ]; }
@@ -276,22 +276,12 @@ check "over STARTTLS" grep -qx starttls "$relay_dir/events"
 check "logged in with the cell's login" grep -qxF 'auth cell@example.org:relay pass:word' "$relay_dir/events"
 check "for its recipient" grep -qiF 'RCPT TO:<someone@[192.0.2.1]>' "$relay_dir/events"
 check "signed with DKIM for example.org" grep -q 'd=example.org' "$relay_dir/message-0"
-check "alice has the relay's certificate checked" \
-    [ "$(api PUT /api/v1/mail/relay '{"host":"10.77.'$net'.1","port":2525,"username":"cell@example.org","verify_certificate":true}')" = 200 ]
-check "(the password set before is kept)" wait_until 60 mail_settled
-count() { grep -c "$1" "$relay_dir/events" || true; }
-starts_before=$(count '^starttls$')
-logins_before=$(count '^auth ')
-messages_before=$(count '^message$')
-swaks --server "$address" --port 587 --tls --auth PLAIN --auth-user alice --auth-password "$alice_app" \
-    --from alice@example.org --to 'someone@[192.0.2.1]' --header "Subject: unverified-$token" >"$tmp/unverified.log" 2>&1 || true
-tried_again() { [ "$(count '^starttls$')" -gt "$starts_before" ]; }
-check "Postfix reaches the relay again" wait_until 30 tried_again
-sleep 2
-check "but, not trusting its certificate, gives it no login" [ "$(count '^auth ')" = "$logins_before" ]
-check "and no message" [ "$(count '^message$')" = "$messages_before" ]
+verify_ip='{"host":"10.77.'$net'.1","port":2525,"username":"cell@example.org","verify_certificate":true}'
+check "checking the certificate of a relay given by address is refused, naming the field" \
+    bash -c '[ "$1" = 400 ] && grep -q "\"field\":\"verify_certificate\"" "$2"' _ "$(api PUT /api/v1/mail/relay "$verify_ip")" "$answer"
 check "alice stops using the relay" [ "$(api DELETE /api/v1/mail/relay)" = 204 ]
-check "and the machine forgets the login" wait_until 60 bash -c "! $nspawn exec $name grep -q 'relay' /var/lib/cell/mail/config/postfix/relay_password"
+login_file=/var/lib/cell/mail/config/postfix/relay_password
+check "and the machine forgets the login" wait_until 60 bash -c "$nspawn exec $name test -e $login_file && ! $nspawn exec $name grep -q 'relay' $login_file"
 stop_relay
 
 # --- turning mail off stops the machine ---------------------------------------------------

@@ -67,7 +67,14 @@ impl MailRelay {
             ));
         }
         relay_username_problem(&self.username)
-            .map_or(Ok(()), |p| Err(FieldError::new("username", p)))
+            .map_or(Ok(()), |p| Err(FieldError::new("username", p)))?;
+        if self.verify_certificate && self.host.parse::<IpAddr>().is_ok() {
+            return Err(FieldError::new(
+                "verify_certificate",
+                "a certificate names a host, not an address: give the relay's name, or turn the check off",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -130,7 +137,17 @@ mod tests {
         assert!(relay("smtp.example.net", 587, "me@example.net")
             .validate()
             .is_ok());
-        assert!(relay("192.0.2.25", 465, "me").validate().is_ok());
+        assert!(MailRelay {
+            verify_certificate: false,
+            ..relay("192.0.2.25", 465, "me")
+        }
+        .validate()
+        .is_ok());
+        assert_eq!(
+            relay("192.0.2.25", 465, "me").validate().unwrap_err().field,
+            "verify_certificate",
+            "an address cannot be checked against a certificate"
+        );
         for (bad, field) in [
             (relay("smtp", 587, "me"), "host"),
             (relay("127.0.0.1", 587, "me"), "host"),

@@ -161,7 +161,8 @@ fn add_tree<W: Write>(
     inside: &Path,
     skip: fn(&str) -> bool,
 ) -> Result<(), DataError> {
-    if !dir.is_dir() {
+    // Not through a link: the machines own these directories.
+    if !dir.symlink_metadata().is_ok_and(|m| m.is_dir()) {
         return Ok(());
     }
     add_directory(tar, inside)?;
@@ -175,7 +176,7 @@ fn add_tree<W: Write>(
         if meta.is_dir() {
             add_tree(tar, &path, &name, skip)?;
         } else if meta.is_file() {
-            let file = match File::open(&path) {
+            let file = match open_no_follow(&path) {
                 Ok(file) => file,
                 // Gone since it was listed (a message moved by the mail server).
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -190,6 +191,15 @@ fn add_tree<W: Write>(
         }
     }
     Ok(())
+}
+
+/// Opens a regular file, refusing one swapped for a link since it was listed.
+fn open_no_follow(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    File::options()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
 }
 
 fn file_header(size: u64) -> tar::Header {
@@ -230,7 +240,8 @@ fn add_collections<W: Write>(
         if collection.starts_with('.') || !path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
             continue;
         }
-        let props = match fs::read_to_string(path.join(".Radicale.props")) {
+        let props = match open_no_follow(&path.join(".Radicale.props")).and_then(io::read_to_string)
+        {
             Ok(props) => props,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(read_error(&path)(e)),
@@ -246,7 +257,7 @@ fn add_collections<W: Write>(
             {
                 continue;
             }
-            match fs::read_to_string(&item_path) {
+            match open_no_follow(&item_path).and_then(io::read_to_string) {
                 Ok(text) => items.push(text),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(read_error(&item_path)(e)),

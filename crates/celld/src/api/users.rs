@@ -356,6 +356,14 @@ pub async fn user_delete(
         let record = Record::new(&actor.name, "user.data_remove")
             .source(actor.source.clone())
             .target(name.as_str());
+        let _ = tokio::time::timeout(SERVICES_LET_GO, daemon.settled()).await;
+        let now = lock(&daemon.store).current().generation;
+        if !services_let_go(&daemon, now) {
+            return Err(AppError::Conflict(format!(
+                "the mail or files service still runs on older settings; delete '{name}' again \
+                 once they apply"
+            )));
+        }
         remove_data(&daemon, &name).await?;
         super::record(&daemon, record).await?;
         return Ok(StatusCode::NO_CONTENT);
@@ -402,12 +410,24 @@ pub async fn user_delete(
     // before its data goes: nothing is written back after the removal. A task of its own,
     // so a client that stops waiting does not cut the removal short.
     let subject = name.clone();
+    let deleted_in = lock(&daemon.store).current().generation;
     tokio::spawn(async move {
-        if tokio::time::timeout(SERVICES_LET_GO, daemon.settled())
-            .await
-            .is_err()
+        let _ = tokio::time::timeout(SERVICES_LET_GO, daemon.settled()).await;
+        if !services_let_go(&daemon, deleted_in) {
+            return Err(AppError::Conflict(format!(
+                "'{subject}' is deleted, but the mail or files service has not let go of it \
+                 yet, so its data is kept: delete '{subject}' again later to remove it"
+            )));
+        }
+        // Made again meanwhile: the data is the new account's now.
+        if lock(&daemon.store)
+            .current()
+            .settings
+            .user(&subject)
+            .is_some()
         {
-            tracing::warn!(user = %subject, "the services were not reconfigured in time; removing the deleted account's data anyway");
+            tracing::warn!(user = %subject, "the name is an account again; its data is kept");
+            return Ok(());
         }
         remove_data(&daemon, &subject).await
     })
@@ -416,6 +436,17 @@ pub async fn user_delete(
         AppError::Internal(format!("removing the data of '{name}' stopped: {error}"))
     })??;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether the mail and DAV machines run on settings of `generation` or later (so an
+/// account deleted by then is served by neither).
+fn services_let_go(daemon: &Daemon, generation: u64) -> bool {
+    let states = daemon.board().states();
+    ["mail", "dav"].iter().all(|applier| {
+        states
+            .iter()
+            .any(|s| s.applier == *applier && s.ok && s.generation >= generation)
+    })
 }
 
 /// How long a deletion waits for the services to stop serving the account.
