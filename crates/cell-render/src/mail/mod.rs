@@ -47,6 +47,9 @@ pub struct Mail {
     pub users: Vec<MailUser>,
     /// The smarthost outgoing mail goes through (only with `outbound`).
     pub relay: Option<Relay>,
+    /// A relay is set but its login cannot be read: outgoing mail waits in the queue
+    /// rather than leave another way.
+    pub hold_outbound: bool,
 }
 
 /// An outbound relay and the cell's login there.

@@ -38,6 +38,7 @@ fn example(outbound: bool) -> Mail {
             },
         ],
         relay: None,
+        hold_outbound: false,
     }
 }
 
@@ -137,6 +138,16 @@ fn a_relay_gets_every_outgoing_message_over_tls_with_the_cells_login() {
         .find(|(_, f)| f.path == "postfix/relay_password")
         .unwrap();
     assert!(!String::from_utf8_lossy(&password.bytes).contains("s3cret"));
+
+    let held = Mail {
+        hold_outbound: true,
+        ..example(true)
+    };
+    let main_cf = String::from_utf8(render(&held).unwrap()[0].1.bytes.clone()).unwrap();
+    assert!(
+        main_cf.ends_with("\ndefer_transports = smtp\n"),
+        "{main_cf}"
+    );
 
     let broken = Mail {
         relay: Some(Relay {

@@ -102,6 +102,7 @@ pub fn mail_config(settings: &Settings) -> Mail {
         users,
         // With its password, which the settings do not hold: see the applier's plan.
         relay: None,
+        hold_outbound: false,
     }
 }
 
@@ -146,22 +147,27 @@ impl Applier for MailApplier {
         }
         let mut config = mail_config(settings);
         if let Some(relay) = &settings.mail.relay {
-            let missing = || {
-                FieldError::new(
-                    "mail.relay.password",
-                    "the relay's password is missing: set it again",
-                )
-            };
-            let password = crate::mail_relay::password(&self.secrets)
-                .map_err(|e| FieldError::new("mail.relay.password", e.to_string()))?
-                .ok_or_else(missing)?;
-            config.relay = Some(mail::Relay {
-                host: relay.host.clone(),
-                port: relay.port,
-                username: relay.username.clone(),
-                password,
-                verify_certificate: relay.verify_certificate,
-            });
+            // A missing secret must not stop the whole cell's pass (a user being disabled
+            // among it): the machine is planned without the relay, its mail held.
+            match crate::mail_relay::password(&self.secrets) {
+                Ok(Some(password)) => {
+                    config.relay = Some(mail::Relay {
+                        host: relay.host.clone(),
+                        port: relay.port,
+                        username: relay.username.clone(),
+                        password,
+                        verify_certificate: relay.verify_certificate,
+                    });
+                }
+                Ok(None) => {
+                    tracing::error!(relay = %relay.host, "the relay's password is missing: outgoing mail is held until the relay is set again");
+                    config.hold_outbound = true;
+                }
+                Err(error) => {
+                    tracing::error!(relay = %relay.host, %error, "the relay's password cannot be read: outgoing mail is held until the relay is set again");
+                    config.hold_outbound = true;
+                }
+            }
         }
         let files =
             mail::render(&config).map_err(|e| FieldError::new("services.mail", e.to_string()))?;
@@ -451,7 +457,7 @@ mod tests {
     }
 
     #[test]
-    fn the_relay_is_planned_with_its_password_from_the_secret_store() {
+    fn the_relay_is_planned_with_its_password_and_without_it_mail_is_held() {
         let dir = tempfile::tempdir().unwrap();
         let (applier, _) = applier(dir.path());
         let mut public = settings();
@@ -465,10 +471,13 @@ mod tests {
             verify_certificate: true,
             password_set: jiff::Timestamp::UNIX_EPOCH,
         });
-        let refused = applier.plan(&public).err().unwrap();
-        assert_eq!(
-            refused.field, "mail.relay.password",
-            "no password stored yet"
+        let MailPlan::On { files, .. } = applier.plan(&public).unwrap() else {
+            panic!("mail is on");
+        };
+        let main_cf = String::from_utf8_lossy(&files[0].1.bytes).into_owned();
+        assert!(
+            main_cf.contains("defer_transports = smtp") && !main_cf.contains("relayhost"),
+            "without its password the relay is left out and outgoing mail held: {main_cf}"
         );
         let secrets = cell_secrets::SecretStore::open(&dir.path().join("secrets")).unwrap();
         crate::mail_relay::set_password(&secrets, "relay secret").unwrap();
