@@ -2,7 +2,8 @@
 # T2 — the mail machine in the booted image. Boots the image tree under systemd-nspawn, sets
 # the cell up with mail on, and checks it the way mail clients on the LAN see it: swaks
 # submits on 587 with app passwords, Python's imaplib reads over 993 trusting only the
-# cell's root, and relaying, wrong passwords and disabled users are refused. The mail
+# cell's root, and relaying, wrong passwords and disabled users are refused; mail logins
+# answer to celld's throttle, audit and app-password list. The mail
 # machine itself is a systemd-nspawn container inside the booted cell.
 #   tests/mail-nspawn.sh TREE
 set -euo pipefail
@@ -103,6 +104,12 @@ check "imaplib fetches it as bob over 993 (TLS trusting only the cell's root), w
 check "bob's login with his full address works too" imap_fetch bob@home.cell "$bob_app" "first-$token"
 check "bob's account password works for mail too (no second factor, not turned off)" \
     imap_fetch bob "bobs own passphrase" "first-$token"
+# Dovecot puts every login to celld (its login policy): the app password's use shows.
+phone_used_by_mail() {
+    [ "$(api GET /api/v1/users/bob/app-passwords)" = 200 ] &&
+        [ "$(field '[a["last_service"] for a in v if a["name"] == "phone"]')" = "['mail']" ]
+}
+check "bob's app password list shows its last use, by mail" wait_until 10 phone_used_by_mail
 
 # --- the zone's mail records, and the DKIM signature checked against them ---------------
 dig_short() { kdig +time=2 +retry=1 +short @"$address" "$@" 2>/dev/null; }
@@ -151,6 +158,11 @@ refused_login() { local rc=0; imap_fetch bob "$1" "first-$token" || rc=$?; [ "$r
 check "a wrong password is refused over IMAP" refused_login "abcd-efgh-jkmn-pqrs"
 check "and over submission" bash -c "! swaks --server $address --port 587 --tls --auth PLAIN --auth-user alice --auth-password wrong-password --from alice@home.cell --to bob@home.cell >'$tmp/wrong.log' 2>&1"
 check "with 535" grep -q '<~\* 535' "$tmp/wrong.log"
+failures_audited() {
+    [ "$(api GET '/api/v1/audit?action=auth.service_failure')" = 200 ] &&
+        grep -q '"imap"' "$answer" && grep -q '"smtp"' "$answer"
+}
+check "celld audits both refusals, with their protocol" wait_until 10 failures_audited
 swaks --server "$address" --port 25 --ehlo stranger.example --from someone@example.net --to victim@example.com >"$tmp/relay.log" 2>&1 || true
 check "unauthenticated relaying on port 25 is refused" grep -q 'Relay access denied' "$tmp/relay.log"
 swaks --server "$address" --port 587 --tls --ehlo stranger.example --from someone@example.net --to bob@home.cell >"$tmp/noauth.log" 2>&1 || true
@@ -231,6 +243,29 @@ check "no mailbox of his is left on the cell" $nspawn exec $name test ! -e /var/
 swaks --server "$address" --port 587 --tls --auth PLAIN --auth-user alice --auth-password "$alice_app" \
     --from alice@home.cell --to bob@home.cell >"$tmp/deleted.log" 2>&1 || true
 check "mail for him is refused" grep -qE '^<(~|\*)\* 5[0-9]{2} .*bob@home\.cell' "$tmp/deleted.log"
+
+# --- one throttle for every login ----------------------------------------------------------
+check "alice adds carol" [ "$(api POST /api/v1/users '{"name":"carol","role":"peer","password":"carols own passphrase"}')" = 201 ]
+check "and writes to her" send alice "$alice_app" alice@home.cell carol@home.cell "carol-$token"
+carol_reads() { imap_fetch carol "carols own passphrase" "carol-$token"; }
+# Wrong web logins for carol from a second address on the host's side of the link (so the
+# address this test mails from is not slowed): after five her account waits 4 s.
+ip addr add "10.77.$net.3/24" dev "ve-$name"
+web_failures=0
+for _ in $(seq 60); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 --interface "10.77.$net.3" \
+        -H 'content-type: application/json' --data '{"username":"carol","password":"not her password"}' \
+        "$base/api/v1/session") || true
+    [ "$code" != 401 ] || web_failures=$((web_failures + 1))
+    [ "$web_failures" -lt 5 ] || break
+    [ "$code" != 429 ] || sleep 0.5
+done
+rc=0
+carol_reads || rc=$?
+carol_throttled() { [ "$web_failures" = 5 ] && [ "$rc" = 2 ]; }
+check "after five wrong web logins, carol's right password is refused over IMAP too (one throttle)" \
+    carol_throttled
+check "and reads her mail once the wait is over" wait_until 30 carol_reads
 
 # --- an outbound relay --------------------------------------------------------------------
 # A stand-in for a provider's smarthost on the host side of the cell's link (the real ones

@@ -96,6 +96,9 @@ pub struct Config {
     /// Trust only this CA for the ACME directory's HTTPS (a local test CA such as
     /// pebble's); none: the system's roots.
     pub acme_directory_root: Option<PathBuf>,
+    /// Where the mail machine's login policy socket is (bound into the machine): the mail
+    /// applier gives it to the machine's `dovecot`. None: no policy socket is served.
+    pub mail_login_dir: Option<PathBuf>,
     pub timing: Timing,
 }
 
@@ -120,6 +123,7 @@ impl Config {
             confirm_window: DEFAULT_CONFIRM_WINDOW,
             session_idle: crate::sessions::IDLE_TIMEOUT,
             acme_directory_root: None,
+            mail_login_dir: None,
             timing: Timing::default(),
         }
     }
@@ -160,6 +164,8 @@ pub struct Daemon {
     pub(crate) acme: Arc<Acme>,
     /// Service logins accepted a moment ago, and the app passwords' last use.
     pub(crate) service_trust: Mutex<crate::app_passwords::Trusted>,
+    /// Mail logins accepted a moment ago, by Dovecot's salted digest of the password.
+    pub(crate) mail_trust: Mutex<crate::app_passwords::Trusted>,
     pub(crate) app_password_uses: Mutex<crate::app_passwords::Uses>,
     /// One-time links to VPN devices' profiles (the QR code on a device's page).
     pub(crate) profile_links: Mutex<crate::profile_links::ProfileLinks>,
@@ -258,6 +264,10 @@ impl Daemon {
                 SecretStore::open(&config.state_dir.join(SECRETS_DIR))?,
                 config.state_dir.join("mail"),
                 config.machines_dir.join("mail"),
+                crate::reconcile::mail::LoginPolicy {
+                    nonce: crate::mail_login::nonce(&secrets)?,
+                    socket_dir: config.mail_login_dir.clone(),
+                },
             )),
             Box::new(DavApplier::new(
                 machine.clone(),
@@ -289,6 +299,7 @@ impl Daemon {
             pki,
             acme,
             service_trust: Mutex::default(),
+            mail_trust: Mutex::default(),
             app_password_uses: Mutex::new(app_password_uses),
             profile_links: Mutex::default(),
             wg_key,

@@ -13,6 +13,7 @@ pub mod dkim;
 pub mod dns;
 pub mod journal;
 pub mod lan;
+pub mod mail_login;
 pub mod mail_relay;
 pub mod network;
 pub mod ntp;
@@ -51,5 +52,18 @@ pub async fn serve(
         api::router(daemon).into_make_service_with_connect_info::<peer::Peer>(),
     )
     .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Serves the mail machine's login policy on `listener` (its own socket) for as long as
+/// celld runs.
+pub async fn serve_mail_logins(
+    listener: tokio::net::UnixListener,
+    daemon: Arc<Daemon>,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        api::mail_login_router(daemon).into_make_service_with_connect_info::<peer::Peer>(),
+    )
     .await
 }

@@ -63,6 +63,10 @@ struct Args {
     /// pebble's. Without it, the system's roots.
     #[arg(long, env = "CELLD_ACME_DIRECTORY_CA")]
     acme_directory_ca: Option<PathBuf>,
+    /// Serve the mail machine's login policy on this socket; its directory is bound into
+    /// the machine and given to its `dovecot`. Without it, mail logins are refused.
+    #[arg(long, env = "CELLD_MAIL_LOGIN_SOCKET")]
+    mail_login_socket: Option<PathBuf>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -117,10 +121,27 @@ async fn main() -> anyhow::Result<()> {
     }
     config.confirm_window = std::time::Duration::from_secs(args.confirm_window);
     config.acme_directory_root = args.acme_directory_ca;
+    config.mail_login_dir = args
+        .mail_login_socket
+        .as_ref()
+        .and_then(|socket| socket.parent())
+        .map(PathBuf::from);
     // Without the system no machine runs: its state stays celld's own.
     config.machine_owners = !args.no_system;
     let daemon = Daemon::start(config, system, network)
         .with_context(|| format!("opening the state in {}", args.state_dir.display()))?;
+    if let Some(path) = &args.mail_login_socket {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("making {}", dir.display()))?;
+        }
+        let listener = celld::socket::bind_for_directory(path)?;
+        let mail_daemon = daemon.clone();
+        tokio::spawn(async move {
+            if let Err(error) = celld::serve_mail_logins(listener, mail_daemon).await {
+                tracing::error!(%error, "the mail login policy stopped; mail logins are refused");
+            }
+        });
+    }
     let listener = celld::socket::bind(&args.socket)?;
     tracing::info!(socket = %args.socket.display(), version = cell_model::VERSION, "celld listening");
     cell_systemd::notify_ready()?;

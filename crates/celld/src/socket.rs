@@ -35,6 +35,17 @@ pub enum SocketError {
 
 /// Binds the API socket at `path`, replacing a socket left behind by an earlier run.
 pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
+    bind_with_mode(path, SOCKET_MODE)
+}
+
+/// Binds a socket anyone who can enter its directory may connect to: the mail machine's
+/// login policy, whose directory lets in the machine's `dovecot` only (whom the socket's
+/// owner, the cell's root, is nobody to).
+pub fn bind_for_directory(path: &Path) -> Result<UnixListener, SocketError> {
+    bind_with_mode(path, 0o666)
+}
+
+fn bind_with_mode(path: &Path, mode: u32) -> Result<UnixListener, SocketError> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             std::fs::remove_file(path).map_err(|source| SocketError::RemoveStale {
@@ -53,12 +64,12 @@ pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
         path: path.to_owned(),
         source,
     })?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE)).map_err(
-        |source| SocketError::Permissions {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+        SocketError::Permissions {
             path: path.to_owned(),
             source,
-        },
-    )?;
+        }
+    })?;
     Ok(listener)
 }
 

@@ -3056,3 +3056,213 @@ async fn the_mail_relay_keeps_its_password_secret() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "the password went with it");
 }
+
+/// The mail machine's Dovecot (its uid on the cell) asks the login policy.
+const MAIL_DOVECOT_UID: u32 = celld::reconcile::mail::MAIL_UID_BASE + 104;
+
+impl Cell {
+    async fn mail_policy(&self, uid: u32, command: &str, body: Value) -> (StatusCode, Value) {
+        let router =
+            celld::api::mail_login_router(self.daemon.clone()).layer(MockConnectInfo(Peer {
+                uid: Some(uid),
+                pid: Some(1),
+            }));
+        // Dovecot sends the absolute form: its HTTP client treats the socket as a proxy.
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!(
+                "http://127.0.0.1/v1/mail/login-policy?command={command}"
+            ))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+}
+
+fn mail_login(login: &str, pwhash: &str, matched: &str) -> Value {
+    json!({"login": login, "pwhash": pwhash, "remote": "198.51.100.7", "protocol": "imap",
+           "fail_type": "", "cell_login": matched})
+}
+
+fn mail_report(login: &str, pwhash: &str, matched: &str, success: bool) -> Value {
+    let mut body = mail_login(login, pwhash, matched);
+    body["success"] = json!(success);
+    body["policy_reject"] = json!(false);
+    body
+}
+
+#[tokio::test]
+async fn mail_logins_count_against_the_cells_throttle_and_answer_to_its_settings() {
+    let cell = Cell::new();
+    cell.set_up().await;
+    add_peer_user(&cell, "bob").await;
+    let (status, created) = cell
+        .web(
+            "bob",
+            Method::POST,
+            "/v1/users/bob/app-passwords",
+            Some(json!({"name": "Bob's laptop"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let good = "aa".repeat(32);
+
+    // Only the mail machine (and root) may ask.
+    let (status, _) = cell
+        .mail_policy(WEB_UID, "allow", mail_login("bob", &good, ""))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = cell
+        .mail_policy(MAIL_DOVECOT_UID, "delete", mail_login("bob", &good, ""))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // A login with the app password: let in before and after its check, its use noted.
+    let (status, answer) = cell
+        .mail_policy(
+            MAIL_DOVECOT_UID,
+            "allow",
+            mail_login("Bob@home.cell", &good, ""),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["status"].as_i64()),
+        (StatusCode::OK, Some(0))
+    );
+    let (_, answer) = cell
+        .mail_policy(MAIL_DOVECOT_UID, "allow", mail_login("bob", &good, &id))
+        .await;
+    assert_eq!(answer["status"], 0, "{answer}");
+    let (status, _) = cell
+        .mail_policy(
+            MAIL_DOVECOT_UID,
+            "report",
+            mail_report("bob", &good, &id, true),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, list) = cell
+        .web("bob", Method::GET, "/v1/users/bob/app-passwords", None)
+        .await;
+    assert_eq!(list[0]["last_service"], "mail", "{list}");
+    assert_eq!(list[0]["last_source"], "198.51.100.7");
+
+    // Wrong passwords: each is audited; after the free attempts the account waits, for
+    // the web's service logins too. The password that just worked still goes on.
+    for n in 0..3 {
+        let bad = format!("{n:064x}");
+        let (_, answer) = cell
+            .mail_policy(MAIL_DOVECOT_UID, "allow", mail_login("bob", &bad, ""))
+            .await;
+        assert_eq!(answer["status"], 0, "attempt {n}: {answer}");
+        cell.mail_policy(
+            MAIL_DOVECOT_UID,
+            "report",
+            mail_report("bob", &bad, "", false),
+        )
+        .await;
+    }
+    let (_, answer) = cell
+        .mail_policy(
+            MAIL_DOVECOT_UID,
+            "allow",
+            mail_login("bob", &"bb".repeat(32), ""),
+        )
+        .await;
+    assert_eq!(answer["status"], -1, "{answer}");
+    assert!(answer["msg"].as_str().unwrap().contains("too many"));
+    let (status, _) = cell
+        .anonymous(
+            Method::POST,
+            "/v1/auth/service",
+            service_login("files", "bob", "a guess at the web"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "one throttle");
+    let (_, answer) = cell
+        .mail_policy(MAIL_DOVECOT_UID, "allow", mail_login("bob", &good, ""))
+        .await;
+    assert_eq!(answer["status"], 0, "a device that just logged in goes on");
+    let failures = cell
+        .audit_actions()
+        .into_iter()
+        .filter(|a| a == "auth.service_failure")
+        .count();
+    assert_eq!(failures, 3);
+    let audit = std::fs::read_to_string(cell.dir.path().join("state/audit.jsonl")).unwrap();
+    assert!(!audit.contains(&"aa".repeat(32)), "no digest in the audit");
+
+    // The settings decide after the password matched: a revoked app password, the
+    // account password once an administrator turns it off, a disabled account.
+    let (_, answer) = cell
+        .mail_policy(
+            MAIL_DOVECOT_UID,
+            "allow",
+            mail_login("bob", &good, "account"),
+        )
+        .await;
+    assert_eq!(answer["status"], 0, "{answer}");
+    let (status, _) = cell
+        .web(
+            "alice",
+            Method::PUT,
+            "/v1/service-logins",
+            Some(json!({"account_password": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, answer) = cell
+        .mail_policy(
+            MAIL_DOVECOT_UID,
+            "allow",
+            mail_login("bob", &good, "account"),
+        )
+        .await;
+    assert_eq!(answer["status"], -1, "{answer}");
+    let (status, _) = cell
+        .web(
+            "alice",
+            Method::PATCH,
+            "/v1/users/bob",
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, answer) = cell
+        .mail_policy(MAIL_DOVECOT_UID, "allow", mail_login("bob", &good, &id))
+        .await;
+    assert_eq!(
+        (answer["status"].as_i64(), answer["msg"].as_str()),
+        (Some(-1), Some("this account is disabled"))
+    );
+    let (status, _) = cell
+        .web(
+            "alice",
+            Method::PATCH,
+            "/v1/users/bob",
+            Some(json!({"disabled": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = cell
+        .web(
+            "bob",
+            Method::DELETE,
+            &format!("/v1/users/bob/app-passwords/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, answer) = cell
+        .mail_policy(MAIL_DOVECOT_UID, "allow", mail_login("bob", &good, &id))
+        .await;
+    assert_eq!(answer["msg"], "this app password was revoked");
+}

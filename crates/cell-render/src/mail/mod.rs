@@ -30,6 +30,11 @@ pub const TLS_KEY: &str = "tls/key.pem";
 /// The DKIM selector the machine signs with; the cell writes the key beside the rendered
 /// files, at `dkim/<selector>.private`.
 pub const DKIM_SELECTOR: &str = "cell";
+/// Where, inside the machine, celld answers Dovecot's login policy questions (a Unix
+/// socket in a directory the cell binds in; only the machine's `dovecot` may enter it).
+pub const LOGIN_POLICY_SOCKET: &str = "/run/cell-login/policy.sock";
+/// The passdb field that says which password logged in: `account` or an app password's id.
+pub const LOGIN_FIELD: &str = "cell_login";
 /// Messages larger than this are refused (bytes).
 pub const MESSAGE_SIZE_LIMIT: u64 = 50 * 1024 * 1024;
 
@@ -50,6 +55,9 @@ pub struct Mail {
     /// A relay is set but its login cannot be read: outgoing mail waits in the queue
     /// rather than leave another way.
     pub hold_outbound: bool,
+    /// Dovecot prefixes the passwords it digests for the login policy with this (hex); the
+    /// cell keeps it, so a digest means nothing without it.
+    pub login_policy_nonce: String,
 }
 
 /// An outbound relay and the cell's login there.
@@ -93,10 +101,19 @@ pub struct MailUser {
     pub aliases: Vec<String>,
     /// The account password's argon2id PHC hash, when it may log in to mail.
     pub account_hash: Option<String>,
-    /// App passwords' argon2id PHC hashes (of the whole password), oldest first.
-    pub app_hashes: Vec<String>,
+    /// App passwords, oldest first.
+    pub app_passwords: Vec<MailAppPassword>,
     /// A disabled user keeps the mailbox and its mail but logs in nowhere.
     pub disabled: bool,
+}
+
+/// An app password as mail checks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailAppPassword {
+    /// Its id (lowercase letters and digits), reported back with each login it makes.
+    pub id: String,
+    /// The argon2id PHC hash of the whole password.
+    pub hash: String,
 }
 
 /// Which service of the machine reads a file, so the cell reloads only that one.
@@ -164,7 +181,9 @@ pub fn render(mail: &Mail) -> Result<Vec<(Reader, File)>, RenderError> {
             Reader::Dovecot,
             file(
                 "dovecot/dovecot.conf",
-                DovecotConf {}.render().map_err(template("dovecot.conf"))?,
+                DovecotConf { mail }
+                    .render()
+                    .map_err(template("dovecot.conf"))?,
                 0o644,
             ),
         ),
@@ -212,7 +231,20 @@ fn check(mail: &Mail) -> Result<(), RenderError> {
                 )));
             }
         }
-        for hash in user.account_hash.iter().chain(&user.app_hashes) {
+        if let Some(app) = user.app_passwords.iter().find(|app| {
+            app.id.is_empty()
+                || !app
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        }) {
+            return Err(RenderError::Invalid(format!(
+                "{}'s app password id '{}' is not lowercase letters and digits",
+                user.name, app.id
+            )));
+        }
+        let app_hashes = user.app_passwords.iter().map(|app| &app.hash);
+        for hash in user.account_hash.iter().chain(app_hashes) {
             if !hash.starts_with("$argon2id$")
                 || hash.contains(|c: char| c.is_whitespace() || c == ':')
             {
@@ -222,6 +254,16 @@ fn check(mail: &Mail) -> Result<(), RenderError> {
                 )));
             }
         }
+    }
+    if mail.login_policy_nonce.is_empty()
+        || !mail
+            .login_policy_nonce
+            .chars()
+            .all(|c| c.is_ascii_hexdigit())
+    {
+        return Err(RenderError::Invalid(
+            "the login policy's nonce is not hex".into(),
+        ));
     }
     if let Some(relay) = &mail.relay {
         let host_ok = relay.host.parse::<std::net::IpAddr>().is_ok() || plain(&relay.host);
@@ -296,16 +338,31 @@ fn relay_password(mail: &Mail) -> String {
 }
 
 /// Dovecot's accounts: `name` holds the account password, `name/1`… the app passwords
-/// (one passdb per slot in dovecot.conf). Disabled users have no line: their next login
-/// is refused, as soon as Dovecot sees the file change.
+/// (one passdb per slot in dovecot.conf), each line with the field that names the password
+/// for the login policy. Disabled users have no line: their next login is refused, as soon
+/// as Dovecot sees the file change (celld's policy refuses it before that).
 fn passwd(mail: &Mail) -> String {
     let mut out = String::from(HEADER);
     for user in mail.users.iter().filter(|u| !u.disabled) {
         if let Some(hash) = &user.account_hash {
-            out.push_str(&format!("{}:{{ARGON2ID}}{hash}\n", user.name));
+            out.push_str(&format!(
+                "{}:{{ARGON2ID}}{hash}::::::{LOGIN_FIELD}=account\n",
+                user.name
+            ));
         }
-        for (slot, hash) in user.app_hashes.iter().take(APP_PASSWORD_SLOTS).enumerate() {
-            out.push_str(&format!("{}/{}:{{ARGON2ID}}{hash}\n", user.name, slot + 1));
+        for (slot, app) in user
+            .app_passwords
+            .iter()
+            .take(APP_PASSWORD_SLOTS)
+            .enumerate()
+        {
+            out.push_str(&format!(
+                "{}/{}:{{ARGON2ID}}{}::::::{LOGIN_FIELD}={}\n",
+                user.name,
+                slot + 1,
+                app.hash,
+                app.id
+            ));
         }
     }
     out
@@ -379,9 +436,17 @@ impl OpendkimConf<'_> {
 
 #[derive(Template)]
 #[template(path = "mail/dovecot.conf", escape = "none")]
-struct DovecotConf {}
+struct DovecotConf<'a> {
+    mail: &'a Mail,
+}
 
-impl DovecotConf {
+impl DovecotConf<'_> {
+    fn policy_socket(&self) -> &'static str {
+        LOGIN_POLICY_SOCKET
+    }
+    fn login_field(&self) -> &'static str {
+        LOGIN_FIELD
+    }
     fn imaps(&self) -> u16 {
         IMAPS
     }

@@ -10,7 +10,7 @@ fn user(name: &str) -> MailUser {
         name: name.into(),
         aliases: Vec::new(),
         account_hash: None,
-        app_hashes: Vec::new(),
+        app_passwords: Vec::new(),
         disabled: false,
     }
 }
@@ -24,11 +24,19 @@ fn example(outbound: bool) -> Mail {
             MailUser {
                 aliases: vec!["info".into(), "a.smith".into()],
                 account_hash: Some(HASH_A.into()),
-                app_hashes: vec![HASH_B.into(); 10],
+                app_passwords: (0..10)
+                    .map(|n| MailAppPassword {
+                        id: format!("ap{n:02}"),
+                        hash: HASH_B.into(),
+                    })
+                    .collect(),
                 ..user("alice")
             },
             MailUser {
-                app_hashes: vec![HASH_A.into()],
+                app_passwords: vec![MailAppPassword {
+                    id: "b0b1".into(),
+                    hash: HASH_A.into(),
+                }],
                 ..user("bob")
             },
             MailUser {
@@ -39,6 +47,7 @@ fn example(outbound: bool) -> Mail {
         ],
         relay: None,
         hold_outbound: false,
+        login_policy_nonce: "0123456789abcdef".into(),
     }
 }
 
@@ -177,6 +186,12 @@ fn app_passwords_beyond_the_slots_get_no_line() {
     let passwd = String::from_utf8(passwd.bytes.clone()).unwrap();
     assert!(passwd.contains(&format!("alice/{APP_PASSWORD_SLOTS}:")));
     assert!(!passwd.contains(&format!("alice/{}:", APP_PASSWORD_SLOTS + 1)));
+    // Each line names the password that logs in, for celld's login policy.
+    assert!(passwd.contains("\nalice:{ARGON2ID}"));
+    assert!(passwd.contains(&format!("::::::{LOGIN_FIELD}=account\n")));
+    assert!(passwd.contains(&format!(
+        "\nbob/1:{{ARGON2ID}}{HASH_A}::::::{LOGIN_FIELD}=b0b1\n"
+    )));
     assert_eq!(
         passwd.matches("{ARGON2ID}$argon2id$").count(),
         1 + APP_PASSWORD_SLOTS + 1
@@ -199,7 +214,13 @@ fn values_that_could_break_a_file_are_refused() {
     bad.users[0].aliases.push("x y".into());
     assert!(render(&bad).is_err());
     let mut bad = example(true);
-    bad.users[1].app_hashes = vec!["plain:text".into()];
+    bad.users[1].app_passwords[0].hash = "plain:text".into();
+    assert!(render(&bad).is_err());
+    let mut bad = example(true);
+    bad.users[1].app_passwords[0].id = "b0b1 userdb_uid=0".into();
+    assert!(render(&bad).is_err());
+    let mut bad = example(true);
+    bad.login_policy_nonce = "nonce\nauth_policy_server_url = http://evil/".into();
     assert!(render(&bad).is_err());
     let mut bad = example(true);
     bad.domain = "example.org\nmydestination = evil".into();

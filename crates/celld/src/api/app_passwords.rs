@@ -328,7 +328,15 @@ pub async fn service_login_post(
             }
             let app = match candidate {
                 Candidate::App { id, name } => {
-                    note_use(&daemon, &username, &id, &request, now).await;
+                    note_use(
+                        &daemon,
+                        &username,
+                        &id,
+                        request.source.clone(),
+                        &request.service,
+                        now,
+                    )
+                    .await;
                     Some(name)
                 }
                 Candidate::Account => None,
@@ -363,17 +371,18 @@ pub async fn service_login_post(
 }
 
 /// Records when the app password was used; saved at most once a minute.
-async fn note_use(
+pub(super) async fn note_use(
     daemon: &Arc<Daemon>,
     username: &str,
     id: &str,
-    request: &ServiceLoginRequest,
+    source: Option<String>,
+    service: &str,
     now: Instant,
 ) {
     let last = LastUse {
         at: jiff::Timestamp::now(),
-        source: request.source.clone(),
-        service: request.service.clone(),
+        source,
+        service: service.to_owned(),
     };
     let save = {
         let mut uses = lock(&daemon.app_password_uses);

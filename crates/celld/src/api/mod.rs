@@ -10,6 +10,7 @@ mod error;
 mod extract;
 mod lan;
 mod mail;
+mod mail_login;
 mod ntp;
 mod pki;
 mod proxy;
@@ -153,6 +154,15 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
             daemon.clone(),
             admission::require_allowed_peer,
         ))
+        .with_state(daemon)
+}
+
+/// The mail machine's login policy, on its own socket: nothing else is served there.
+pub fn mail_login_router(daemon: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/v1/mail/login-policy", post(mail_login::login_policy_post))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(daemon)
 }
 

@@ -27,6 +27,14 @@ pub const MAIL_UID_BASE: u32 = 0x7000_0000;
 /// mailbox.
 const VMAIL_UID: u32 = 5000;
 
+/// How the machine's Dovecot reaches celld's login policy.
+pub struct LoginPolicy {
+    /// The nonce its password digests are salted with.
+    pub nonce: String,
+    /// The policy socket's directory on the cell, given to the machine's `dovecot`.
+    pub socket_dir: Option<PathBuf>,
+}
+
 pub struct MailApplier {
     system: Arc<dyn Machine>,
     pki: Arc<Pki>,
@@ -37,6 +45,7 @@ pub struct MailApplier {
     state: PathBuf,
     /// The machine's tree (/usr/lib/machines/mail), whose groups the files are shared with.
     tree: PathBuf,
+    login_policy: LoginPolicy,
     /// Services whose files changed but whose reload has not succeeded yet: the files on
     /// disk already match, so only this remembers them for the next pass.
     pending: std::sync::Mutex<BTreeSet<Reader>>,
@@ -50,6 +59,7 @@ impl MailApplier {
         secrets: cell_secrets::SecretStore,
         state: PathBuf,
         tree: PathBuf,
+        login_policy: LoginPolicy,
     ) -> Self {
         Self {
             system,
@@ -58,6 +68,7 @@ impl MailApplier {
             secrets,
             state,
             tree,
+            login_policy,
             pending: Default::default(),
         }
     }
@@ -85,11 +96,15 @@ pub fn mail_config(settings: &Settings) -> Mail {
             aliases: user.mail_aliases.iter().map(|a| a.to_string()).collect(),
             account_hash: (account_password && user.totp_secret.is_none())
                 .then(|| user.password_hash.expose().to_owned()),
-            app_hashes: user
+            app_passwords: user
                 .app_passwords
                 .iter()
-                .filter_map(|app| app.service_hash.as_ref())
-                .map(|hash| hash.expose().to_owned())
+                .filter_map(|app| {
+                    app.service_hash.as_ref().map(|hash| mail::MailAppPassword {
+                        id: app.id.clone(),
+                        hash: hash.expose().to_owned(),
+                    })
+                })
                 .collect(),
             disabled: user.disabled,
         })
@@ -103,6 +118,8 @@ pub fn mail_config(settings: &Settings) -> Mail {
         // With its password, which the settings do not hold: see the applier's plan.
         relay: None,
         hold_outbound: false,
+        // The applier's own, kept in the secret store.
+        login_policy_nonce: String::new(),
     }
 }
 
@@ -146,6 +163,7 @@ impl Applier for MailApplier {
             return Ok(MailPlan::Off);
         }
         let mut config = mail_config(settings);
+        config.login_policy_nonce = self.login_policy.nonce.clone();
         if let Some(relay) = &settings.mail.relay {
             // A missing secret must not stop the whole cell's pass (a user being disabled
             // among it): the machine is planned without the relay, its mail held.
@@ -195,12 +213,20 @@ impl Applier for MailApplier {
             let tree = self.tree.clone();
             let files = files.clone();
             let dkim = self.dkim.clone();
+            let login_dir = self.login_policy.socket_dir.clone();
             let changed = tokio::task::spawn_blocking(move || {
                 let key = dkim.ensure().map_err(|e| FileError {
                     path: state.join("config/dkim"),
                     message: e.to_string(),
                 })?;
-                write_machine(&state, &tree, &files, pair.as_ref(), &key.private_pem)
+                write_machine(
+                    &state,
+                    &tree,
+                    &files,
+                    pair.as_ref(),
+                    &key.private_pem,
+                    login_dir.as_deref(),
+                )
             })
             .await
             .map_err(|e| ApplyError::File {
@@ -273,13 +299,15 @@ impl MailApplier {
 }
 
 /// Makes the state directories, writes every file whose bytes differ, and says which
-/// services read a changed file (the TLS pair is read by both).
+/// services read a changed file (the TLS pair is read by both). The login policy's
+/// socket directory goes to the machine's `dovecot` alone: its auth process asks there.
 fn write_machine(
     state: &Path,
     tree: &Path,
     files: &[(Reader, cell_render::File)],
     tls: Option<&(String, String)>,
     dkim_key: &str,
+    login_dir: Option<&Path>,
 ) -> Result<BTreeSet<Reader>, FileError> {
     let root = (MAIL_UID_BASE, MAIL_UID_BASE);
     let vmail = (MAIL_UID_BASE + VMAIL_UID, MAIL_UID_BASE + VMAIL_UID);
@@ -301,6 +329,10 @@ fn write_machine(
         super::files::ensure_dir(&dir, owner, mode)?;
     }
     let ids = super::files::MachineIds::read(tree, MAIL_UID_BASE)?;
+    if let Some(dir) = login_dir {
+        let dovecot = (ids.user("dovecot")?, ids.group("dovecot")?);
+        super::files::ensure_dir(dir, dovecot, 0o700)?;
+    }
     let mut changed = BTreeSet::new();
     for (reader, file) in files {
         let gid = match file.group {
@@ -370,7 +402,7 @@ mod tests {
         .unwrap();
         std::fs::write(
             tree.join("etc/passwd"),
-            "root:x:0:0::/root:/bin/sh\nopendkim:x:100:101::/:/bin/false\n",
+            "root:x:0:0::/root:/bin/sh\nopendkim:x:100:101::/:/bin/false\ndovecot:x:104:105::/:/bin/false\n",
         )
         .unwrap();
         let pki = Arc::new(Pki::open(&dir.join("secrets"), "cell.cell").unwrap());
@@ -382,7 +414,19 @@ mod tests {
         ));
         let system = Arc::new(crate::system::RecordedSystem::default());
         let secrets = cell_secrets::SecretStore::open(&dir.join("secrets")).unwrap();
-        let applier = MailApplier::new(system.clone(), pki, dkim, secrets, dir.join("mail"), tree);
+        let login_policy = LoginPolicy {
+            nonce: "00ff".into(),
+            socket_dir: Some(dir.join("login")),
+        };
+        let applier = MailApplier::new(
+            system.clone(),
+            pki,
+            dkim,
+            secrets,
+            dir.join("mail"),
+            tree,
+            login_policy,
+        );
         (applier, system)
     }
 
@@ -433,6 +477,15 @@ mod tests {
             (meta.uid(), meta.mode() & 0o777),
             (MAIL_UID_BASE + 100, 0o600)
         );
+        // Only the machine's dovecot reaches celld's login policy.
+        let login = std::fs::metadata(dir.path().join("login")).unwrap();
+        assert_eq!(
+            (login.uid(), login.gid(), login.mode() & 0o777),
+            (MAIL_UID_BASE + 104, MAIL_UID_BASE + 105, 0o700)
+        );
+        let dovecot_conf =
+            std::fs::read_to_string(dir.path().join("mail/config/dovecot/dovecot.conf")).unwrap();
+        assert!(dovecot_conf.contains("auth_policy_hash_nonce = 00ff\n"));
         let before = system.requests().len();
         assert_eq!(applier.apply(&plan, pass).await.unwrap(), UNCHANGED);
         assert_eq!(

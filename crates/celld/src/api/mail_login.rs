@@ -1,0 +1,274 @@
+//! Dovecot's login policy (`auth_policy_server_url`), served on a socket of its own that
+//! only the mail machine's `dovecot` can reach. Every IMAP and SMTP login is put to it
+//! three times: before the password is checked (the cell's one login throttle, counted
+//! at once like the web's), after it matched (is the account still enabled and that app
+//! password not revoked, whatever the machine's account file says yet), and with the
+//! outcome (failures audited, the throttle cleared, the app password's last use noted).
+//! The password itself never comes here: Dovecot sends a digest salted with a nonce only
+//! the cell and the machine know, compared with the logins accepted a moment ago.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::Json;
+use cell_model::{Settings, Username};
+use serde::{Deserialize, Serialize};
+
+use super::app_passwords::note_use;
+use super::{record, AppError};
+use crate::audit::Record;
+use crate::daemon::Daemon;
+use crate::mail_login::{account_of, in_mail_machine};
+use crate::peer::Peer;
+use crate::sync::lock;
+use crate::throttle::{self, Outcome};
+
+/// The service app passwords' last use names.
+const SERVICE: &str = "mail";
+/// What `cell_login` says for the account password; otherwise it is an app password's id.
+const ACCOUNT: &str = "account";
+
+#[derive(Debug, Deserialize)]
+pub struct PolicyQuery {
+    command: String,
+}
+
+/// The attributes dovecot.conf asks for, and the outcome fields of a report.
+#[derive(Debug, Deserialize)]
+pub struct PolicyRequest {
+    #[serde(default)]
+    login: String,
+    /// SHA-256 of nonce, login, NUL and password, hex.
+    #[serde(default)]
+    pwhash: String,
+    #[serde(default)]
+    remote: String,
+    #[serde(default)]
+    protocol: String,
+    /// Why a reported login failed: credentials, account, disabled, policy, internal.
+    #[serde(default)]
+    fail_type: String,
+    /// Which password matched (cell_render::mail::LOGIN_FIELD): empty before the check.
+    #[serde(default)]
+    cell_login: String,
+    #[serde(default)]
+    success: bool,
+    #[serde(default)]
+    policy_reject: bool,
+}
+
+/// `status`: 0 lets the login go on, -1 refuses it with `msg`.
+#[derive(Debug, Serialize)]
+pub struct PolicyAnswer {
+    status: i32,
+    msg: String,
+}
+
+impl PolicyAnswer {
+    fn go_on() -> Json<Self> {
+        Json(Self {
+            status: 0,
+            msg: String::new(),
+        })
+    }
+
+    fn refuse(msg: &str) -> Json<Self> {
+        Json(Self {
+            status: -1,
+            msg: msg.to_owned(),
+        })
+    }
+}
+
+pub async fn login_policy_post(
+    State(daemon): State<Arc<Daemon>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    Query(query): Query<PolicyQuery>,
+    body: Bytes,
+) -> Result<Json<PolicyAnswer>, AppError> {
+    if !peer.is_root() && !peer.uid.is_some_and(in_mail_machine) {
+        return Err(AppError::Forbidden(
+            "the mail login policy answers the mail machine only".into(),
+        ));
+    }
+    let request: PolicyRequest = serde_json::from_slice(&body)
+        .map_err(|e| AppError::BadRequest(format!("not a login policy request: {e}")))?;
+    let login = Login {
+        account: account_of(&request.login),
+        source: Some(request.remote.clone()).filter(|r| !r.is_empty()),
+    };
+    match (query.command.as_str(), request.cell_login.is_empty()) {
+        ("allow", true) => before(&daemon, &login, &request).await,
+        ("allow", false) => Ok(after(&daemon, &login, &request)),
+        ("report", _) => report(&daemon, &login, &request).await,
+        (other, _) => Err(AppError::field(
+            "command",
+            format!("'{other}' is neither allow nor report"),
+        )),
+    }
+}
+
+struct Login {
+    account: String,
+    source: Option<String>,
+}
+
+impl Login {
+    fn keys(&self) -> (String, String) {
+        (
+            throttle::account_key(&self.account),
+            throttle::source_key(self.source.as_deref()),
+        )
+    }
+}
+
+fn current(daemon: &Daemon) -> (u64, Settings) {
+    let store = lock(&daemon.store);
+    let current = store.current();
+    (current.generation, current.settings.clone())
+}
+
+/// Before the password is checked: a login that matched a moment ago goes on uncounted;
+/// any other is an attempt, counted now, or refused while the account or address waits.
+async fn before(
+    daemon: &Arc<Daemon>,
+    login: &Login,
+    request: &PolicyRequest,
+) -> Result<Json<PolicyAnswer>, AppError> {
+    let now = Instant::now();
+    let (generation, _) = current(daemon);
+    if !request.pwhash.is_empty()
+        && lock(&daemon.mail_trust)
+            .get(&login.account, &request.pwhash, generation, now)
+            .is_some()
+    {
+        return Ok(PolicyAnswer::go_on());
+    }
+    let (account, address) = login.keys();
+    let outcome = lock(&daemon.throttle).attempt(&[&account, &address], now);
+    match outcome {
+        Err(_) => Ok(PolicyAnswer::refuse(
+            "too many failed logins; try again later",
+        )),
+        Ok(Outcome::LockedOut) => {
+            let lockout = Record::new("-", "auth.lockout")
+                .source(login.source.clone())
+                .target(&login.account)
+                .change("service", SERVICE);
+            record(daemon, lockout).await?;
+            Ok(PolicyAnswer::go_on())
+        }
+        Ok(Outcome::Counted) => Ok(PolicyAnswer::go_on()),
+    }
+}
+
+/// After the password matched: the settings, not the machine's copy of them, decide.
+fn after(daemon: &Daemon, login: &Login, request: &PolicyRequest) -> Json<PolicyAnswer> {
+    let (_, settings) = current(daemon);
+    match still_valid(&settings, &login.account, &request.cell_login) {
+        Ok(()) => PolicyAnswer::go_on(),
+        Err(why) => PolicyAnswer::refuse(why),
+    }
+}
+
+fn still_valid(settings: &Settings, account: &str, matched: &str) -> Result<(), &'static str> {
+    let user = Username::parse(account)
+        .ok()
+        .and_then(|name| settings.user(&name))
+        .ok_or("no such account")?;
+    if user.disabled {
+        return Err("this account is disabled");
+    }
+    if matched == ACCOUNT {
+        if !settings.service_logins.account_password || user.totp_secret.is_some() {
+            return Err("use an app password");
+        }
+    } else if !user.app_passwords.iter().any(|app| app.id == matched) {
+        return Err("this app password was revoked");
+    }
+    Ok(())
+}
+
+/// The outcome: a success clears the account's failures, is trusted for a while and
+/// notes the app password's use; a failure (a wrong password, or a right one refused
+/// after the check, whose attempt is given back) is audited. A login refused before its
+/// check was not counted.
+async fn report(
+    daemon: &Arc<Daemon>,
+    login: &Login,
+    request: &PolicyRequest,
+) -> Result<Json<PolicyAnswer>, AppError> {
+    let now = Instant::now();
+    let (generation, settings) = current(daemon);
+    if request.success {
+        let trusted = !request.pwhash.is_empty()
+            && lock(&daemon.mail_trust)
+                .get(&login.account, &request.pwhash, generation, now)
+                .is_some();
+        let (account, address) = login.keys();
+        {
+            let mut throttle = lock(&daemon.throttle);
+            throttle.clear(&account);
+            if !trusted {
+                throttle.refund(&address);
+            }
+        }
+        let app = Username::parse(&login.account)
+            .ok()
+            .and_then(|name| settings.user(&name))
+            .and_then(|user| {
+                user.app_passwords
+                    .iter()
+                    .find(|app| app.id == request.cell_login)
+            })
+            .map(|app| (app.id.clone(), app.name.clone()));
+        if !trusted && !request.pwhash.is_empty() {
+            lock(&daemon.mail_trust).insert(
+                &login.account,
+                &request.pwhash,
+                generation,
+                app.as_ref().map(|(_, name)| name.clone()),
+                now,
+            );
+        }
+        if let Some((id, _)) = app {
+            note_use(
+                daemon,
+                &login.account,
+                &id,
+                login.source.clone(),
+                SERVICE,
+                now,
+            )
+            .await;
+        }
+    } else if !(request.policy_reject && request.cell_login.is_empty()) {
+        if request.policy_reject {
+            // The password matched and the settings refused it: not a guess.
+            let (account, address) = login.keys();
+            let mut throttle = lock(&daemon.throttle);
+            throttle.refund(&account);
+            throttle.refund(&address);
+        }
+        let mut failure = Record::new("-", "auth.service_failure")
+            .source(login.source.clone())
+            .target(&login.account)
+            .change("service", SERVICE)
+            .change("protocol", request.protocol.clone());
+        if !request.fail_type.is_empty() {
+            failure = failure.change("reason", request.fail_type.clone());
+        }
+        record(daemon, failure).await?;
+    }
+    Ok(PolicyAnswer::go_on())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_field_is_the_one_the_machine_sends() {
+        assert_eq!(cell_render::mail::LOGIN_FIELD, "cell_login");
+    }
+}
