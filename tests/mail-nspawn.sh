@@ -77,28 +77,7 @@ send() {
 check "swaks submits on 587 (STARTTLS, verified against the cell's root) with alice's app password" \
     send alice "$alice_app" alice@home.cell bob@home.cell "first-$token"
 check "the message was accepted for delivery" grep -q '250 2.0.0 Ok: queued' "$tmp/swaks.log"
-imap_fetch() {
-    python3 - "$address" "$cell_root" "$1" "$2" "$3" <<'PY'
-import imaplib, socket, ssl, sys
-address, root, user, password, subject = sys.argv[1:]
-context = ssl.create_default_context(cafile=root)
-class Imap(imaplib.IMAP4_SSL):
-    # Connects to the cell's address, checking the certificate for mail.home.cell.
-    def _create_socket(self, timeout):
-        sock = socket.create_connection((address, 993), timeout)
-        return self.ssl_context.wrap_socket(sock, server_hostname="mail.home.cell")
-# Long enough for Dovecot's answer to a refused login: 3 s late, plus the address's
-# penalty for earlier failures (up to 15 s).
-with Imap("mail.home.cell", 993, ssl_context=context, timeout=30) as imap:
-    try:
-        imap.login(user, password)
-    except imaplib.IMAP4.error:
-        sys.exit(2)  # the server refused the login (anything else is another failure)
-    imap.select("INBOX")
-    typ, found = imap.search(None, "SUBJECT", f'"{subject}"')
-    sys.exit(0 if typ == "OK" and found[0].split() else 1)
-PY
-} 2>>"$tmp/imap.log"
+imap_fetch() { imap_has "$address" 993 mail.home.cell "$@"; }
 check "imaplib fetches it as bob over 993 (TLS trusting only the cell's root), with his app password" \
     wait_until 15 imap_fetch bob "$bob_app" "first-$token"
 check "bob's login with his full address works too" imap_fetch bob@home.cell "$bob_app" "first-$token"
@@ -181,6 +160,32 @@ swaks --server "$address" --port 587 --tls --auth PLAIN --auth-user alice --auth
 check "a .cell cell sends nothing out of the cell, even for its users" grep -q 'Relay access denied' "$tmp/out.log"
 
 # --- disabling a user refuses their next login at once -----------------------------------
+# A session bob has open: it must end when he is disabled (Dovecot alone would keep it).
+python3 - "$cell_root" "$address" "$bob_app" "$tmp/session-open" >"$tmp/session.log" 2>&1 <<'PY' &
+import imaplib, pathlib, socket, ssl, sys, time
+root, address, password, flag = sys.argv[1:]
+context = ssl.create_default_context(cafile=root)
+class Imap(imaplib.IMAP4_SSL):
+    def _create_socket(self, timeout):
+        sock = socket.create_connection((address, 993), timeout)
+        return self.ssl_context.wrap_socket(sock, server_hostname="mail.home.cell")
+imap = Imap("mail.home.cell", 993, ssl_context=context, timeout=30)
+imap.login("bob", password)
+imap.select("INBOX")
+pathlib.Path(flag).touch()
+deadline = time.time() + 90
+while time.time() < deadline:
+    try:
+        imap.noop()
+    except (imaplib.IMAP4.abort, OSError) as error:
+        print("ended:", error)
+        sys.exit(0)
+    time.sleep(0.2)
+print("still open")
+sys.exit(1)
+PY
+session_pid=$!
+check "bob has an IMAP session open" wait_until 30 test -e "$tmp/session-open"
 check "alice disables bob" [ "$(api PATCH /api/v1/users/bob '{"disabled":true}')" = 200 ]
 # The change applies asynchronously: a login begun half a second after it is refused
 # (Dovecot answers a refusal late on purpose, auth_failure_delay; what counts is when the
@@ -196,6 +201,9 @@ imap_fetch bob "$bob_app" "first-$token" || rc=$?
 [ "$rc" = 2 ] || { echo "# the login was not refused (exit $rc):"; tail -n 5 "$tmp/imap.log" | sed 's/^/#   /'; }
 refused_in_time() { [ -n "$refused_after" ] && [ "$refused_after" -lt 1000 ]; }
 check "IMAP refuses bob's login begun ${refused_after:-?} ms after the change (within 1 s)" refused_in_time
+rc=0
+wait "$session_pid" || rc=$?
+check "and the session he had open was ended ($(tail -n 1 "$tmp/session.log"))" [ "$rc" = 0 ]
 check "his mailbox is kept: mail for him is still accepted" \
     send alice "$alice_app" alice@home.cell bob@home.cell "while-disabled-$token"
 check "alice enables him again" [ "$(api PATCH /api/v1/users/bob '{"disabled":false}')" = 200 ]

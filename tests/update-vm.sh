@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # T3 — over-the-air updates, in qemu (UEFI, TCG) exactly as a cell in a home gets them:
-#   1. v1 is set up (calendar and files on) and given data: a VPN device, a file and a
-#      calendar event stored through the DAV machine; a download with one flipped byte is refused and
-#      nothing reaches the disk;
+#   1. v1 is set up (mail, calendar and files on) and given data: a VPN device, a file, a
+#      calendar event and a contact stored through the DAV machine, a message sent and read
+#      through the mail machine; a download with one flipped byte is refused and nothing
+#      reaches the disk;
 #   2. v2 is installed through the API, the cell reboots into it, data and settings kept
-#      (the file and the event read back through the DAV machine of v2);
+#      (the file, event and contact read back through v2's DAV machine, the message
+#      through its mail machine);
 #   3. v3 (its cell-web cannot start) is installed; its health check fails on every one of
 #      its tries, systemd-boot goes back to v2 by itself, the UI reports the rollback,
 #      v3 is never offered again and the machine stays up (no reboot loop);
@@ -21,6 +23,8 @@ v1=${2:?} updates=${3:?} v2=${4:?} v3=${5:?} bad=${6:?}
 port=${CELL_T3_PORT:-18081}
 tls_port=${CELL_T3_TLS_PORT:-18444}
 http_port=${CELL_T3_HTTP_PORT:-18990}
+submission_port=${CELL_T3_SUBMISSION_PORT:-18587}
+imaps_port=${CELL_T3_IMAPS_PORT:-18993}
 # The cell's LAN address on qemu's user network, reached through the forwarded ports.
 lan=10.0.2.15
 base=https://$lan
@@ -59,6 +63,7 @@ http_pid=$!
 
 echo "# booting $v1 in qemu (TCG, OVMF); this takes a few minutes"
 CELL_VM_LOG=$serial CELL_VM_SERIAL=$console CELL_VM_PORT=$port CELL_VM_TLS_PORT=$tls_port \
+    CELL_VM_SUBMISSION_PORT=$submission_port CELL_VM_IMAPS_PORT=$imaps_port \
     scripts/run-vm "$disk" --headless &
 vm_pid=$!
 # The cell's root (kept across updates and rollbacks) is trusted, and only it.
@@ -107,7 +112,7 @@ shell() { # runs one command line in the recovery console's root shell, then exp
 }
 
 code=$(grep -aoE 'Setup code: [A-Z2-9]{4}-[A-Z2-9]{4}' "$serial" | tail -n 1 | cut -d' ' -f3)
-setup="{\"code\":\"$code\",\"cell_name\":\"home\",\"domain\":{\"mode\":\"internal\"},\"timezone\":\"UTC\",\"admin_username\":\"alice\",\"admin_password\":\"first long password\",\"services\":{\"calendar\":true,\"files\":true}}"
+setup="{\"code\":\"$code\",\"cell_name\":\"home\",\"domain\":{\"mode\":\"internal\"},\"timezone\":\"UTC\",\"admin_username\":\"alice\",\"admin_password\":\"first long password\",\"services\":{\"mail\":true,\"calendar\":true,\"files\":true}}"
 check "v1 is set up with the code from the serial port" [ "$(api POST /api/v1/setup "$setup")" = 200 ]
 login || die "alice cannot log in"
 check "a VPN device is added (data that must survive updates)" \
@@ -131,6 +136,18 @@ printf 'BEGIN:VCARD\r\nVERSION:3.0\r\nUID:kept\r\nFN:Kept Contact\r\nN:Contact;K
 check "and a contact in her address book" \
     wait_until 300 put "$tmp/kept.vcf" https://calendar.home.cell/alice/contacts/kept.vcf \
     -H 'Content-Type: text/vcard; charset=utf-8'
+# A message to herself through the mail machine: submitted on 587 (STARTTLS, the cell's
+# certificate checked), read back over IMAPS.
+subject="kept-$(date +%s%N)"
+mail_sent() {
+    swaks --server 127.0.0.1 --port "$submission_port" --tls --tls-verify --tls-ca-path "$cell_root" \
+        --tls-sni mail.home.cell --ehlo laptop.home.cell --auth PLAIN --auth-user alice \
+        --auth-password "$app" --from alice@home.cell --to alice@home.cell \
+        --header "Subject: $subject" --body "kept across updates" >"$tmp/swaks.log" 2>&1
+}
+mail_kept() { imap_has 127.0.0.1 "$imaps_port" mail.home.cell alice "$app" "$subject"; }
+check "and a message in her mailbox (the mail machine)" wait_until 300 mail_sent
+check "which she reads over IMAPS" wait_until 120 mail_kept
 check "the update server is set" [ "$(api PUT /api/v1/update "{\"url\":\"http://10.0.2.2:$http_port/\"}")" = 204 ]
 ftp_refused() { [ "$(api PUT /api/v1/update '{"url":"ftp://x/"}')" = 400 ] && grep -q '"field":"url"' "$answer"; }
 check "a URL that is not HTTP is refused naming the field" ftp_refused
@@ -192,6 +209,7 @@ kept_event() { curl -fs -u "alice:$app" https://calendar.home.cell/alice/calenda
 check "and her calendar event" wait_until 300 kept_event
 kept_contact() { curl -fs -u "alice:$app" https://calendar.home.cell/alice/contacts/kept.vcf | grep -q 'FN:Kept Contact'; }
 check "and her contact" wait_until 300 kept_contact
+check "and her mail, read through v2's mail machine" wait_until 300 mail_kept
 # The last update job's outcome is $1 (leaves GET /api/v1/update in $answer).
 outcome_is() {
     api GET /api/v1/update >/dev/null

@@ -74,6 +74,8 @@ pub trait System: Send + Sync + std::fmt::Debug {
     /// Reloads `unit` inside the machine `machine` (a systemd-nspawn container machined
     /// knows), if it runs there, and waits for the job to finish.
     fn reload_in_machine<'a>(&'a self, machine: &'a str, unit: &'a str) -> SystemFuture<'a>;
+    /// Ends `user`'s IMAP sessions in the mail machine, if it runs, and waits for it.
+    fn end_mail_sessions<'a>(&'a self, user: &'a str) -> SystemFuture<'a>;
     /// Has systemd-networkd read its `.network` files again and reconfigure the links
     /// whose configuration changed.
     fn reload_network(&self) -> SystemFuture<'_>;
@@ -463,6 +465,21 @@ impl System for DBusSystem {
         })
     }
 
+    fn end_mail_sessions<'a>(&'a self, user: &'a str) -> SystemFuture<'a> {
+        Box::pin(async move {
+            let job = mail_kick_unit(user).ok_or_else(|| SystemError::InMachine {
+                machine: "mail".to_owned(),
+                message: format!("'{user}' is not a username"),
+            })?;
+            self.run_job(&job)
+                .await
+                .map_err(|message| SystemError::InMachine {
+                    machine: "mail".to_owned(),
+                    message: format!("ending {user}'s sessions: {message}"),
+                })
+        })
+    }
+
     fn reload_network(&self) -> SystemFuture<'_> {
         Box::pin(async move {
             self.bus()
@@ -636,6 +653,16 @@ pub fn machine_reload_unit(machine: &str, unit: &str) -> Option<String> {
         .then(|| format!("cell-machine-reload@{machine}:{service}.service"))
 }
 
+/// The job that ends `user`'s sessions in the mail machine (cell-mail-kick@.service), for
+/// a username that cannot escape the instance name.
+pub fn mail_kick_unit(user: &str) -> Option<String> {
+    let plain = !user.is_empty()
+        && user
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+    plain.then(|| format!("cell-mail-kick@{user}.service"))
+}
+
 /// How long a reload inside a machine may take (Postfix and Dovecot reload in well under a
 /// second; a machine still booting answers once its PID 1 is up).
 const MACHINE_JOB_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -698,6 +725,10 @@ impl System for RecordedSystem {
 
     fn reload_in_machine<'a>(&'a self, machine: &'a str, unit: &'a str) -> SystemFuture<'a> {
         self.record(format!("reload={machine}/{unit}"))
+    }
+
+    fn end_mail_sessions<'a>(&'a self, user: &'a str) -> SystemFuture<'a> {
+        self.record(format!("kick=mail/{user}"))
     }
 
     fn reload_network(&self) -> SystemFuture<'_> {

@@ -49,6 +49,9 @@ pub struct MailApplier {
     /// Services whose files changed but whose reload has not succeeded yet: the files on
     /// disk already match, so only this remembers them for the next pass.
     pending: std::sync::Mutex<BTreeSet<Reader>>,
+    /// Users whose logins were lost from the account file but whose open sessions have
+    /// not been ended yet.
+    pending_kicks: std::sync::Mutex<BTreeSet<String>>,
 }
 
 impl MailApplier {
@@ -70,6 +73,7 @@ impl MailApplier {
             tree,
             login_policy,
             pending: Default::default(),
+            pending_kicks: Default::default(),
         }
     }
 }
@@ -233,6 +237,8 @@ impl Applier for MailApplier {
                 path: self.state.clone(),
                 message: e.to_string(),
             })??;
+            let (changed, lost) = changed;
+            crate::sync::lock(&self.pending_kicks).extend(lost);
             let changed: BTreeSet<Reader> = {
                 let mut pending = crate::sync::lock(&self.pending);
                 pending.extend(changed);
@@ -246,8 +252,9 @@ impl Applier for MailApplier {
             tls?;
             if !running {
                 self.system.start_unit(MAIL_UNIT).await?;
-                // It reads everything as it starts.
+                // It reads everything as it starts, and nobody has a session yet.
                 crate::sync::lock(&self.pending).clear();
+                crate::sync::lock(&self.pending_kicks).clear();
                 return Ok("mail machine started".to_owned());
             }
             let mut reloaded = Vec::new();
@@ -263,11 +270,23 @@ impl Applier for MailApplier {
                 }
             }
             crate::sync::lock(&self.pending).remove(&Reader::Accounts);
-            Ok(match (changed.is_empty(), reloaded.is_empty()) {
+            // Refused from now on, and their open sessions ended (Dovecot keeps them).
+            let kicks = std::mem::take(&mut *crate::sync::lock(&self.pending_kicks));
+            for user in &kicks {
+                if let Err(error) = self.system.end_mail_sessions(user).await {
+                    tracing::warn!(%user, %error, "cannot end the user's mail sessions");
+                }
+            }
+            let mut summary = match (changed.is_empty(), reloaded.is_empty()) {
                 (true, _) => UNCHANGED.to_owned(),
                 (false, true) => "accounts updated".to_owned(),
                 (false, false) => format!("reloaded {}", reloaded.join(", ")),
-            })
+            };
+            if !kicks.is_empty() {
+                let users: Vec<&str> = kicks.iter().map(String::as_str).collect();
+                summary.push_str(&format!("; ended the sessions of {}", users.join(", ")));
+            }
+            Ok(summary)
         })
     }
 }
@@ -298,8 +317,26 @@ impl MailApplier {
     }
 }
 
+/// The users with a login line in the account file at `path` that `next` no longer has
+/// as it is (disabled, deleted, a password changed or revoked).
+fn lost_logins(path: &Path, next: &[u8]) -> BTreeSet<String> {
+    let Ok(before) = std::fs::read_to_string(path) else {
+        return BTreeSet::new();
+    };
+    let next = String::from_utf8_lossy(next);
+    let kept: BTreeSet<&str> = next.lines().collect();
+    before
+        .lines()
+        .filter(|line| !line.starts_with('#') && !kept.contains(line))
+        .filter_map(|line| line.split([':', '/']).next())
+        .filter(|user| !user.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Makes the state directories, writes every file whose bytes differ, and says which
-/// services read a changed file (the TLS pair is read by both). The login policy's
+/// services read a changed file (the TLS pair is read by both) and whose logins were
+/// lost (see [`lost_logins`]). The login policy's
 /// socket directory goes to the machine's `dovecot` alone: its auth process asks there.
 fn write_machine(
     state: &Path,
@@ -308,7 +345,7 @@ fn write_machine(
     tls: Option<&(String, String)>,
     dkim_key: &str,
     login_dir: Option<&Path>,
-) -> Result<BTreeSet<Reader>, FileError> {
+) -> Result<(BTreeSet<Reader>, BTreeSet<String>), FileError> {
     let root = (MAIL_UID_BASE, MAIL_UID_BASE);
     let vmail = (MAIL_UID_BASE + VMAIL_UID, MAIL_UID_BASE + VMAIL_UID);
     let config = state.join("config");
@@ -334,12 +371,16 @@ fn write_machine(
         super::files::ensure_dir(dir, dovecot, 0o700)?;
     }
     let mut changed = BTreeSet::new();
+    let mut lost = BTreeSet::new();
     for (reader, file) in files {
         let gid = match file.group {
             Some(name) => ids.group(name)?,
             None => MAIL_UID_BASE,
         };
         let path = config.join(file.path);
+        if *reader == Reader::Accounts {
+            lost = lost_logins(&path, &file.bytes);
+        }
         if super::files::write_owned_if_changed(
             &path,
             &file.bytes,
@@ -369,7 +410,7 @@ fn write_machine(
     if super::files::write_owned_if_changed(&key_path, dkim_key.as_bytes(), 0o600, opendkim)? {
         changed.insert(Reader::Opendkim);
     }
-    Ok(changed)
+    Ok((changed, lost))
 }
 
 #[cfg(test)]
@@ -505,7 +546,25 @@ mod tests {
         let plan = applier.plan(&disabled).unwrap();
         assert_eq!(
             applier.apply(&plan, pass).await.unwrap(),
-            "reloaded dovecot.service"
+            "reloaded dovecot.service; ended the sessions of alice"
+        );
+        assert!(system.requests().contains(&"kick=mail/alice".to_owned()));
+    }
+
+    #[test]
+    fn logins_lost_from_the_account_file_name_their_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("passwd");
+        assert!(lost_logins(&path, b"alice:x\n").is_empty(), "no file yet");
+        std::fs::write(
+            &path,
+            "# header\nalice:x::::::a\nalice/1:y\nbob:z\ncarol:w\n",
+        )
+        .unwrap();
+        let lost = lost_logins(&path, b"# header\nalice:x::::::a\nbob:changed\ncarol:w\n");
+        assert_eq!(
+            lost.into_iter().collect::<Vec<_>>(),
+            vec!["alice".to_owned(), "bob".to_owned()]
         );
     }
 
