@@ -75,6 +75,12 @@ impl ProfileLinks {
         let link = self.by_digest.remove(&digest(ticket))?;
         (now.duration_since(link.made) < LIFETIME).then_some(link)
     }
+
+    /// Puts back a link taken for a download that failed: it works until it would have
+    /// expired anyway.
+    pub fn give_back(&mut self, ticket: &str, link: Link) {
+        self.by_digest.insert(digest(ticket), link);
+    }
 }
 
 #[cfg(test)]
@@ -93,6 +99,11 @@ mod tests {
         let link = links.take(&ticket, now).unwrap();
         assert_eq!((link.peer, link.issuer.as_str()), (phone.clone(), "alice"));
         assert!(links.take(&ticket, now).is_none(), "spent");
+        links.give_back(&ticket, link);
+        assert!(
+            links.take(&ticket, now).is_some(),
+            "given back after a failure"
+        );
         let late = links.issue(phone, "key", "alice", now);
         assert!(links.take(&late, now + LIFETIME).is_none(), "expired");
     }

@@ -576,6 +576,25 @@ pub async fn profile_by_link_get(
     let link = lock(&daemon.profile_links)
         .take(&ticket, std::time::Instant::now())
         .ok_or_else(gone)?;
+    let answer = profile_for_link(&daemon, &link, origin.source).await;
+    if answer.is_err() {
+        // A download that failed (too many app passwords, a full disk) leaves the link
+        // for another try.
+        lock(&daemon.profile_links).give_back(&ticket, link);
+    }
+    answer
+}
+
+async fn profile_for_link(
+    daemon: &Arc<Daemon>,
+    link: &crate::profile_links::Link,
+    source: Option<String>,
+) -> Result<Response, AppError> {
+    let gone = || {
+        AppError::NotFound(
+            "this link was used or has expired: make a new one on the device's page".into(),
+        )
+    };
     let settings = lock(&daemon.store).current().settings.clone();
     // The maker must still see the device, and it must be the same device.
     let issuer_sees = |peer: &Peer| match Username::parse(&link.issuer)
@@ -590,14 +609,14 @@ pub async fn profile_by_link_get(
         .filter(|peer| peer.public_key.to_string() == link.public_key && issuer_sees(peer))
         .cloned()
         .ok_or_else(gone)?;
-    let text = render_config(&daemon, &settings, &peer).await?;
+    let text = render_config(daemon, &settings, &peer).await?;
+    let accounts = profile_accounts(daemon, &settings, &peer, &link.issuer, source.clone()).await?;
     let record = Record::new(&link.issuer, "vpn.peer.config")
-        .source(origin.source.clone())
+        .source(source)
         .target(link.peer.as_str())
         .change("format", "mobileconfig (one-time link)");
-    super::record(&daemon, record).await?;
-    let accounts = profile_accounts(&daemon, &settings, &peer, &link.issuer, origin.source).await?;
-    Ok(mobileconfig(&daemon, &link.peer, &text, accounts.as_ref()))
+    super::record(daemon, record).await?;
+    Ok(mobileconfig(daemon, &link.peer, &text, accounts.as_ref()))
 }
 
 fn mobileconfig(
