@@ -97,7 +97,10 @@ mod tests {
         assert_eq!(ticket.len(), 32);
         assert_eq!(links.take("0000", now).map(|l| l.peer), None);
         let link = links.take(&ticket, now).unwrap();
-        assert_eq!((link.peer, link.issuer.as_str()), (phone.clone(), "alice"));
+        assert_eq!(
+            (link.peer.clone(), link.issuer.as_str()),
+            (phone.clone(), "alice")
+        );
         assert!(links.take(&ticket, now).is_none(), "spent");
         links.give_back(&ticket, link);
         assert!(
