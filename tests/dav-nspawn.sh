@@ -155,6 +155,10 @@ chunked() { head -c 200M /dev/zero | dav alice "$alice_app" PUT https://files.ho
 check "a streamed upload (no length) past the quota gets 507 too" [ "$(chunked)" = 507 ]
 check "and leaves nothing behind either" missing streamed.bin
 check "a small one still fits" [ "$(dav alice "$alice_app" PUT https://files.home.cell/note.txt --data-binary 'hello')" = 201 ]
+copy_to() { dav alice "$alice_app" COPY "https://files.home.cell/$1" -H "Destination: https://files.home.cell/$2"; }
+check "a copy that would pass the quota gets 507" [ "$(copy_to big.bin big-copy.bin)" = 507 ]
+check "and makes nothing" missing big-copy.bin
+check "a copy that fits is made" [ "$(copy_to note.txt note-copy.txt)" = 201 ]
 
 # --- the Files page: the same home in the browser ------------------------------------------
 page() { curl -s -o "$answer" -w '%{http_code}' -b "$jar" -c "$jar" "$@"; }

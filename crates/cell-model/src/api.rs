@@ -952,9 +952,12 @@ pub struct ProxyRouteSpec {
     pub vpn_allowed: Vec<std::net::IpAddr>,
 }
 
-/// `GET /v1/files/{name}/usage`: what a user's files home holds, against their quota.
+/// `GET /v1/files/{name}/usage[?path=/a/b]`: what a user's files home holds, against
+/// their quota; with `path`, also what that file or folder holds (what copying it adds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilesUsage {
     pub used_bytes: u64,
     pub quota_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_bytes: Option<u64>,
 }

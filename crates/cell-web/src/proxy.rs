@@ -284,7 +284,57 @@ pub async fn dispatch(State(proxy): State<Proxy>, request: Request, next: Next) 
         },
         _ => None,
     };
+    // A copy is made by the service from what is stored: it must fit before it starts.
+    if let (Some(user), true) = (&user, route.quota && request.method().as_str() == "COPY") {
+        if let Err(refusal) = copy_fits(&proxy, user, request.uri().path()).await {
+            return refusal;
+        }
+    }
     forward(&proxy, &route, client.ip(), user, quota, request).await
+}
+
+/// Whether what `path` (a URL path in the user's home) holds fits in what is left of
+/// their quota.
+async fn copy_fits(proxy: &Proxy, user: &str, path: &str) -> Result<(), Response> {
+    let Some(celld) = &proxy.celld else {
+        return Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the quota cannot be checked",
+        ));
+    };
+    let decoded = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| refuse(StatusCode::BAD_REQUEST, "the path is not UTF-8"))?;
+    let query = format!(
+        "/v1/files/{user}/usage?path={}",
+        celld_client::encode_component(&decoded)
+    );
+    match celld
+        .json::<FilesUsage>(Method::GET, &query, &OnBehalf::default(), None)
+        .await
+    {
+        Ok(usage) => {
+            let left = usage.quota_bytes.saturating_sub(usage.used_bytes);
+            if usage.path_bytes.unwrap_or(0) > left {
+                Err(refuse(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "this copy does not fit in your files quota",
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        Err(ClientError::Refused { status, .. }) if status == StatusCode::BAD_REQUEST => {
+            Err(refuse(StatusCode::BAD_REQUEST, "not a path in your files"))
+        }
+        Err(error) => {
+            tracing::warn!(%error, user, "cannot read a files quota");
+            Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the quota cannot be checked now",
+            ))
+        }
+    }
 }
 
 /// How many bytes `user` may still upload, from celld.

@@ -260,4 +260,44 @@ async fn an_upload_past_the_files_quota_gets_507_and_never_reaches_the_service_w
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 507"), "{answer}");
     assert_eq!(received.load(Ordering::SeqCst), 5, "nothing more stored");
+
+    // A copy is made by the service from what is stored: it must fit in what is left.
+    let home = cell.dir.path().join("state/dav/files/alice");
+    std::fs::create_dir_all(home.join("album")).unwrap();
+    std::fs::write(home.join("album/big.bin"), vec![0u8; 600 << 10]).unwrap();
+    std::fs::write(home.join("note.txt"), "hello").unwrap();
+    let copy = |destination: &'static str| {
+        [
+            ("host", "files.home.cell"),
+            ("authorization", authorization.as_str()),
+            ("destination", destination),
+        ]
+    };
+    let refused = raw(
+        cell.addr,
+        "COPY",
+        "/album",
+        &copy("https://files.home.cell/album2"),
+        "",
+    )
+    .await;
+    assert_eq!(refused.status, 507, "{}", refused.body);
+    let fits = raw(
+        cell.addr,
+        "COPY",
+        "/note.txt",
+        &copy("https://files.home.cell/note2.txt"),
+        "",
+    )
+    .await;
+    assert_eq!(fits.status, 201, "{}", fits.body);
+    let outside = raw(
+        cell.addr,
+        "COPY",
+        "/album/%2e%2e/%2e%2e/bob",
+        &copy("https://files.home.cell/bob2"),
+        "",
+    )
+    .await;
+    assert_eq!(outside.status, 400, "{}", outside.body);
 }

@@ -92,6 +92,29 @@ pub fn files_usage(state_dir: &Path, user: &cell_model::Username) -> std::io::Re
     Ok(usage(&files.join(user.as_str()))?.saturating_add(props))
 }
 
+/// What the file or folder at `path` (a decoded URL path in the user's home, `/` the home
+/// itself) holds; a missing one holds nothing. None when the path could leave the home.
+pub fn path_usage(
+    state_dir: &Path,
+    user: &cell_model::Username,
+    path: &str,
+) -> Option<std::io::Result<u64>> {
+    let mut at = state_dir.join(STATE_DIR).join("files").join(user.as_str());
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        if segment == "." || segment == ".." || segment.contains('\0') {
+            return None;
+        }
+        at.push(segment);
+    }
+    Some(match std::fs::symlink_metadata(&at) {
+        Ok(meta) if meta.is_dir() => usage(&at),
+        Ok(meta) if meta.is_file() => Ok(meta.len()),
+        Ok(_) => Ok(0),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(error) => Err(error),
+    })
+}
+
 /// The bytes of every file under `home` (none: 0). Symbolic links are not followed.
 pub fn usage(home: &Path) -> std::io::Result<u64> {
     let mut total = 0u64;
@@ -123,6 +146,23 @@ pub fn usage(home: &Path) -> std::io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_in_a_home_holds_what_is_under_it_and_cannot_leave_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let alice = cell_model::Username::parse("alice").unwrap();
+        let home = dir.path().join(STATE_DIR).join("files/alice");
+        std::fs::create_dir_all(home.join("photos/2026")).unwrap();
+        std::fs::write(home.join("photos/a.jpg"), [0u8; 300]).unwrap();
+        std::fs::write(home.join("photos/2026/b.jpg"), [0u8; 200]).unwrap();
+        std::fs::write(home.join("note.txt"), b"hello").unwrap();
+        let at = |path: &str| path_usage(dir.path(), &alice, path).map(|r| r.unwrap());
+        assert_eq!(at("/photos/"), Some(500));
+        assert_eq!(at("/photos/2026/b.jpg"), Some(200));
+        assert_eq!(at("/"), Some(505));
+        assert_eq!(at("/missing"), Some(0));
+        assert_eq!(at("/photos/../../bob"), None);
+    }
 
     #[test]
     fn only_enabled_web_services_are_routed_with_their_login() {

@@ -52,11 +52,18 @@ pub async fn proxy_get(
     .into_response())
 }
 
+#[derive(Debug, Deserialize)]
+pub struct UsageQuery {
+    /// A decoded URL path in the home: what it holds is answered too.
+    path: Option<String>,
+}
+
 /// How much a user's files home holds, and may hold.
 pub async fn files_usage_get(
     State(daemon): State<Arc<Daemon>>,
     ConnectInfo(peer): ConnectInfo<Peer>,
     Path(name): Path<String>,
+    Query(query): Query<UsageQuery>,
 ) -> Result<Json<FilesUsage>, AppError> {
     front_door_only(&daemon, &peer)?;
     let name = Username::parse(&name).map_err(|message| AppError::field("name", message))?;
@@ -67,13 +74,23 @@ pub async fn files_usage_get(
         .map(|user| user.files_quota_mib())
         .ok_or_else(|| AppError::NotFound(format!("there is no user '{name}'")))?;
     let state_dir = daemon.config.state_dir.clone();
-    let used_bytes = blocking(move || {
-        crate::dav::files_usage(&state_dir, &name)
-            .map_err(|e| AppError::Internal(format!("reading {name}'s files: {e}")))
+    let (used_bytes, path_bytes) = blocking(move || {
+        let failed = |e: std::io::Error| AppError::Internal(format!("reading {name}'s files: {e}"));
+        let used = crate::dav::files_usage(&state_dir, &name).map_err(failed)?;
+        let at = match query.path {
+            Some(path) => Some(
+                crate::dav::path_usage(&state_dir, &name, &path)
+                    .ok_or_else(|| AppError::field("path", "a path in the home, without . or .."))?
+                    .map_err(failed)?,
+            ),
+            None => None,
+        };
+        Ok((used, at))
     })
     .await?;
     Ok(Json(FilesUsage {
         used_bytes,
         quota_bytes: u64::from(quota_mib) * 1024 * 1024,
+        path_bytes,
     }))
 }
