@@ -673,16 +673,17 @@ async fn upload_post(
         let Some(target) = field.file_name().and_then(|f| dir.child(f.trim())) else {
             return bad_name(&state, &user, &dir).await;
         };
-        let mut left = match crate::proxy::room_left(&state.proxy, &name).await {
-            Ok(left) => left,
+        let budget = match crate::proxy::start_upload(&state.proxy, &name).await {
+            Ok(budget) => budget,
             Err(refusal) => return Ok(refusal),
         };
+        let feeding = budget.clone();
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
         let feed = async move {
             loop {
                 match field.chunk().await {
                     Ok(Some(chunk)) => {
-                        let Some(rest) = left.checked_sub(chunk.len() as u64) else {
+                        if !feeding.take(chunk.len() as u64) {
                             let _ = sender
                                 .send(Err(axum::Error::new("over the files quota")))
                                 .await;
@@ -696,8 +697,7 @@ async fn upload_post(
                                 }
                             }
                             return true;
-                        };
-                        left = rest;
+                        }
                         if sender.send(Ok(chunk)).await.is_err() {
                             return false;
                         }
@@ -727,6 +727,10 @@ async fn upload_post(
             answer.map(|a| a.status().as_u16())
         };
         let failed = !matches!(stored, Ok(200..=299));
+        if !failed {
+            budget.stored();
+        }
+        drop(budget);
         outcome = Some(stored);
         if failed {
             break;

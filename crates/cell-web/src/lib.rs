@@ -23,6 +23,7 @@ mod security_headers;
 pub mod session;
 pub mod tls;
 mod update_page;
+mod upload_budget;
 mod vpn_pages;
 
 use std::sync::atomic::AtomicBool;

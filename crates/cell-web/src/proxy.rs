@@ -122,6 +122,8 @@ pub struct Proxy {
     client: Client<HttpConnector, Body>,
     /// Checks service logins.
     celld: Option<CelldClient>,
+    /// Uploads in flight, held together to each user's quota.
+    budgets: Arc<crate::upload_budget::Budgets>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -141,6 +143,7 @@ impl Default for Proxy {
             routes: Arc::default(),
             client: Client::builder(TokioExecutor::new()).build(connector),
             celld: None,
+            budgets: Arc::default(),
         }
     }
 }
@@ -213,7 +216,7 @@ impl Proxy {
         let body = Body::new(WatchedBody {
             upload,
             inner: body,
-            left: None,
+            budget: None,
             exceeded: Arc::new(AtomicBool::new(false)),
             moved: moved.clone(),
         });
@@ -278,8 +281,8 @@ pub async fn dispatch(State(proxy): State<Proxy>, request: Request, next: Next) 
         }
     };
     let quota = match (&user, route.quota && request.method() == Method::PUT) {
-        (Some(user), true) => match room_left(&proxy, user).await {
-            Ok(left) => Some(left),
+        (Some(user), true) => match start_upload(&proxy, user).await {
+            Ok(upload) => Some(upload),
             Err(refusal) => return refusal,
         },
         _ => None,
@@ -337,6 +340,16 @@ async fn copy_fits(proxy: &Proxy, user: &str, path: &str) -> Result<(), Response
     }
 }
 
+/// Starts an upload of `user`'s, held with their others in flight to what their quota
+/// leaves.
+pub(crate) async fn start_upload(
+    proxy: &Proxy,
+    user: &str,
+) -> Result<Arc<crate::upload_budget::Upload>, Response> {
+    let left = room_left(proxy, user).await?;
+    Ok(proxy.budgets.join(user, left))
+}
+
 /// How many bytes `user` may still upload, from celld.
 pub(crate) async fn room_left(proxy: &Proxy, user: &str) -> Result<u64, Response> {
     let Some(celld) = &proxy.celld else {
@@ -368,7 +381,7 @@ pub(crate) async fn room_left(proxy: &Proxy, user: &str) -> Result<u64, Response
 /// 507.
 struct WatchedBody {
     inner: Body,
-    left: Option<u64>,
+    budget: Option<Arc<crate::upload_budget::Upload>>,
     exceeded: Arc<AtomicBool>,
     moved: Arc<std::sync::Mutex<tokio::time::Instant>>,
     /// Whether moving pushes the answer's deadline on: for uploads (PUT) only, so that
@@ -394,19 +407,18 @@ impl hyper::body::Body for WatchedBody {
             Some(Ok(frame)) => frame.data_ref().map_or(0, |d| d.len() as u64),
             _ => 0,
         };
-        if let Some(left) = self.left {
-            match left.checked_sub(length) {
-                Some(left) => self.left = Some(left),
-                None => {
-                    self.exceeded.store(true, Ordering::SeqCst);
-                    // The client is still sending: read on (and drop) what it sends while
-                    // it gets its 507, as a connection closed on unread data is reset and
-                    // the answer with it.
-                    let rest = std::mem::replace(&mut self.inner, Body::empty());
-                    tokio::spawn(drain(rest));
-                    return Poll::Ready(Some(Err(axum::Error::new("over the files quota"))));
-                }
-            }
+        if self
+            .budget
+            .as_ref()
+            .is_some_and(|budget| !budget.take(length))
+        {
+            self.exceeded.store(true, Ordering::SeqCst);
+            // The client is still sending: read on (and drop) what it sends while it gets
+            // its 507, as a connection closed on unread data is reset and the answer with
+            // it.
+            let rest = std::mem::replace(&mut self.inner, Body::empty());
+            tokio::spawn(drain(rest));
+            return Poll::Ready(Some(Err(axum::Error::new("over the files quota"))));
         }
         Poll::Ready(frame)
     }
@@ -692,7 +704,7 @@ async fn forward(
     route: &ProxyRoute,
     client: IpAddr,
     user: Option<String>,
-    quota: Option<u64>,
+    quota: Option<Arc<crate::upload_budget::Upload>>,
     mut request: Request,
 ) -> Response {
     let declared = request
@@ -708,8 +720,8 @@ async fn forward(
             );
         }
     }
-    if let (Some(left), Some(length)) = (quota, declared) {
-        if length > left {
+    if let (Some(budget), Some(length)) = (&quota, declared) {
+        if !budget.reserve(length) {
             // A client that did not ask to wait for a 100 Continue is sending already:
             // read on while it hears the refusal, as a connection closed on unread data
             // is reset (and some, curl 7.88 over HTTP/2, drop an answer whose stream is
@@ -830,7 +842,7 @@ async fn forward(
     let body = Body::new(WatchedBody {
         upload: parts.method == Method::PUT,
         inner: body,
-        left: quota,
+        budget: quota.clone(),
         exceeded: exceeded.clone(),
         moved: moved.clone(),
     });
@@ -840,7 +852,12 @@ async fn forward(
     )
     .await;
     let mut answer = match sent {
-        Ok(Ok(answer)) => answer,
+        Ok(Ok(answer)) => {
+            if let Some(budget) = quota.filter(|_| answer.status().is_success()) {
+                budget.stored();
+            }
+            answer
+        }
         Ok(Err(_)) if exceeded.load(Ordering::SeqCst) => return over_quota(),
         Ok(Err(error)) => {
             tracing::warn!(host, backend = %route.backend, %error, "the backend did not answer");

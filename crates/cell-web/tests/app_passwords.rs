@@ -261,6 +261,35 @@ async fn an_upload_past_the_files_quota_gets_507_and_never_reaches_the_service_w
     assert!(answer.starts_with("HTTP/1.1 507"), "{answer}");
     assert_eq!(received.load(Ordering::SeqCst), 5, "nothing more stored");
 
+    // Two uploads at once draw on one budget: 700 KiB in flight leaves no room for 400.
+    let start = |path: &'static str| {
+        let authorization = authorization.clone();
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(cell.addr).await.unwrap();
+            let head = format!(
+                "PUT {path} HTTP/1.1\r\nhost: files.home.cell\r\nauthorization: {authorization}\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await.unwrap();
+            stream
+        }
+    };
+    let send_kib = |kib: usize| format!("{:x}\r\n{}\r\n", kib << 10, "z".repeat(kib << 10));
+    let mut first = start("/first.bin").await;
+    first.write_all(send_kib(700).as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut second = start("/second.bin").await;
+    let _ = second.write_all(send_kib(400).as_bytes()).await;
+    let _ = second.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = second.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 507"), "the second: {answer}");
+    first.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    first.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "the first: {answer}");
+
     // A copy is made by the service from what is stored: it must fit in what is left.
     let home = cell.dir.path().join("state/dav/files/alice");
     std::fs::create_dir_all(home.join("album")).unwrap();
