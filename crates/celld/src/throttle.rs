@@ -63,26 +63,36 @@ impl Throttle {
         self.forget_old(now);
         let mut outcome = Outcome::Counted;
         for key in keys {
-            let attempts = self.keys.entry((*key).to_owned()).or_insert(Attempts {
-                count: 0,
-                last: now,
-                locked_until: None,
-            });
-            if attempts.locked_until.is_some_and(|until| until <= now) {
-                *attempts = Attempts {
-                    count: 0,
-                    last: now,
-                    locked_until: None,
-                };
-            }
-            attempts.count += 1;
-            attempts.last = now;
-            if attempts.count >= LOCKOUT_AFTER && attempts.locked_until.is_none() {
-                attempts.locked_until = Some(now + LOCKOUT);
+            if self.count(key, now) == Outcome::LockedOut {
                 outcome = Outcome::LockedOut;
             }
         }
         Ok(outcome)
+    }
+
+    /// Counts a failure against `key` after the fact, whether or not it must wait now (a
+    /// mail login's address: checked before the password, counted once it failed, so that
+    /// the logins that succeed never slow each other).
+    pub fn count(&mut self, key: &str, now: Instant) -> Outcome {
+        let attempts = self.keys.entry(key.to_owned()).or_insert(Attempts {
+            count: 0,
+            last: now,
+            locked_until: None,
+        });
+        if attempts.locked_until.is_some_and(|until| until <= now) {
+            *attempts = Attempts {
+                count: 0,
+                last: now,
+                locked_until: None,
+            };
+        }
+        attempts.count += 1;
+        attempts.last = now;
+        if attempts.count >= LOCKOUT_AFTER && attempts.locked_until.is_none() {
+            attempts.locked_until = Some(now + LOCKOUT);
+            return Outcome::LockedOut;
+        }
+        Outcome::Counted
     }
 
     /// Gives back an attempt that turned out not to be a guess (the hash never ran, or the

@@ -17,11 +17,6 @@ const SUBMISSIONS: u16 = PORTS[1].1;
 const SUBMISSION: u16 = PORTS[2].1;
 const IMAPS: u16 = PORTS[3].1;
 
-/// App passwords a mail login can use per account: Dovecot looks each up in its own
-/// passdb (a passwd-file keeps one line per key), and a wrong password costs one hash
-/// check per slot, so the number is kept small. The oldest passwords get the slots.
-pub const APP_PASSWORD_SLOTS: usize = 8;
-
 /// Where the machine sees the files of [`render`] (bound in read-only).
 pub const CONFIG_DIR: &str = "/etc/cell-mail";
 /// The TLS pair the cell writes beside the rendered files.
@@ -337,9 +332,9 @@ fn relay_password(mail: &Mail) -> String {
     out
 }
 
-/// Dovecot's accounts: `name` holds the account password, `name/1`… the app passwords
-/// (one passdb per slot in dovecot.conf), each line with the field that names the password
-/// for the login policy. Disabled users have no line: their next login is refused, as soon
+/// Dovecot's accounts: `name` holds the account password, `name/<id>` each app password
+/// (looked up by the first group of what was typed), each line with the field that names
+/// the password for the login policy. Disabled users have no line: their next login is refused, as soon
 /// as Dovecot sees the file change (celld's policy refuses it before that).
 fn passwd(mail: &Mail) -> String {
     let mut out = String::from(HEADER);
@@ -350,18 +345,10 @@ fn passwd(mail: &Mail) -> String {
                 user.name
             ));
         }
-        for (slot, app) in user
-            .app_passwords
-            .iter()
-            .take(APP_PASSWORD_SLOTS)
-            .enumerate()
-        {
+        for app in &user.app_passwords {
             out.push_str(&format!(
                 "{}/{}:{{ARGON2ID}}{}::::::{LOGIN_FIELD}={}\n",
-                user.name,
-                slot + 1,
-                app.hash,
-                app.id
+                user.name, app.id, app.hash, app.id
             ));
         }
     }
@@ -449,9 +436,6 @@ impl DovecotConf<'_> {
     }
     fn imaps(&self) -> u16 {
         IMAPS
-    }
-    fn slots(&self) -> std::ops::RangeInclusive<usize> {
-        1..=APP_PASSWORD_SLOTS
     }
 }
 

@@ -97,8 +97,7 @@ pub async fn app_passwords_post(
 }
 
 /// Makes an app password named `label` for account `name` on behalf of `actor`. With
-/// `replace`, one of the same name is replaced where it stands (a device's profile
-/// downloaded again): it keeps its place among the oldest, which mail accepts.
+/// `replace`, one of the same name is replaced (a device's profile downloaded again).
 pub(super) async fn issue(
     daemon: &Arc<Daemon>,
     actor: &str,

@@ -1,7 +1,8 @@
 //! Dovecot's login policy (`auth_policy_server_url`), served on a socket of its own that
 //! only the mail machine's `dovecot` can reach. Every IMAP and SMTP login is put to it
-//! three times: before the password is checked (the cell's one login throttle, counted
-//! at once like the web's), after it matched (is the account still enabled and that app
+//! three times: before the password is checked (the cell's one login throttle: the
+//! account counted at once like the web's, the address checked, and counted once a login
+//! from it failed), after it matched (is the account still enabled and that app
 //! password not revoked, whatever the machine's account file says yet), and with the
 //! outcome (failures audited, the throttle cleared, the app password's last use noted).
 //! The password itself never comes here: Dovecot sends a digest salted with a nonce only
@@ -147,7 +148,14 @@ async fn before(
         return Ok(PolicyAnswer::go_on());
     }
     let (account, address) = login.keys();
-    let outcome = lock(&daemon.throttle).attempt(&[&account, &address], now);
+    // The account is counted now (a burst against it gets no more guesses than the
+    // schedule allows); the address only once a login from it failed (see report).
+    let outcome = {
+        let mut throttle = lock(&daemon.throttle);
+        throttle
+            .check(&address, now)
+            .and_then(|()| throttle.attempt(&[&account], now))
+    };
     match outcome {
         Err(_) => Ok(PolicyAnswer::refuse(
             "too many failed logins; try again later",
@@ -207,14 +215,8 @@ async fn report(
             && lock(&daemon.mail_trust)
                 .get(&login.account, &request.pwhash, generation, now)
                 .is_some();
-        let (account, address) = login.keys();
-        {
-            let mut throttle = lock(&daemon.throttle);
-            throttle.clear(&account);
-            if !trusted {
-                throttle.refund(&address);
-            }
-        }
+        let (account, _) = login.keys();
+        lock(&daemon.throttle).clear(&account);
         let app = Username::parse(&login.account)
             .ok()
             .and_then(|name| settings.user(&name))
@@ -245,12 +247,23 @@ async fn report(
             .await;
         }
     } else if !(request.policy_reject && request.cell_login.is_empty()) {
-        if request.policy_reject {
-            // The password matched and the settings refused it: not a guess.
-            let (account, address) = login.keys();
+        let (account, address) = login.keys();
+        let address_locked_out = {
             let mut throttle = lock(&daemon.throttle);
-            throttle.refund(&account);
-            throttle.refund(&address);
+            if request.policy_reject {
+                // The password matched and the settings refused it: not a guess.
+                throttle.refund(&account);
+                false
+            } else {
+                throttle.count(&address, now) == Outcome::LockedOut
+            }
+        };
+        if address_locked_out {
+            let lockout = Record::new("-", "auth.lockout")
+                .source(login.source.clone())
+                .target(&address)
+                .change("service", SERVICE);
+            record(daemon, lockout).await?;
         }
         let mut failure = Record::new("-", "auth.service_failure")
             .source(login.source.clone())
