@@ -89,6 +89,14 @@ phone_used_by_mail() {
         [ "$(field '[a["last_service"] for a in v if a["name"] == "phone"]')" = "['mail']" ]
 }
 check "bob's app password list shows its last use, by mail" wait_until 10 phone_used_by_mail
+# Dovecot finds an app password by its id: the tenth works as well as the first.
+api_login bob "bobs own passphrase"
+for n in $(seq 2 10); do
+    api POST /api/v1/users/bob/app-passwords "{\"name\":\"device $n\"}" >/dev/null
+done
+tenth=$(field 'v["password"]')
+api_login alice "correct horse battery"
+check "bob's tenth app password reads his mail too" wait_until 15 imap_fetch bob "$tenth" "first-$token"
 
 # --- the zone's mail records, and the DKIM signature checked against them ---------------
 dig_short() { kdig +time=2 +retry=1 +short @"$address" "$@" 2>/dev/null; }
