@@ -30,7 +30,8 @@ pub async fn relay_get(State(daemon): State<Arc<Daemon>>, _admin: Admin) -> Json
 
 /// Sets the relay. A password is needed the first time and whenever the host or the
 /// username changes (the old one was for another login); it is stored before the
-/// settings, which then say when it was set, so the change reaches the mail machine.
+/// settings, stamped with when it was set, which the settings then say: the change
+/// reaches the mail machine, and no pass offers it to the relay set before.
 pub async fn relay_put(
     State(daemon): State<Arc<Daemon>>,
     Admin(actor): Admin,
@@ -67,7 +68,7 @@ pub async fn relay_put(
     let worker = daemon.clone();
     blocking(move || {
         if let Some(password) = &edit.password {
-            crate::mail_relay::set_password(&worker.secrets, password)
+            crate::mail_relay::set_password(&worker.secrets, relay.password_set, password)
                 .map_err(|e| AppError::Internal(format!("storing the relay's password: {e}")))?;
         }
         let mut record = Record::new(&actor.name, "mail.relay")

@@ -171,7 +171,7 @@ impl Applier for MailApplier {
         if let Some(relay) = &settings.mail.relay {
             // A missing secret must not stop the whole cell's pass (a user being disabled
             // among it): the machine is planned without the relay, its mail held.
-            match crate::mail_relay::password(&self.secrets) {
+            match crate::mail_relay::password(&self.secrets, relay) {
                 Ok(Some(password)) => {
                     config.relay = Some(mail::Relay {
                         host: relay.host.clone(),
@@ -182,7 +182,7 @@ impl Applier for MailApplier {
                     });
                 }
                 Ok(None) => {
-                    tracing::error!(relay = %relay.host, "the relay's password is missing: outgoing mail is held until the relay is set again");
+                    tracing::error!(relay = %relay.host, "the relay's password is missing, or was stored for another relay setting: outgoing mail is held until the relay is set again");
                     config.hold_outbound = true;
                 }
                 Err(error) => {
@@ -592,7 +592,8 @@ mod tests {
             "without its password the relay is left out and outgoing mail held: {main_cf}"
         );
         let secrets = cell_secrets::SecretStore::open(&dir.path().join("secrets")).unwrap();
-        crate::mail_relay::set_password(&secrets, "relay secret").unwrap();
+        crate::mail_relay::set_password(&secrets, jiff::Timestamp::UNIX_EPOCH, "relay secret")
+            .unwrap();
         let MailPlan::On { files, .. } = applier.plan(&public).unwrap() else {
             panic!("mail is on");
         };
