@@ -135,17 +135,77 @@ fn read_error(path: &Path) -> impl FnOnce(io::Error) -> DataError + '_ {
     }
 }
 
-/// Entries of `dir` in name order; a missing directory has none.
-fn entries(dir: &Path) -> Result<Vec<fs::DirEntry>, DataError> {
-    let mut entries = match fs::read_dir(dir) {
-        Ok(entries) => entries
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(read_error(dir))?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(read_error(dir)(e)),
-    };
-    entries.sort_by_key(|e| e.file_name());
-    Ok(entries)
+/// A directory opened without following a link, whose entries are opened relative to it:
+/// one swapped for a link while it is walked is never followed (the machines own these
+/// directories, and what runs in them could try).
+struct OpenDir(std::os::fd::OwnedFd);
+
+/// What an entry of an [`OpenDir`] is, opened.
+enum Child {
+    Dir(OpenDir),
+    File(File),
+    /// A link, a device, a pipe, or gone since it was listed.
+    Other,
+}
+
+fn dir_flags() -> nix::fcntl::OFlag {
+    use nix::fcntl::OFlag;
+    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+}
+
+impl OpenDir {
+    /// The directory at `path`; none when it is missing or not a directory (a link).
+    fn open(path: &Path) -> Result<Option<Self>, DataError> {
+        use nix::errno::Errno;
+        match nix::fcntl::open(path, dir_flags(), nix::sys::stat::Mode::empty()) {
+            Ok(fd) => Ok(Some(Self(fd))),
+            Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP) => Ok(None),
+            Err(e) => Err(read_error(path)(e.into())),
+        }
+    }
+
+    /// Its entries' names, sorted.
+    fn names(&self) -> io::Result<Vec<std::ffi::OsString>> {
+        use std::os::unix::ffi::OsStrExt;
+        // A description of its own, so that listing does not move a shared offset.
+        let mut dir =
+            nix::dir::Dir::openat(&self.0, ".", dir_flags(), nix::sys::stat::Mode::empty())?;
+        let mut names = Vec::new();
+        for entry in dir.iter() {
+            let bytes = entry?.file_name().to_bytes().to_owned();
+            if bytes != b"." && bytes != b".." {
+                names.push(std::ffi::OsStr::from_bytes(&bytes).to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn child(&self, name: &std::ffi::OsStr) -> io::Result<Child> {
+        use nix::errno::Errno;
+        use nix::fcntl::OFlag;
+        let mode = nix::sys::stat::Mode::empty();
+        match nix::fcntl::openat(&self.0, name, dir_flags(), mode) {
+            Ok(fd) => return Ok(Child::Dir(Self(fd))),
+            Err(Errno::ENOTDIR) => {}
+            Err(Errno::ELOOP | Errno::ENOENT) => return Ok(Child::Other),
+            Err(e) => return Err(e.into()),
+        }
+        // Never waits on a pipe someone left there.
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        match nix::fcntl::openat(&self.0, name, flags, mode) {
+            Ok(fd) => {
+                let file = File::from(fd);
+                Ok(if file.metadata()?.is_file() {
+                    Child::File(file)
+                } else {
+                    Child::Other
+                })
+            }
+            Err(Errno::ELOOP | Errno::ENOENT | Errno::ENXIO) => Ok(Child::Other),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 /// Dovecot's indexes and caches beside the messages: rebuilt by any server, useless to
@@ -154,52 +214,59 @@ fn dovecot_index(name: &str) -> bool {
     name.starts_with("dovecot.index") || name.starts_with("dovecot.list.index")
 }
 
-/// `dir` under `inside`, without the files `skip` names.
+/// The directory at `path` (when it is one) under `inside`, without the files `skip` names.
 fn add_tree<W: Write>(
     tar: &mut tar::Builder<W>,
-    dir: &Path,
+    path: &Path,
     inside: &Path,
     skip: fn(&str) -> bool,
 ) -> Result<(), DataError> {
-    // Not through a link: the machines own these directories.
-    if !dir.symlink_metadata().is_ok_and(|m| m.is_dir()) {
-        return Ok(());
+    match OpenDir::open(path)? {
+        Some(dir) => add_dir(tar, &dir, path, inside, skip),
+        None => Ok(()),
     }
+}
+
+fn add_dir<W: Write>(
+    tar: &mut tar::Builder<W>,
+    dir: &OpenDir,
+    path: &Path,
+    inside: &Path,
+    skip: fn(&str) -> bool,
+) -> Result<(), DataError> {
     add_directory(tar, inside)?;
-    for entry in entries(dir)? {
-        if skip(&entry.file_name().to_string_lossy()) {
+    for name in dir.names().map_err(read_error(path))? {
+        if skip(&name.to_string_lossy()) {
             continue;
         }
-        let path = entry.path();
-        let meta = path.symlink_metadata().map_err(read_error(&path))?;
-        let name = inside.join(entry.file_name());
-        if meta.is_dir() {
-            add_tree(tar, &path, &name, skip)?;
-        } else if meta.is_file() {
-            let file = match open_no_follow(&path) {
-                Ok(file) => file,
-                // Gone since it was listed (a message moved by the mail server).
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(read_error(&path)(e)),
-            };
-            let size = meta.len();
-            let mut header = file_header(size);
-            // Exactly `size` bytes, however the file changes while it is read.
-            let body = file.take(size).chain(io::repeat(0)).take(size);
-            tar.append_data(&mut header, &name, body)
-                .map_err(DataError::Write)?;
+        let child_path = path.join(&name);
+        let entry = inside.join(&name);
+        match dir.child(&name).map_err(read_error(&child_path))? {
+            Child::Dir(sub) => add_dir(tar, &sub, &child_path, &entry, skip)?,
+            Child::File(file) => {
+                let size = file.metadata().map_err(read_error(&child_path))?.len();
+                let mut header = file_header(size);
+                // Exactly `size` bytes, however the file changes while it is read.
+                let body = file.take(size).chain(io::repeat(0)).take(size);
+                tar.append_data(&mut header, &entry, body)
+                    .map_err(DataError::Write)?;
+            }
+            Child::Other => {}
         }
     }
     Ok(())
 }
 
-/// Opens a regular file, refusing one swapped for a link since it was listed.
-fn open_no_follow(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    File::options()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
+/// A regular file's text in `dir`; none when it is missing or not a regular file.
+fn read_text(dir: &OpenDir, path: &Path, name: &str) -> Result<Option<String>, DataError> {
+    let at = path.join(name);
+    match dir
+        .child(std::ffi::OsStr::new(name))
+        .map_err(read_error(&at))?
+    {
+        Child::File(file) => io::read_to_string(file).map(Some).map_err(read_error(&at)),
+        _ => Ok(None),
+    }
 }
 
 fn file_header(size: u64) -> tar::Header {
@@ -231,36 +298,39 @@ fn add_text<W: Write>(tar: &mut tar::Builder<W>, name: &Path, text: &str) -> Res
 /// per item, `.Radicale.props` saying which it is) as one file.
 fn add_collections<W: Write>(
     tar: &mut tar::Builder<W>,
-    dir: &Path,
+    path: &Path,
     root: &Path,
 ) -> Result<(), DataError> {
-    for entry in entries(dir)? {
-        let path = entry.path();
-        let collection = entry.file_name().to_string_lossy().into_owned();
-        if collection.starts_with('.') || !path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+    let Some(dir) = OpenDir::open(path)? else {
+        return Ok(());
+    };
+    for name in dir.names().map_err(read_error(path))? {
+        let collection = name.to_string_lossy().into_owned();
+        let collection_path = path.join(&name);
+        if collection.starts_with('.') {
             continue;
         }
-        let props = match open_no_follow(&path.join(".Radicale.props")).and_then(io::read_to_string)
-        {
-            Ok(props) => props,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(read_error(&path)(e)),
+        let Child::Dir(collection_dir) = dir.child(&name).map_err(read_error(&collection_path))?
+        else {
+            continue;
+        };
+        let Some(props) = read_text(&collection_dir, &collection_path, ".Radicale.props")? else {
+            continue;
         };
         let tag = serde_json::from_str::<serde_json::Value>(&props)
             .ok()
             .and_then(|v| v.get("tag").and_then(|t| t.as_str()).map(str::to_owned));
         let mut items = Vec::new();
-        for item in entries(&path)? {
-            let item_path = item.path();
-            if item.file_name().to_string_lossy().starts_with('.')
-                || !item_path.symlink_metadata().is_ok_and(|m| m.is_file())
-            {
+        for item in collection_dir
+            .names()
+            .map_err(read_error(&collection_path))?
+        {
+            let item = item.to_string_lossy().into_owned();
+            if item.starts_with('.') {
                 continue;
             }
-            match open_no_follow(&item_path).and_then(io::read_to_string) {
-                Ok(text) => items.push(text),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(read_error(&item_path)(e)),
+            if let Some(text) = read_text(&collection_dir, &collection_path, &item)? {
+                items.push(text);
             }
         }
         match tag.as_deref() {
@@ -448,6 +518,17 @@ mod tests {
         write(&state.join("dav/files/alice/docs/note.txt"), "hello");
         write(&state.join("dav/files/.props/alice.sqlite"), "props");
         std::os::unix::fs::symlink("/etc/shadow", state.join("dav/files/alice/link")).unwrap();
+        // A directory link (what a swapped directory would be) and a pipe are passed by.
+        std::os::unix::fs::symlink(
+            state.join("dav/files/bob"),
+            state.join("dav/files/alice/dirlink"),
+        )
+        .unwrap();
+        nix::unistd::mkfifo(
+            &state.join("dav/files/alice/pipe"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
         // Another account's data stays out of it.
         write(&state.join("dav/files/bob/secret.txt"), "bob's");
 
@@ -472,9 +553,10 @@ mod tests {
             "BEGIN:VCARD\r\nFN:Bob\r\nEND:VCARD\r\n"
         );
         assert!(
-            !seen
-                .keys()
-                .any(|k| k.contains("link") || k.contains("bob") || k.contains("cache")),
+            !seen.keys().any(|k| k.contains("link")
+                || k.contains("bob")
+                || k.contains("cache")
+                || k.contains("pipe")),
             "{seen:?}"
         );
         assert!(
