@@ -87,24 +87,28 @@ trust_cell_root() {
     export CURL_HOME=$tmp
 }
 
-# imap_has ADDRESS PORT NAME USER PASSWORD SUBJECT: logs in over IMAPS at ADDRESS:PORT,
-# trusting only the cell's root for the certificate of NAME, and looks for a message with
-# SUBJECT in the inbox. Exit 0: there; 2: the login was refused; anything else: another
-# failure (its error goes to $tmp/imap.log).
+# imap_has ADDRESS PORT NAME USER PASSWORD SUBJECT: logs in over IMAPS at ADDRESS:PORT
+# (from $IMAP_SOURCE when set), trusting only the cell's root for the certificate of NAME,
+# and looks for a message with SUBJECT in the inbox. Exit 0: there; 2: the login was
+# refused; anything else: another failure (its error goes to $tmp/imap.log).
 imap_has() {
-    python3 - "$cell_root" "$@" <<'PY' 2>>"$tmp/imap.log"
-import imaplib, socket, ssl, sys
+    IMAP_SOURCE=${IMAP_SOURCE:-} python3 - "$cell_root" "$@" <<'PY' 2>>"$tmp/imap.log"
+import imaplib, os, socket, ssl, sys
 root, address, port, name, user, password, subject = sys.argv[1:]
+source = os.environ["IMAP_SOURCE"]
 context = ssl.create_default_context(cafile=root)
 class Imap(imaplib.IMAP4_SSL):
     def _create_socket(self, timeout):
-        sock = socket.create_connection((address, int(port)), timeout)
+        sock = socket.create_connection((address, int(port)), timeout,
+                                        source_address=(source, 0) if source else None)
         return self.ssl_context.wrap_socket(sock, server_hostname=name)
 # Long enough for Dovecot's answer to a refused login: 3 s late, plus the address's
-# penalty for earlier failures (up to 15 s).
-with Imap(name, int(port), ssl_context=context, timeout=30) as imap:
+# penalty for earlier failures (up to 15 s), plus celld's hold on a throttled login.
+with Imap(name, int(port), ssl_context=context, timeout=90) as imap:
     try:
         imap.login(user, password)
+    except imaplib.IMAP4.abort:
+        sys.exit(3)  # the connection broke: not a refusal
     except imaplib.IMAP4.error:
         sys.exit(2)
     imap.select("INBOX")

@@ -346,8 +346,9 @@ pub(crate) async fn start_upload(
     proxy: &Proxy,
     user: &str,
 ) -> Result<Arc<crate::upload_budget::Upload>, Response> {
-    let left = room_left(proxy, user).await?;
-    Ok(proxy.budgets.join(user, left))
+    let upload = proxy.budgets.enter(user);
+    upload.start(room_left(proxy, user).await?);
+    Ok(upload)
 }
 
 /// How many bytes `user` may still upload, from celld.

@@ -15,7 +15,8 @@ pub struct Budgets {
 
 #[derive(Debug)]
 struct Budget {
-    left: u64,
+    /// None until the first upload in flight has read what the quota leaves.
+    left: Option<u64>,
     uploads: usize,
 }
 
@@ -31,12 +32,12 @@ pub struct Upload {
 }
 
 impl Budgets {
-    /// Starts an upload of `user`'s; `fresh_left` (the quota less what is stored now) is
-    /// their budget unless another upload of theirs is already in flight.
-    pub fn join(self: &Arc<Self>, user: &str, fresh_left: u64) -> Arc<Upload> {
+    /// Enters an upload of `user`'s, before what the quota leaves is read: their budget
+    /// stays in place from then on, so an upload of theirs stored meanwhile stays drawn.
+    pub fn enter(self: &Arc<Self>, user: &str) -> Arc<Upload> {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         let budget = users.entry(user.to_owned()).or_insert(Budget {
-            left: fresh_left,
+            left: None,
             uploads: 0,
         });
         budget.uploads += 1;
@@ -51,6 +52,15 @@ impl Budgets {
 }
 
 impl Upload {
+    /// `fresh_left` (the quota less what is stored now, read after [`Budgets::enter`])
+    /// becomes the budget unless another upload of the user's set it already.
+    pub fn start(&self, fresh_left: u64) {
+        let mut users = self.budgets.users.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(budget) = users.get_mut(&self.user) {
+            budget.left.get_or_insert(fresh_left);
+        }
+    }
+
     /// Draws `bytes` from the budget ahead (an upload's declared length); false (nothing
     /// drawn) when they do not fit.
     pub fn reserve(&self, bytes: u64) -> bool {
@@ -75,9 +85,9 @@ impl Upload {
         let Some(budget) = users.get_mut(&self.user) else {
             return false;
         };
-        match budget.left.checked_sub(bytes) {
+        match budget.left.and_then(|left| left.checked_sub(bytes)) {
             Some(left) => {
-                budget.left = left;
+                budget.left = Some(left);
                 self.taken.fetch_add(bytes, Ordering::SeqCst);
                 true
             }
@@ -98,9 +108,8 @@ impl Drop for Upload {
             return;
         };
         if !self.stored.load(Ordering::SeqCst) {
-            budget.left = budget
-                .left
-                .saturating_add(self.taken.load(Ordering::SeqCst));
+            let taken = self.taken.load(Ordering::SeqCst);
+            budget.left = budget.left.map(|left| left.saturating_add(taken));
         }
         budget.uploads = budget.uploads.saturating_sub(1);
         if budget.uploads == 0 {
@@ -113,38 +122,44 @@ impl Drop for Upload {
 mod tests {
     use super::*;
 
+    fn join(budgets: &Arc<Budgets>, user: &str, fresh_left: u64) -> Arc<Upload> {
+        let upload = budgets.enter(user);
+        upload.start(fresh_left);
+        upload
+    }
+
     #[test]
     fn uploads_at_once_share_one_budget() {
         let budgets = Arc::new(Budgets::default());
-        let first = budgets.join("alice", 100);
-        let second = budgets.join("alice", 100);
+        let first = join(&budgets, "alice", 100);
+        let second = join(&budgets, "alice", 100);
         assert!(first.take(60));
         assert!(!second.take(60), "together they would pass the quota");
         assert!(second.take(40));
-        let bob = budgets.join("bob", 10);
+        let bob = join(&budgets, "bob", 10);
         assert!(bob.take(10), "each user has their own");
 
         // A failed upload gives its bytes back; a stored one keeps them drawn while the
         // user's other uploads are in flight.
         drop(second);
-        let third = budgets.join("alice", 100);
+        let third = join(&budgets, "alice", 100);
         assert!(third.take(40) && !third.take(1));
         third.stored();
         drop(third);
-        let fourth = budgets.join("alice", 100);
+        let fourth = join(&budgets, "alice", 100);
         assert!(!fourth.take(1), "the stored 40 still count");
         drop(first);
         drop(fourth);
-        let later = budgets.join("alice", 30);
+        let later = join(&budgets, "alice", 30);
         assert!(
             later.take(30),
             "with none in flight, what is on disk decides"
         );
         drop(later);
 
-        let declared = budgets.join("alice", 100);
+        let declared = join(&budgets, "alice", 100);
         assert!(declared.reserve(70));
-        assert!(!budgets.join("alice", 100).reserve(31));
+        assert!(!join(&budgets, "alice", 100).reserve(31));
         assert!(declared.take(70), "sent within what it declared");
         assert!(declared.take(30) && !declared.take(1));
     }

@@ -94,25 +94,39 @@ pub fn files_usage(state_dir: &Path, user: &cell_model::Username) -> std::io::Re
 
 /// What the file or folder at `path` (a decoded URL path in the user's home, `/` the home
 /// itself) holds; a missing one holds nothing. None when the path could leave the home.
+/// Reached from the cell's own state directory without following a link: the DAV machine
+/// owns the homes.
 pub fn path_usage(
     state_dir: &Path,
     user: &cell_model::Username,
     path: &str,
 ) -> Option<std::io::Result<u64>> {
-    let mut at = state_dir.join(STATE_DIR).join("files").join(user.as_str());
-    for segment in path.split('/').filter(|s| !s.is_empty()) {
-        if segment == "." || segment == ".." || segment.contains('\0') {
-            return None;
-        }
+    let base = state_dir.join(STATE_DIR);
+    let mut at = base.join("files").join(user.as_str());
+    let mut segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if segments
+        .iter()
+        .any(|s| *s == "." || *s == ".." || s.contains('\0'))
+    {
+        return None;
+    }
+    let last = segments.pop();
+    for segment in &segments {
         at.push(segment);
     }
-    Some(match std::fs::symlink_metadata(&at) {
-        Ok(meta) if meta.is_dir() => usage(&at),
-        Ok(meta) if meta.is_file() => Ok(meta.len()),
-        Ok(_) => Ok(0),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(error) => Err(error),
-    })
+    Some((|| {
+        let Some(dir) = crate::no_follow::OpenDir::beneath(&base, &at)? else {
+            return Ok(0);
+        };
+        match last {
+            None => dir.usage(),
+            Some(name) => match dir.child(std::ffi::OsStr::new(name))? {
+                crate::no_follow::Child::Dir(sub) => sub.usage(),
+                crate::no_follow::Child::File(file) => Ok(file.metadata()?.len()),
+                crate::no_follow::Child::Other => Ok(0),
+            },
+        }
+    })())
 }
 
 /// The bytes of every file under `home` (none: 0). Symbolic links are not followed.
@@ -162,6 +176,14 @@ mod tests {
         assert_eq!(at("/"), Some(505));
         assert_eq!(at("/missing"), Some(0));
         assert_eq!(at("/photos/../../bob"), None);
+        // A link planted in the home is not followed, in the middle of a path either.
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(elsewhere.join("deep")).unwrap();
+        std::fs::write(elsewhere.join("deep/big"), [0u8; 1000]).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, home.join("linked")).unwrap();
+        assert_eq!(at("/linked/deep"), Some(0));
+        assert_eq!(at("/linked"), Some(0));
+        assert_eq!(at("/"), Some(505));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod lan;
 pub mod mail_login;
 pub mod mail_relay;
 pub mod network;
+pub mod no_follow;
 pub mod ntp;
 pub mod passwords;
 pub mod peer;

@@ -23,6 +23,16 @@ pub fn nonce(secrets: &SecretStore) -> Result<String, SecretError> {
     Ok(text)
 }
 
+/// What the mail machine's account file calls the account password whose hash is `hash`
+/// (its SHA-256, 12 hex digits): the login policy refuses one that no longer matches.
+pub fn account_tag(hash: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(hash.as_bytes())[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Whether a process with this uid (as the cell sees it) is in the mail machine: its
 /// user namespace maps 65536 ids from [`MAIL_UID_BASE`]. The socket's directory lets in
 /// only the machine's `dovecot`.

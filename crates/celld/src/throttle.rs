@@ -53,6 +53,14 @@ impl Throttle {
         }
     }
 
+    /// Whether `key` is locked out (not merely waiting) now.
+    pub fn locked(&self, key: &str, now: Instant) -> bool {
+        self.keys
+            .get(key)
+            .and_then(|attempts| attempts.locked_until)
+            .is_some_and(|until| until > now)
+    }
+
     /// Admits one attempt against every key, counting it at once; or, when any key must
     /// wait, refuses it without counting and says how long (the longest wait).
     pub fn attempt(&mut self, keys: &[&str], now: Instant) -> Result<Outcome, Duration> {

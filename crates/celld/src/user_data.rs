@@ -4,15 +4,20 @@
 //! the files as they are), and their removal when the account is deleted.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use axum::body::Bytes;
 
+use crate::no_follow::{Child, OpenDir};
+
 /// One kind of an account's data, below celld's state directory.
 pub struct Location {
     pub path: PathBuf,
+    /// The directory above it that only the cell's root can change: the walk starts
+    /// there and follows no link below it.
+    base: PathBuf,
     /// How a person calls it ("a mailbox").
     pub what: &'static str,
     /// Its place in the export.
@@ -31,24 +36,29 @@ enum Kind {
 /// Every place an account `name` keeps data in.
 pub fn locations(state_dir: &Path, name: &str) -> Vec<Location> {
     let dav = state_dir.join(crate::dav::STATE_DIR);
+    let mail = state_dir.join("mail");
     vec![
         Location {
-            path: state_dir.join("mail/mailboxes").join(name),
+            path: mail.join("mailboxes").join(name),
+            base: mail,
             what: "a mailbox",
             kind: Kind::Mailbox,
         },
         Location {
             path: dav.join("collections/collection-root").join(name),
+            base: dav.clone(),
             what: "calendars and address books",
             kind: Kind::Collections,
         },
         Location {
             path: dav.join("files").join(name),
+            base: dav.clone(),
             what: "files",
             kind: Kind::Files,
         },
         Location {
             path: dav.join("files/.props").join(format!("{name}.sqlite")),
+            base: dav,
             what: "file properties",
             kind: Kind::FileProperties,
         },
@@ -116,9 +126,9 @@ pub fn export(state_dir: &Path, name: &str, out: impl Write) -> Result<(), DataE
     let root = PathBuf::from(name);
     for location in locations(state_dir, name) {
         match location.kind {
-            Kind::Mailbox => add_tree(&mut tar, &location.path, &root.join("mail"), dovecot_index)?,
-            Kind::Files => add_tree(&mut tar, &location.path, &root.join("files"), |_| false)?,
-            Kind::Collections => add_collections(&mut tar, &location.path, &root)?,
+            Kind::Mailbox => add_tree(&mut tar, &location, &root.join("mail"), dovecot_index)?,
+            Kind::Files => add_tree(&mut tar, &location, &root.join("files"), |_| false)?,
+            Kind::Collections => add_collections(&mut tar, &location, &root)?,
             Kind::FileProperties => {}
         }
     }
@@ -135,79 +145,6 @@ fn read_error(path: &Path) -> impl FnOnce(io::Error) -> DataError + '_ {
     }
 }
 
-/// A directory opened without following a link, whose entries are opened relative to it:
-/// one swapped for a link while it is walked is never followed (the machines own these
-/// directories, and what runs in them could try).
-struct OpenDir(std::os::fd::OwnedFd);
-
-/// What an entry of an [`OpenDir`] is, opened.
-enum Child {
-    Dir(OpenDir),
-    File(File),
-    /// A link, a device, a pipe, or gone since it was listed.
-    Other,
-}
-
-fn dir_flags() -> nix::fcntl::OFlag {
-    use nix::fcntl::OFlag;
-    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
-}
-
-impl OpenDir {
-    /// The directory at `path`; none when it is missing or not a directory (a link).
-    fn open(path: &Path) -> Result<Option<Self>, DataError> {
-        use nix::errno::Errno;
-        match nix::fcntl::open(path, dir_flags(), nix::sys::stat::Mode::empty()) {
-            Ok(fd) => Ok(Some(Self(fd))),
-            Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP) => Ok(None),
-            Err(e) => Err(read_error(path)(e.into())),
-        }
-    }
-
-    /// Its entries' names, sorted.
-    fn names(&self) -> io::Result<Vec<std::ffi::OsString>> {
-        use std::os::unix::ffi::OsStrExt;
-        // A description of its own, so that listing does not move a shared offset.
-        let mut dir =
-            nix::dir::Dir::openat(&self.0, ".", dir_flags(), nix::sys::stat::Mode::empty())?;
-        let mut names = Vec::new();
-        for entry in dir.iter() {
-            let bytes = entry?.file_name().to_bytes().to_owned();
-            if bytes != b"." && bytes != b".." {
-                names.push(std::ffi::OsStr::from_bytes(&bytes).to_owned());
-            }
-        }
-        names.sort();
-        Ok(names)
-    }
-
-    fn child(&self, name: &std::ffi::OsStr) -> io::Result<Child> {
-        use nix::errno::Errno;
-        use nix::fcntl::OFlag;
-        let mode = nix::sys::stat::Mode::empty();
-        match nix::fcntl::openat(&self.0, name, dir_flags(), mode) {
-            Ok(fd) => return Ok(Child::Dir(Self(fd))),
-            Err(Errno::ENOTDIR) => {}
-            Err(Errno::ELOOP | Errno::ENOENT) => return Ok(Child::Other),
-            Err(e) => return Err(e.into()),
-        }
-        // Never waits on a pipe someone left there.
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
-        match nix::fcntl::openat(&self.0, name, flags, mode) {
-            Ok(fd) => {
-                let file = File::from(fd);
-                Ok(if file.metadata()?.is_file() {
-                    Child::File(file)
-                } else {
-                    Child::Other
-                })
-            }
-            Err(Errno::ELOOP | Errno::ENOENT | Errno::ENXIO) => Ok(Child::Other),
-            Err(e) => Err(e.into()),
-        }
-    }
-}
-
 /// Dovecot's indexes and caches beside the messages: rebuilt by any server, useless to
 /// another program.
 fn dovecot_index(name: &str) -> bool {
@@ -217,13 +154,21 @@ fn dovecot_index(name: &str) -> bool {
 /// The directory at `path` (when it is one) under `inside`, without the files `skip` names.
 fn add_tree<W: Write>(
     tar: &mut tar::Builder<W>,
-    path: &Path,
+    location: &Location,
     inside: &Path,
     skip: fn(&str) -> bool,
 ) -> Result<(), DataError> {
-    match OpenDir::open(path)? {
-        Some(dir) => add_dir(tar, &dir, path, inside, skip),
+    match location.open()? {
+        Some(dir) => add_dir(tar, &dir, &location.path, inside, skip),
         None => Ok(()),
+    }
+}
+
+impl Location {
+    /// Its directory, reached from `base` without following a link; none when it is
+    /// missing or not a directory.
+    fn open(&self) -> Result<Option<OpenDir>, DataError> {
+        OpenDir::beneath(&self.base, &self.path).map_err(read_error(&self.path))
     }
 }
 
@@ -298,10 +243,11 @@ fn add_text<W: Write>(tar: &mut tar::Builder<W>, name: &Path, text: &str) -> Res
 /// per item, `.Radicale.props` saying which it is) as one file.
 fn add_collections<W: Write>(
     tar: &mut tar::Builder<W>,
-    path: &Path,
+    location: &Location,
     root: &Path,
 ) -> Result<(), DataError> {
-    let Some(dir) = OpenDir::open(path)? else {
+    let path = &location.path;
+    let Some(dir) = location.open()? else {
         return Ok(());
     };
     for name in dir.names().map_err(read_error(path))? {

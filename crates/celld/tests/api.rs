@@ -1062,8 +1062,8 @@ async fn an_exhausted_subnet_is_named() {
         .count();
     assert_eq!(
         secrets,
-        4 + 15,
-        "identity, server key, the root and the leaf certificate, and one key per stored device"
+        5 + 15,
+        "identity, server key, the mail login nonce, the root and the leaf certificate, and one key per stored device"
     );
 }
 
@@ -3177,8 +3177,10 @@ async fn mail_logins_count_against_the_cells_throttle_and_answer_to_its_settings
             mail_login("bob", &"bb".repeat(32), ""),
         )
         .await;
-    assert_eq!(answer["status"], -1, "{answer}");
-    assert!(answer["msg"].as_str().unwrap().contains("too many"));
+    assert!(
+        answer["status"].as_i64().is_some_and(|s| s >= 1),
+        "held back, not refused, while the account waits: {answer}"
+    );
     let (status, _) = cell
         .anonymous(
             Method::POST,
@@ -3191,22 +3193,59 @@ async fn mail_logins_count_against_the_cells_throttle_and_answer_to_its_settings
         .mail_policy(MAIL_DOVECOT_UID, "allow", mail_login("bob", &good, ""))
         .await;
     assert_eq!(answer["status"], 0, "a device that just logged in goes on");
+    // Each one held back still counts: the account is locked out, and then refused.
+    let mut refused = None;
+    for n in 4..20 {
+        let bad = format!("{n:064x}");
+        let (_, answer) = cell
+            .mail_policy(MAIL_DOVECOT_UID, "allow", mail_login("bob", &bad, ""))
+            .await;
+        if answer["status"] == -1 {
+            assert!(answer["msg"].as_str().unwrap().contains("too many"));
+            refused = Some(n);
+            break;
+        }
+        cell.mail_policy(
+            MAIL_DOVECOT_UID,
+            "report",
+            mail_report("bob", &bad, "", false),
+        )
+        .await;
+    }
+    assert_eq!(refused, Some(10), "locked out after ten counted attempts");
+    assert!(cell.audit_actions().contains(&"auth.lockout".to_owned()));
     let failures = cell
         .audit_actions()
         .into_iter()
         .filter(|a| a == "auth.service_failure")
         .count();
-    assert_eq!(failures, 3);
+    assert_eq!(failures, 3 + 6);
     let audit = std::fs::read_to_string(cell.dir.path().join("state/audit.jsonl")).unwrap();
     assert!(!audit.contains(&"aa".repeat(32)), "no digest in the audit");
 
-    // The settings decide after the password matched: a revoked app password, the
+    // The settings decide after the password matched: a changed or revoked password, the
     // account password once an administrator turns it off, a disabled account.
+    let settings = std::fs::read_to_string(cell.dir.path().join("state/settings.toml")).unwrap();
+    let bobs = &settings[settings.find("name = \"bob\"").unwrap()..];
+    let hash = bobs
+        .lines()
+        .find_map(|l| l.strip_prefix("password_hash = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap();
+    let account = format!("account.{}", celld::mail_login::account_tag(hash));
     let (_, answer) = cell
         .mail_policy(
             MAIL_DOVECOT_UID,
             "allow",
-            mail_login("bob", &good, "account"),
+            mail_login("bob", &good, "account.000000000000"),
+        )
+        .await;
+    assert_eq!(answer["msg"], "this password was changed", "{answer}");
+    let (_, answer) = cell
+        .mail_policy(
+            MAIL_DOVECOT_UID,
+            "allow",
+            mail_login("bob", &good, &account),
         )
         .await;
     assert_eq!(answer["status"], 0, "{answer}");
@@ -3223,7 +3262,7 @@ async fn mail_logins_count_against_the_cells_throttle_and_answer_to_its_settings
         .mail_policy(
             MAIL_DOVECOT_UID,
             "allow",
-            mail_login("bob", &good, "account"),
+            mail_login("bob", &good, &account),
         )
         .await;
     assert_eq!(answer["status"], -1, "{answer}");

@@ -28,8 +28,11 @@ pub const DKIM_SELECTOR: &str = "cell";
 /// Where, inside the machine, celld answers Dovecot's login policy questions (a Unix
 /// socket in a directory the cell binds in; only the machine's `dovecot` may enter it).
 pub const LOGIN_POLICY_SOCKET: &str = "/run/cell-login/policy.sock";
-/// The passdb field that says which password logged in: `account` or an app password's id.
+/// The passdb field that says which password logged in: `account.<tag>` or an app
+/// password's id.
 pub const LOGIN_FIELD: &str = "cell_login";
+/// What [`LOGIN_FIELD`] starts with for the account password.
+pub const ACCOUNT_LOGIN: &str = "account";
 /// Messages larger than this are refused (bytes).
 pub const MESSAGE_SIZE_LIMIT: u64 = 50 * 1024 * 1024;
 
@@ -96,6 +99,9 @@ pub struct MailUser {
     pub aliases: Vec<String>,
     /// The account password's argon2id PHC hash, when it may log in to mail.
     pub account_hash: Option<String>,
+    /// Names that hash for the login policy (hex, [`ACCOUNT_LOGIN`]`.<tag>`): a password
+    /// changed since the machine's file was written no longer matches the settings.
+    pub account_tag: String,
     /// App passwords, oldest first.
     pub app_passwords: Vec<MailAppPassword>,
     /// A disabled user keeps the mailbox and its mail but logs in nowhere.
@@ -238,6 +244,15 @@ fn check(mail: &Mail) -> Result<(), RenderError> {
                 user.name, app.id
             )));
         }
+        if user.account_hash.is_some()
+            && (user.account_tag.is_empty()
+                || !user.account_tag.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            return Err(RenderError::Invalid(format!(
+                "{}'s account password tag is not hex",
+                user.name
+            )));
+        }
         let app_hashes = user.app_passwords.iter().map(|app| &app.hash);
         for hash in user.account_hash.iter().chain(app_hashes) {
             if !hash.starts_with("$argon2id$")
@@ -341,8 +356,8 @@ fn passwd(mail: &Mail) -> String {
     for user in mail.users.iter().filter(|u| !u.disabled) {
         if let Some(hash) = &user.account_hash {
             out.push_str(&format!(
-                "{}:{{ARGON2ID}}{hash}::::::{LOGIN_FIELD}=account\n",
-                user.name
+                "{}:{{ARGON2ID}}{hash}::::::{LOGIN_FIELD}={ACCOUNT_LOGIN}.{}\n",
+                user.name, user.account_tag
             ));
         }
         for app in &user.app_passwords {

@@ -10,6 +10,7 @@ fn user(name: &str) -> MailUser {
         name: name.into(),
         aliases: Vec::new(),
         account_hash: None,
+        account_tag: "a1b2c3d4e5f6".into(),
         app_passwords: Vec::new(),
         disabled: false,
     }
@@ -191,7 +192,7 @@ fn every_app_password_has_a_line_found_by_its_id() {
     assert_eq!(passwd.matches("{ARGON2ID}$argon2id$").count(), 1 + 10 + 1);
     // Each line names the password that logs in, for celld's login policy.
     assert!(passwd.contains("\nalice:{ARGON2ID}"));
-    assert!(passwd.contains(&format!("::::::{LOGIN_FIELD}=account\n")));
+    assert!(passwd.contains(&format!("::::::{LOGIN_FIELD}=account.a1b2c3d4e5f6\n")));
     assert!(passwd.contains(&format!(
         "\nbob/b0b1:{{ARGON2ID}}{HASH_A}::::::{LOGIN_FIELD}=b0b1\n"
     )));

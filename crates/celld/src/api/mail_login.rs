@@ -28,8 +28,9 @@ use crate::throttle::{self, Outcome};
 
 /// The service app passwords' last use names.
 const SERVICE: &str = "mail";
-/// What `cell_login` says for the account password; otherwise it is an app password's id.
-const ACCOUNT: &str = "account";
+/// What `cell_login` starts with for the account password (`account.<tag>`); otherwise
+/// it is an app password's id.
+const ACCOUNT: &str = cell_render::mail::ACCOUNT_LOGIN;
 
 #[derive(Debug, Deserialize)]
 pub struct PolicyQuery {
@@ -60,7 +61,8 @@ pub struct PolicyRequest {
     policy_reject: bool,
 }
 
-/// `status`: 0 lets the login go on, -1 refuses it with `msg`.
+/// `status`: 0 lets the login go on, a positive number after that many seconds, -1
+/// refuses it with `msg`.
 #[derive(Debug, Serialize)]
 pub struct PolicyAnswer {
     status: i32,
@@ -71,6 +73,14 @@ impl PolicyAnswer {
     fn go_on() -> Json<Self> {
         Json(Self {
             status: 0,
+            msg: String::new(),
+        })
+    }
+
+    /// Goes on after `seconds` (0: at once).
+    fn wait(seconds: u64) -> Json<Self> {
+        Json(Self {
+            status: i32::try_from(seconds).unwrap_or(i32::MAX),
             msg: String::new(),
         })
     }
@@ -132,7 +142,8 @@ fn current(daemon: &Daemon) -> (u64, Settings) {
 }
 
 /// Before the password is checked: a login that matched a moment ago goes on uncounted;
-/// any other is an attempt, counted now, or refused while the account or address waits.
+/// any other is an attempt, counted now, held back while the account or address waits
+/// and refused while either is locked out.
 async fn before(
     daemon: &Arc<Daemon>,
     login: &Login,
@@ -149,27 +160,33 @@ async fn before(
     }
     let (account, address) = login.keys();
     // The account is counted now (a burst against it gets no more guesses than the
-    // schedule allows); the address only once a login from it failed (see report).
-    let outcome = {
+    // schedule allows); the address only once a login from it failed (see report). A
+    // login that must wait is held back that long (Dovecot's tarpit), not refused: a
+    // client's connections opened at once all get in; only a lockout refuses.
+    let decision = {
         let mut throttle = lock(&daemon.throttle);
-        throttle
+        let admitted = throttle
             .check(&address, now)
-            .and_then(|()| throttle.attempt(&[&account], now))
-    };
-    match outcome {
-        Err(_) => Ok(PolicyAnswer::refuse(
-            "too many failed logins; try again later",
-        )),
-        Ok(Outcome::LockedOut) => {
-            let lockout = Record::new("-", "auth.lockout")
-                .source(login.source.clone())
-                .target(&login.account)
-                .change("service", SERVICE);
-            record(daemon, lockout).await?;
-            Ok(PolicyAnswer::go_on())
+            .and_then(|()| throttle.attempt(&[&account], now));
+        match admitted {
+            Ok(outcome) => Ok((0, outcome)),
+            Err(_) if throttle.locked(&account, now) || throttle.locked(&address, now) => Err(()),
+            Err(wait) => Ok((wait.as_secs().max(1), throttle.count(&account, now))),
         }
-        Ok(Outcome::Counted) => Ok(PolicyAnswer::go_on()),
+    };
+    let Ok((wait, outcome)) = decision else {
+        return Ok(PolicyAnswer::refuse(
+            "too many failed logins; try again later",
+        ));
+    };
+    if outcome == Outcome::LockedOut {
+        let lockout = Record::new("-", "auth.lockout")
+            .source(login.source.clone())
+            .target(&login.account)
+            .change("service", SERVICE);
+        record(daemon, lockout).await?;
     }
+    Ok(PolicyAnswer::wait(wait))
 }
 
 /// After the password matched: the settings, not the machine's copy of them, decide.
@@ -189,9 +206,15 @@ fn still_valid(settings: &Settings, account: &str, matched: &str) -> Result<(), 
     if user.disabled {
         return Err("this account is disabled");
     }
-    if matched == ACCOUNT {
+    if let Some(tag) = matched
+        .strip_prefix(ACCOUNT)
+        .and_then(|rest| rest.strip_prefix('.'))
+    {
         if !settings.service_logins.account_password || user.totp_secret.is_some() {
             return Err("use an app password");
+        }
+        if tag != crate::mail_login::account_tag(user.password_hash.expose()) {
+            return Err("this password was changed");
         }
     } else if !user.app_passwords.iter().any(|app| app.id == matched) {
         return Err("this app password was revoked");
@@ -215,8 +238,12 @@ async fn report(
             && lock(&daemon.mail_trust)
                 .get(&login.account, &request.pwhash, generation, now)
                 .is_some();
-        let (account, _) = login.keys();
-        lock(&daemon.throttle).clear(&account);
+        if !trusted {
+            // Only a login that was counted clears the account's failures: one taken on
+            // trust must not wipe what guessers elsewhere have earned.
+            let (account, _) = login.keys();
+            lock(&daemon.throttle).clear(&account);
+        }
         let app = Username::parse(&login.account)
             .ok()
             .and_then(|name| settings.user(&name))

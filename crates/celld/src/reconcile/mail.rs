@@ -100,6 +100,7 @@ pub fn mail_config(settings: &Settings) -> Mail {
             aliases: user.mail_aliases.iter().map(|a| a.to_string()).collect(),
             account_hash: (account_password && user.totp_secret.is_none())
                 .then(|| user.password_hash.expose().to_owned()),
+            account_tag: crate::mail_login::account_tag(user.password_hash.expose()),
             app_passwords: user
                 .app_passwords
                 .iter()
@@ -272,9 +273,14 @@ impl Applier for MailApplier {
             crate::sync::lock(&self.pending).remove(&Reader::Accounts);
             // Refused from now on, and their open sessions ended (Dovecot keeps them).
             let kicks = std::mem::take(&mut *crate::sync::lock(&self.pending_kicks));
-            for user in &kicks {
-                if let Err(error) = self.system.end_mail_sessions(user).await {
-                    tracing::warn!(%user, %error, "cannot end the user's mail sessions");
+            let mut ended = Vec::new();
+            for user in kicks {
+                match self.system.end_mail_sessions(&user).await {
+                    Ok(()) => ended.push(user),
+                    Err(error) => {
+                        tracing::warn!(%user, %error, "cannot end the user's mail sessions; trying again on the next pass");
+                        crate::sync::lock(&self.pending_kicks).insert(user);
+                    }
                 }
             }
             let mut summary = match (changed.is_empty(), reloaded.is_empty()) {
@@ -282,9 +288,8 @@ impl Applier for MailApplier {
                 (false, true) => "accounts updated".to_owned(),
                 (false, false) => format!("reloaded {}", reloaded.join(", ")),
             };
-            if !kicks.is_empty() {
-                let users: Vec<&str> = kicks.iter().map(String::as_str).collect();
-                summary.push_str(&format!("; ended the sessions of {}", users.join(", ")));
+            if !ended.is_empty() {
+                summary.push_str(&format!("; ended the sessions of {}", ended.join(", ")));
             }
             Ok(summary)
         })
