@@ -122,8 +122,8 @@ pub struct MailAppPassword {
 pub enum Reader {
     Postfix,
     Dovecot,
-    /// Read by Dovecot, which looks for changes at most once a second: the cell reloads
-    /// it after a change, so that a refusal is immediate.
+    /// Read by Dovecot, which sees it change by itself (celld's login policy refuses what
+    /// it no longer allows meanwhile).
     Accounts,
     Opendkim,
 }

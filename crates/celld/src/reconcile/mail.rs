@@ -1,8 +1,8 @@
 //! The mail machine (systemd-nspawn@mail): its configuration rendered from the settings
 //! into /var/lib/cell/mail/config, its state directories, the TLS pair, and the machine
 //! itself, running while mail is on. A change reloads, inside the machine, only the
-//! service that reads the changed file (the account list: Dovecot, which would otherwise see
-//! it up to a second late).
+//! service that reads the changed file (the account list: none, Dovecot re-reads it, and
+//! celld's login policy is the authority meanwhile).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -242,12 +242,12 @@ impl Applier for MailApplier {
             crate::sync::lock(&self.pending_kicks).extend(lost);
             let changed: BTreeSet<Reader> = {
                 let mut pending = crate::sync::lock(&self.pending);
+                // The account file is not reloaded: Dovecot sees it change by itself, and
+                // celld's login policy refuses a disabled account or a revoked or changed
+                // password at once meanwhile. (A reload would leave the old auth process
+                // to be killed a minute later under Postfix's open connections, whose next
+                // login then fails "temporarily".)
                 pending.extend(changed);
-                // Dovecot looks at the account file at most once a second; reloading it
-                // makes a disabled user's or a revoked password's refusal immediate.
-                if pending.contains(&Reader::Accounts) {
-                    pending.insert(Reader::Dovecot);
-                }
                 pending.clone()
             };
             tls?;
@@ -322,6 +322,12 @@ impl MailApplier {
     }
 }
 
+/// A file's mtime in whole seconds and its size: what Dovecot compares.
+fn file_stamp(path: &Path) -> Option<(i64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.mtime(), m.len()))
+}
+
 /// The users with a login line in the account file at `path` that `next` no longer has
 /// as it is (disabled, deleted, a password changed or revoked).
 fn lost_logins(path: &Path, next: &[u8]) -> BTreeSet<String> {
@@ -383,8 +389,10 @@ fn write_machine(
             None => MAIL_UID_BASE,
         };
         let path = config.join(file.path);
+        let mut stamp_before = None;
         if *reader == Reader::Accounts {
             lost = lost_logins(&path, &file.bytes);
+            stamp_before = file_stamp(&path);
         }
         if super::files::write_owned_if_changed(
             &path,
@@ -393,6 +401,11 @@ fn write_machine(
             (MAIL_UID_BASE, gid),
         )? {
             changed.insert(*reader);
+            // Dovecot notices a new account file by its mtime (seconds) and size: one
+            // rewritten within the same second at the same size it must be told about.
+            if stamp_before.is_some() && file_stamp(&path) == stamp_before {
+                changed.insert(Reader::Dovecot);
+            }
         }
     }
     let mut tls_changed = false;
@@ -551,7 +564,7 @@ mod tests {
         let plan = applier.plan(&disabled).unwrap();
         assert_eq!(
             applier.apply(&plan, pass).await.unwrap(),
-            "reloaded dovecot.service; ended the sessions of alice"
+            "accounts updated; ended the sessions of alice"
         );
         assert!(system.requests().contains(&"kick=mail/alice".to_owned()));
     }
