@@ -18,7 +18,7 @@ pub fn nonce(secrets: &SecretStore) -> Result<String, SecretError> {
     }
     let mut raw = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut raw);
-    let text: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let text = hex::encode(raw);
     secrets.put(NONCE, text.as_bytes())?;
     Ok(text)
 }
@@ -27,10 +27,7 @@ pub fn nonce(secrets: &SecretStore) -> Result<String, SecretError> {
 /// (its SHA-256, 12 hex digits): the login policy refuses one that no longer matches.
 pub fn account_tag(hash: &str) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(hash.as_bytes())[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&Sha256::digest(hash.as_bytes())[..6])
 }
 
 /// Whether a process with this uid (as the cell sees it) is in the mail machine: its

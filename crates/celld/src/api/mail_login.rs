@@ -141,6 +141,20 @@ fn current(daemon: &Daemon) -> (u64, Settings) {
     (current.generation, current.settings.clone())
 }
 
+/// Whether this login's password matched a moment ago, under the same settings.
+fn trusted(
+    daemon: &Daemon,
+    login: &Login,
+    request: &PolicyRequest,
+    generation: u64,
+    now: Instant,
+) -> bool {
+    !request.pwhash.is_empty()
+        && lock(&daemon.mail_trust)
+            .get(&login.account, &request.pwhash, generation, now)
+            .is_some()
+}
+
 /// Before the password is checked: a login that matched a moment ago goes on uncounted;
 /// any other is an attempt, counted now, held back while the account or address waits
 /// and refused while either is locked out.
@@ -150,12 +164,8 @@ async fn before(
     request: &PolicyRequest,
 ) -> Result<Json<PolicyAnswer>, AppError> {
     let now = Instant::now();
-    let (generation, _) = current(daemon);
-    if !request.pwhash.is_empty()
-        && lock(&daemon.mail_trust)
-            .get(&login.account, &request.pwhash, generation, now)
-            .is_some()
-    {
+    let generation = lock(&daemon.store).current().generation;
+    if trusted(daemon, login, request, generation, now) {
         return Ok(PolicyAnswer::go_on());
     }
     let (account, address) = login.keys();
@@ -234,10 +244,7 @@ async fn report(
     let now = Instant::now();
     let (generation, settings) = current(daemon);
     if request.success {
-        let trusted = !request.pwhash.is_empty()
-            && lock(&daemon.mail_trust)
-                .get(&login.account, &request.pwhash, generation, now)
-                .is_some();
+        let trusted = trusted(daemon, login, request, generation, now);
         if !trusted {
             // Only a login that was counted clears the account's failures: one taken on
             // trust must not wipe what guessers elsewhere have earned.
