@@ -3193,7 +3193,8 @@ async fn mail_logins_count_against_the_cells_throttle_and_answer_to_its_settings
         .mail_policy(MAIL_DOVECOT_UID, "allow", mail_login("bob", &good, ""))
         .await;
     assert_eq!(answer["status"], 0, "a device that just logged in goes on");
-    // Each one held back still counts: the account is locked out, and then refused.
+    // Each one held back still counts, until the wait is longer than a login is held
+    // (Postfix gives up after 10 s): then it is refused, uncounted.
     let mut refused = None;
     for n in 4..20 {
         let bad = format!("{n:064x}");
@@ -3212,14 +3213,13 @@ async fn mail_logins_count_against_the_cells_throttle_and_answer_to_its_settings
         )
         .await;
     }
-    assert_eq!(refused, Some(10), "locked out after ten counted attempts");
-    assert!(cell.audit_actions().contains(&"auth.lockout".to_owned()));
+    assert_eq!(refused, Some(6), "held 2 s and 4 s, then refused");
     let failures = cell
         .audit_actions()
         .into_iter()
         .filter(|a| a == "auth.service_failure")
         .count();
-    assert_eq!(failures, 3 + 6);
+    assert_eq!(failures, 3 + 2);
     let audit = std::fs::read_to_string(cell.dir.path().join("state/audit.jsonl")).unwrap();
     assert!(!audit.contains(&"aa".repeat(32)), "no digest in the audit");
 

@@ -9,7 +9,7 @@
 //! the cell and the machine know, compared with the logins accepted a moment ago.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Query, State};
@@ -24,7 +24,7 @@ use crate::daemon::Daemon;
 use crate::mail_login::{account_of, in_mail_machine};
 use crate::peer::Peer;
 use crate::sync::lock;
-use crate::throttle::{self, Outcome};
+use crate::throttle::{self, Outcome, Throttle};
 
 /// The service app passwords' last use names.
 const SERVICE: &str = "mail";
@@ -169,22 +169,8 @@ async fn before(
         return Ok(PolicyAnswer::go_on());
     }
     let (account, address) = login.keys();
-    // The account is counted now (a burst against it gets no more guesses than the
-    // schedule allows); the address only once a login from it failed (see report). A
-    // login that must wait is held back that long (Dovecot's tarpit), not refused: a
-    // client's connections opened at once all get in; only a lockout refuses.
-    let decision = {
-        let mut throttle = lock(&daemon.throttle);
-        let admitted = throttle
-            .check(&address, now)
-            .and_then(|()| throttle.attempt(&[&account], now));
-        match admitted {
-            Ok(outcome) => Ok((0, outcome)),
-            Err(_) if throttle.locked(&account, now) || throttle.locked(&address, now) => Err(()),
-            Err(wait) => Ok((wait.as_secs().max(1), throttle.count(&account, now))),
-        }
-    };
-    let Ok((wait, outcome)) = decision else {
+    let decision = admit(&mut lock(&daemon.throttle), &account, &address, now);
+    let Some((wait, outcome)) = decision else {
         return Ok(PolicyAnswer::refuse(
             "too many failed logins; try again later",
         ));
@@ -197,6 +183,48 @@ async fn before(
         record(daemon, lockout).await?;
     }
     Ok(PolicyAnswer::wait(wait))
+}
+
+/// The longest a login is held back before its password is checked. Postfix gives up on
+/// Dovecot's answer after 10 s (and tells its client "454 connection lost to
+/// authentication server"), and Dovecot answers a failure 3 s late: a login that must
+/// wait longer is refused, uncounted, and the client tries again later.
+const LONGEST_HOLD: Duration = Duration::from_secs(4);
+
+/// The account is counted now (a burst against it gets no more guesses than the
+/// schedule allows); the address only once a login from it failed (see report). A login
+/// that must wait a little is held back that long (Dovecot's tarpit) and counted, so a
+/// client's connections opened at once all get in; one that must wait longer than
+/// [`LONGEST_HOLD`], or while the account or address is locked out, is refused. `Some`
+/// holds the seconds to hold the login back.
+fn admit(
+    throttle: &mut Throttle,
+    account: &str,
+    address: &str,
+    now: Instant,
+) -> Option<(u64, Outcome)> {
+    let wait = [address, account]
+        .iter()
+        .filter_map(|key| throttle.check(key, now).err())
+        .max();
+    match wait {
+        // Neither waits, so the attempt is admitted; were it not, it is refused.
+        None => throttle
+            .attempt(&[account], now)
+            .ok()
+            .map(|outcome| (0, outcome)),
+        Some(wait)
+            if wait > LONGEST_HOLD
+                || throttle.locked(account, now)
+                || throttle.locked(address, now) =>
+        {
+            None
+        }
+        Some(wait) => {
+            let seconds = u64::try_from(wait.as_millis().div_ceil(1000)).unwrap_or(u64::MAX);
+            Some((seconds, throttle.count(account, now)))
+        }
+    }
 }
 
 /// After the password matched: the settings, not the machine's copy of them, decide.
@@ -314,6 +342,87 @@ async fn report(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    const CAROL: &str = "user:carol";
+    const FROM: &str = "addr:192.0.2.7";
+
+    /// Fails one admitted login: counted against the address once it failed.
+    fn fail(throttle: &mut Throttle, now: Instant) -> Option<u64> {
+        let (held, _) = admit(throttle, CAROL, FROM, now)?;
+        throttle.count(FROM, now);
+        Some(held)
+    }
+
+    #[test]
+    fn a_short_wait_holds_the_login_back_and_a_long_one_refuses_it_uncounted() {
+        let mut throttle = Throttle::default();
+        let start = Instant::now();
+        for _ in 0..throttle::FREE_ATTEMPTS {
+            assert_eq!(fail(&mut throttle, start), Some(0));
+        }
+        // Each further login at once waits twice as long: 1 s, 2 s, 4 s, then more than
+        // a client waits for its answer.
+        assert_eq!(fail(&mut throttle, start), Some(1));
+        assert_eq!(fail(&mut throttle, start), Some(2));
+        assert_eq!(fail(&mut throttle, start), Some(4));
+        assert_eq!(admit(&mut throttle, CAROL, FROM, start), None);
+        assert_eq!(admit(&mut throttle, CAROL, FROM, start), None);
+        // The refusals were not counted: 8 s after the last counted login it is heard.
+        let later = start + Duration::from_secs(8);
+        assert!(admit(&mut throttle, CAROL, FROM, later).is_some());
+    }
+
+    #[test]
+    fn a_held_back_wait_is_rounded_up_never_shortening_the_schedule() {
+        let mut throttle = Throttle::default();
+        let start = Instant::now();
+        for _ in 0..=throttle::FREE_ATTEMPTS {
+            fail(&mut throttle, start);
+        }
+        // 2 s after the fourth, 1.5 s later: 0.5 s to wait, held for 1 s.
+        let now = start + Duration::from_millis(1500);
+        assert_eq!(fail(&mut throttle, now), Some(1));
+    }
+
+    #[test]
+    fn the_longer_of_the_account_and_address_waits_holds_the_login() {
+        let mut throttle = Throttle::default();
+        let now = Instant::now();
+        // The account waits 4 s (counted at every attempt), its address 1 s (counted
+        // only for the three failures reported).
+        for _ in 0..throttle::FREE_ATTEMPTS + 2 {
+            throttle.count(CAROL, now);
+        }
+        for _ in 0..throttle::FREE_ATTEMPTS {
+            throttle.count(FROM, now);
+        }
+        assert_eq!(
+            admit(&mut throttle, CAROL, FROM, now),
+            Some((4, Outcome::Counted))
+        );
+    }
+
+    #[test]
+    fn logins_heard_as_the_schedule_allows_lock_the_account_out_and_then_refuse() {
+        let mut throttle = Throttle::default();
+        let mut now = Instant::now();
+        let mut locked = None;
+        for n in 1..=throttle::LOCKOUT_AFTER + 1 {
+            match admit(&mut throttle, CAROL, "addr:192.0.2.8", now) {
+                Some((_, Outcome::LockedOut)) => locked = Some(n),
+                Some(_) => {}
+                None => break,
+            }
+            now += Duration::from_secs(61);
+        }
+        assert_eq!(locked, Some(throttle::LOCKOUT_AFTER));
+        // Locked out: refused however short the wait would otherwise be.
+        assert_eq!(admit(&mut throttle, CAROL, FROM, now), None);
+        let after = now + throttle::LOCKOUT;
+        assert!(admit(&mut throttle, CAROL, FROM, after).is_some());
+    }
+
     #[test]
     fn the_field_is_the_one_the_machine_sends() {
         assert_eq!(cell_render::mail::LOGIN_FIELD, "cell_login");
