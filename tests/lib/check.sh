@@ -155,6 +155,7 @@ login_code=
 api() {
     local args=(-s -b "$jar" -c "$jar" -o "$answer" -w '%{http_code}' --max-time 60 -X "$1")
     [ -z "${CELL_SOCKET:-}" ] || args+=(--unix-socket "$CELL_SOCKET")
+    [ -z "${CELL_API_SOURCE:-}" ] || args+=(--interface "$CELL_API_SOURCE")
     [ -z "$csrf" ] || args+=(-H "x-csrf-token: $csrf")
     [ $# -lt 3 ] || args+=(-H 'content-type: application/json' --data "$3")
     curl "${args[@]}" "${CELL_BASE:?CELL_BASE is not set}$2"

@@ -116,6 +116,12 @@ impl Throttle {
         }
     }
 
+    /// Notes an attempt refused without asking [`Throttle::attempt`] (a mail login that
+    /// would wait longer than its client does).
+    pub fn note_refused(&mut self) {
+        self.refused += 1;
+    }
+
     /// Attempts refused (told to wait) since start.
     pub fn refused(&self) -> u64 {
         self.refused

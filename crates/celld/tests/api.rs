@@ -3213,13 +3213,29 @@ async fn mail_logins_count_against_the_cells_throttle_and_answer_to_its_settings
         )
         .await;
     }
-    assert_eq!(refused, Some(6), "held 2 s and 4 s, then refused");
+    assert_eq!(refused, Some(5), "held 2 s, then refused");
     let failures = cell
         .audit_actions()
         .into_iter()
         .filter(|a| a == "auth.service_failure")
         .count();
-    assert_eq!(failures, 3 + 2);
+    assert_eq!(failures, 3 + 1);
+    // Failures from one address, whichever account they were for, lock it out.
+    for n in 0..10 {
+        let mut failure = mail_report(&format!("guess{n}"), &"cc".repeat(32), "", false);
+        failure["remote"] = json!("203.0.113.9");
+        cell.mail_policy(MAIL_DOVECOT_UID, "report", failure).await;
+    }
+    assert!(cell.audit_actions().contains(&"auth.lockout".to_owned()));
+    let mut from_there = mail_login("bob", &"dd".repeat(32), "");
+    from_there["remote"] = json!("203.0.113.9");
+    let (_, answer) = cell
+        .mail_policy(MAIL_DOVECOT_UID, "allow", from_there)
+        .await;
+    assert_eq!(
+        answer["status"], -1,
+        "refused while the address is locked out"
+    );
     let audit = std::fs::read_to_string(cell.dir.path().join("state/audit.jsonl")).unwrap();
     assert!(!audit.contains(&"aa".repeat(32)), "no digest in the audit");
 
