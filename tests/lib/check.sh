@@ -102,8 +102,8 @@ class Imap(imaplib.IMAP4_SSL):
         sock = socket.create_connection((address, int(port)), timeout,
                                         source_address=(source, 0) if source else None)
         return self.ssl_context.wrap_socket(sock, server_hostname=name)
-# Long enough for Dovecot's answer to a refused login: 3 s late, plus the address's
-# penalty for earlier failures (up to 15 s), plus celld's hold on a throttled login.
+# Long enough for Dovecot's answer to a refused login (about 3 s late) plus celld's hold
+# on a throttled login (at most 3 s), with room for a slow machine.
 with Imap(name, int(port), ssl_context=context, timeout=90) as imap:
     try:
         imap.login(user, password)

@@ -3227,7 +3227,7 @@ async fn mail_logins_count_against_the_cells_throttle_and_answer_to_its_settings
         cell.mail_policy(MAIL_DOVECOT_UID, "report", failure).await;
     }
     assert!(cell.audit_actions().contains(&"auth.lockout".to_owned()));
-    let mut from_there = mail_login("bob", &"dd".repeat(32), "");
+    let mut from_there = mail_login("guess0", &"dd".repeat(32), "");
     from_there["remote"] = json!("203.0.113.9");
     let (_, answer) = cell
         .mail_policy(MAIL_DOVECOT_UID, "allow", from_there)
