@@ -317,7 +317,8 @@ relay_dir=$tmp/relay
 mkdir -p "$relay_dir"
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=relay.test \
     -keyout "$relay_dir/key.pem" -out "$relay_dir/cert.pem" 2>/dev/null
-python3 tests/lib/smtp-relay-standin.py "$relay_dir/cert.pem" "$relay_dir/key.pem" "$relay_dir" "10.77.$net.1" 2525 &
+python3 tests/lib/smtp-relay-standin.py "$relay_dir/cert.pem" "$relay_dir/key.pem" "$relay_dir" "10.77.$net.1" 2525 \
+    "an old pass:word" &
 relay_pid=$!
 stop_relay() { kill "$relay_pid" 2>/dev/null || true; }
 on_exit stop_relay
@@ -330,8 +331,9 @@ check "with a root of its own" wait_until 60 new_root
 trust_cell_root "http://$address"
 front_door() { [ "$(api GET /api/v1/status)" = 200 ]; }
 check "and the front door serves a certificate from it" wait_until 60 front_door
-relay_body='{"host":"10.77.'$net'.1","port":2525,"username":"cell@example.org","password":"relay pass:word","verify_certificate":false}'
-check "alice sends outgoing mail through the relay" [ "$(api PUT /api/v1/mail/relay "$relay_body")" = 200 ]
+# First with a login the relay no longer takes: the message waits in Postfix's queue.
+stale_body='{"host":"10.77.'$net'.1","port":2525,"username":"cell@example.org","password":"an old pass:word","verify_certificate":false}'
+check "alice sends outgoing mail through the relay" [ "$(api PUT /api/v1/mail/relay "$stale_body")" = 200 ]
 check "its password is in no answer" bash -c '! grep -q "pass:word" "$1"' _ "$answer"
 # The mail applier has applied the generation in force (the VPN's cannot here: no WireGuard).
 mail_settled() {
@@ -339,16 +341,24 @@ mail_settled() {
         [ "$(field 'any(a["applier"] == "mail" and a["ok"] and a["generation"] == v["generation"] for a in v["appliers"])')" = True ]
 }
 check "the mail machine takes it" wait_until 60 mail_settled
-check "where only its root may read the login" \
-    [ "$($nspawn exec $name stat -c '%u %a' /var/lib/cell/mail/config/postfix/relay_password)" = "1879048192 600" ]
 # Postfix refuses recipients in domains DNS does not know, and no public DNS answers here:
 # the recipient is at an address literal, which needs no lookup.
 swaks --server "$address" --port 587 --tls --auth PLAIN --auth-user alice --auth-password "$alice_app" \
     --from alice@example.org --to 'someone@[192.0.2.1]' --header "Subject: relayed-$token" >"$tmp/relayed.log" 2>&1 || true
 check "alice's message for another domain is accepted" grep -q '250 2.0.0 Ok: queued' "$tmp/relayed.log"
-grep -q '250 2.0.0 Ok: queued' "$tmp/relayed.log" || tail -n 8 "$tmp/relayed.log" | sed 's/^/#   /' 
+grep -q '250 2.0.0 Ok: queued' "$tmp/relayed.log" || tail -n 8 "$tmp/relayed.log" | sed 's/^/#   /'
+stale_refused() { grep -qxF 'auth cell@example.org:an old pass:word' "$relay_dir/events" 2>/dev/null; }
+check "the relay refuses the old login" wait_until 30 stale_refused
 relayed() { grep -qx 'message' "$relay_dir/events" 2>/dev/null; }
-check "and reaches the relay" wait_until 30 relayed
+check "so the message waits in the cell" bash -c '! grep -qx message "$1/events"' _ "$relay_dir"
+relay_body='{"host":"10.77.'$net'.1","port":2525,"username":"cell@example.org","password":"relay pass:word","verify_certificate":false}'
+check "alice corrects the relay's password" [ "$(api PUT /api/v1/mail/relay "$relay_body")" = 200 ]
+check "the mail machine takes it too" wait_until 60 mail_settled
+check "where only its root may read the login" \
+    [ "$($nspawn exec $name stat -c '%u %a' /var/lib/cell/mail/config/postfix/relay_password)" = "1879048192 600" ]
+# Postfix would retry a deferred message after 5 minutes at the soonest; the cell has it
+# retry its queue as soon as it took the new login.
+check "and the waiting message reaches the relay at once" wait_until 30 relayed
 check "over STARTTLS" grep -qx starttls "$relay_dir/events"
 check "logged in with the cell's login" grep -qxF 'auth cell@example.org:relay pass:word' "$relay_dir/events"
 check "for its recipient" grep -qiF 'RCPT TO:<someone@[192.0.2.1]>' "$relay_dir/events"

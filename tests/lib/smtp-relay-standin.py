@@ -3,7 +3,8 @@
 SMTP with STARTTLS, AUTH PLAIN and LOGIN only after TLS, accepting every message. It
 records what a real relay would see in OUTDIR/events (one line each: starttls, tls-failed,
 auth USER:PASSWORD, MAIL/RCPT commands, message) and each message in OUTDIR/message-N.
-  smtp-relay-standin.py CERT KEY OUTDIR ADDRESS PORT
+A login with REFUSED_PASSWORD, when given, is refused with 535 (a login gone stale).
+  smtp-relay-standin.py CERT KEY OUTDIR ADDRESS PORT [REFUSED_PASSWORD]
 """
 import base64
 import os
@@ -12,6 +13,7 @@ import ssl
 import sys
 
 cert, key, outdir, address, port = sys.argv[1:6]
+refused_password = sys.argv[6] if len(sys.argv) > 6 else None
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 context.load_cert_chain(cert, key)
 
@@ -69,7 +71,10 @@ class Session(socketserver.StreamRequestHandler):
                     send("334 UGFzc3dvcmQ6")
                     password = base64.b64decode(read()).decode()
                 log(f"auth {user}:{password}")
-                send("235 2.7.0 accepted")
+                if password == refused_password:
+                    send("535 5.7.8 authentication failed")
+                else:
+                    send("235 2.7.0 accepted")
             elif verb in ("MAIL", "RCPT"):
                 log(command)
                 send("250 2.1.0 ok")

@@ -26,6 +26,7 @@ pub const CELL_UNITS: &[&str] = &[
     "cell-machine-reload@mail:postfix.service",
     "cell-machine-reload@mail:dovecot.service",
     "cell-machine-reload@mail:opendkim.service",
+    crate::system::MAIL_FLUSH_UNIT,
     crate::dav::DAV_UNIT,
     "cell-machine-reload@dav:radicale.service",
     "cell-machine-reload@dav:lighttpd.service",

@@ -76,6 +76,9 @@ pub trait System: Send + Sync + std::fmt::Debug {
     fn reload_in_machine<'a>(&'a self, machine: &'a str, unit: &'a str) -> SystemFuture<'a>;
     /// Ends `user`'s IMAP sessions in the mail machine, if it runs, and waits for it.
     fn end_mail_sessions<'a>(&'a self, user: &'a str) -> SystemFuture<'a>;
+    /// Has the mail machine's Postfix, if it runs, retry the mail in its queue now, and
+    /// waits for the request to be handed over.
+    fn flush_mail_queue(&self) -> SystemFuture<'_>;
     /// Has systemd-networkd read its `.network` files again and reconfigure the links
     /// whose configuration changed.
     fn reload_network(&self) -> SystemFuture<'_>;
@@ -480,6 +483,17 @@ impl System for DBusSystem {
         })
     }
 
+    fn flush_mail_queue(&self) -> SystemFuture<'_> {
+        Box::pin(async move {
+            self.run_job(MAIL_FLUSH_UNIT)
+                .await
+                .map_err(|message| SystemError::InMachine {
+                    machine: "mail".to_owned(),
+                    message: format!("retrying the mail queue: {message}"),
+                })
+        })
+    }
+
     fn reload_network(&self) -> SystemFuture<'_> {
         Box::pin(async move {
             self.bus()
@@ -663,6 +677,9 @@ pub fn mail_kick_unit(user: &str) -> Option<String> {
     plain.then(|| format!("cell-mail-kick@{user}.service"))
 }
 
+/// The job that has the mail machine's Postfix retry its queue (cell-mail-flush.service).
+pub const MAIL_FLUSH_UNIT: &str = "cell-mail-flush.service";
+
 /// How long a reload inside a machine may take (Postfix and Dovecot reload in well under a
 /// second; a machine still booting answers once its PID 1 is up).
 const MACHINE_JOB_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -729,6 +746,10 @@ impl System for RecordedSystem {
 
     fn end_mail_sessions<'a>(&'a self, user: &'a str) -> SystemFuture<'a> {
         self.record(format!("kick=mail/{user}"))
+    }
+
+    fn flush_mail_queue(&self) -> SystemFuture<'_> {
+        self.record("flush=mail".to_owned())
     }
 
     fn reload_network(&self) -> SystemFuture<'_> {

@@ -271,6 +271,18 @@ impl Applier for MailApplier {
                 }
             }
             crate::sync::lock(&self.pending).remove(&Reader::Accounts);
+            // Mail Postfix deferred (a relay missing its password, or refusing its login)
+            // is retried under the new configuration now, not on its backoff schedule
+            // (up to an hour). Without the retry it still leaves later: a warning only.
+            let mut flushed = false;
+            if reloaded.contains(&"postfix.service") {
+                match self.system.flush_mail_queue().await {
+                    Ok(()) => flushed = true,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot have Postfix retry its queue now; it retries on its own schedule");
+                    }
+                }
+            }
             // Refused from now on, and their open sessions ended (Dovecot keeps them).
             let kicks = std::mem::take(&mut *crate::sync::lock(&self.pending_kicks));
             let mut ended = Vec::new();
@@ -288,6 +300,9 @@ impl Applier for MailApplier {
                 (false, true) => "accounts updated".to_owned(),
                 (false, false) => format!("reloaded {}", reloaded.join(", ")),
             };
+            if flushed {
+                summary.push_str("; queued mail retried");
+            }
             if !ended.is_empty() {
                 summary.push_str(&format!("; ended the sessions of {}", ended.join(", ")));
             }
@@ -527,7 +542,7 @@ mod tests {
         let first = applier.apply(&plan, pass).await.unwrap();
         assert_eq!(
             first,
-            "reloaded postfix.service, dovecot.service, opendkim.service"
+            "reloaded postfix.service, dovecot.service, opendkim.service; queued mail retried"
         );
         let key = dir.path().join("mail/config/dkim/cell.private");
         let meta = std::fs::metadata(&key).unwrap();
@@ -555,9 +570,15 @@ mod tests {
         let mut aliased = settings();
         aliased.users[0].mail_aliases = vec![cell_model::Username::parse("info").unwrap()];
         let plan = applier.plan(&aliased).unwrap();
+        let before = system.requests().len();
         assert_eq!(
             applier.apply(&plan, pass).await.unwrap(),
-            "reloaded postfix.service"
+            "reloaded postfix.service; queued mail retried"
+        );
+        // Postfix retries its queue under the configuration it has just read.
+        assert_eq!(
+            system.requests()[before..],
+            ["reload=mail/postfix.service", "flush=mail"]
         );
         let mut disabled = aliased.clone();
         disabled.users[0].disabled = true;
@@ -567,6 +588,15 @@ mod tests {
             "accounts updated; ended the sessions of alice"
         );
         assert!(system.requests().contains(&"kick=mail/alice".to_owned()));
+        assert_eq!(
+            system
+                .requests()
+                .iter()
+                .filter(|r| *r == "flush=mail")
+                .count(),
+            2,
+            "no retry without a Postfix reload"
+        );
     }
 
     #[test]
